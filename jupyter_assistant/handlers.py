@@ -1,0 +1,243 @@
+"""HTTP API handlers: they translate HTTP to the engine (``service.py``) and back, nothing more.
+
+All under ``{base_url}api/assistant/``, JSON, behind Jupyter's authentication and authorization
+(``auth_resource = "assistant"``). Errors are always ``{"message": ...}`` JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .app import AssistantExtension
+    from .service import AssistantService
+
+AUTH_RESOURCE = "assistant"
+UUID_RE = r"[^/]+"  # validated (UUID, canonical form) by the engine, so a bad id is a JSON 404
+
+M = TypeVar("M", bound="BaseModel")
+F = TypeVar("F", bound=Callable[..., Awaitable[None]])
+
+
+def engine_errors(method: F) -> F:
+    """Turn engine errors into JSON HTTP errors with their status and message."""
+
+    @wraps(method)
+    async def wrapper(self: AssistantHandler, *args: Any, **kwargs: Any) -> None:
+        from .errors import AssistantError
+
+        try:
+            await method(self, *args, **kwargs)
+        except AssistantError as exc:
+            raise web.HTTPError(exc.status, exc.message.replace("%", "%%")) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+class AssistantHandler(ExtensionHandlerMixin, APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def assistant(self) -> AssistantExtension:
+        return self.extensionapp  # type: ignore[return-value]
+
+    @property
+    def service(self) -> AssistantService:
+        return self.assistant.service
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # Always {"message": ...}; never a traceback, whatever went wrong.
+        self.set_header("Content-Type", "application/json")
+        message: str = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
+            err = exc_info[1]
+            template = str(err.log_message)
+            message = template % err.args if err.args else template
+        elif exc_info:
+            message = "Internal error in the assistant extension; see the server log."
+        self.finish(json.dumps({"message": message}))
+
+    def parse_body(self, model: type[M]) -> M:
+        """Validate the JSON body against ``model``; any problem is a 400 naming the field."""
+        from pydantic import ValidationError
+
+        limit = self.assistant.max_message_bytes * 2 + 65536
+        if len(self.request.body) > limit:
+            raise web.HTTPError(413, f"Request body over {limit} bytes")
+        try:
+            data = json.loads(self.request.body or b"null")
+        except ValueError:
+            raise web.HTTPError(400, "The request body must be JSON.") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "The request body must be a JSON object.")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise web.HTTPError(400, f"Invalid request: {problems}".replace("%", "%%")) from None
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+
+class ProvidersHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self) -> None:
+        refresh = self.get_query_argument("refresh", "") in ("1", "true")
+        self.write_json(await self.service.providers_info(refresh=refresh))
+
+
+class SessionsHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self) -> None:
+        path = self.get_query_argument("path", None)
+        self.write_json(await self.service.list_sessions(path))
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self) -> None:
+        from .models import CreateSessionBody
+
+        body = self.parse_body(CreateSessionBody)
+        session = await self.service.create_session(body.path, body.provider, body.context)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + session.id)
+        self.write_json(session.model_dump(mode="json"), status=201)
+
+
+class SessionHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self, session_id: str) -> None:
+        session = await self.service.get_session(session_id)
+        self.write_json(session.model_dump(mode="json"))
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def delete(self, session_id: str) -> None:
+        await self.service.delete_session(session_id)
+        self.set_status(204)
+        self.finish()
+
+
+class MessagesHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self, session_id: str) -> None:
+        from .models import PostMessageBody
+        from .store import validate_session_id
+
+        validate_session_id(session_id)
+        body = self.parse_body(PostMessageBody)
+        turn = await self.service.post_message(session_id, body.content, body.context)
+        self.write_json({"turn_id": turn.id}, status=202)
+
+
+class CancelHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self, session_id: str) -> None:
+        self.write_json({"cancelled": await self.service.cancel(session_id)})
+
+
+class PermissionHandler(AssistantHandler):
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self, session_id: str, request_id: str) -> None:
+        from .models import PermissionBody
+        from .store import validate_session_id
+
+        validate_session_id(session_id)
+        body = self.parse_body(PermissionBody)
+        await self.service.answer_permission(session_id, request_id, body)
+        self.write_json({"answered": True})
+
+
+class EventsHandler(AssistantHandler):
+    """Server-Sent Events of the session's latest turn, from ``Last-Event-ID`` on."""
+
+    _closed = False
+
+    def on_connection_close(self) -> None:
+        self._closed = True
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self, session_id: str) -> None:
+        last_event_id = self.request.headers.get("Last-Event-ID") or self.get_query_argument(
+            "last_event_id", None
+        )
+        turn, after = self.service.events_of(session_id, last_event_id)
+        # APIHandler.finish() would force application/json: set the stream's type first.
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache, no-transform")
+        self.set_header("X-Accel-Buffering", "no")
+        self.set_status(200)
+        if turn is None:
+            self.finish(set_content_type="text/event-stream; charset=utf-8")
+            return
+        keepalive = self.assistant.sse_keepalive_seconds
+        try:
+            self.write(f": stream of turn {turn.id}\n\n")
+            await self.flush()
+            while not self._closed:
+                batch = await turn.next_batch(after, keepalive)
+                if batch is None:
+                    break
+                if not batch:
+                    self.write(": keep-alive\n\n")
+                    await self.flush()
+                    continue
+                after = batch[-1][0]
+                self.write(
+                    "".join(
+                        f"id: {turn.id}:{seq}\nevent: {event['type']}\n"
+                        f"data: {json.dumps(event)}\n\n"
+                        for seq, event in batch
+                    )
+                )
+                await self.flush()
+        except StreamClosedError:
+            return
+        if not self._closed:
+            self.finish(set_content_type="text/event-stream; charset=utf-8")
+
+
+def routes() -> list[tuple[str, type[AssistantHandler]]]:
+    prefix = r"/api/assistant"
+    sid = rf"(?P<session_id>{UUID_RE})"
+    return [
+        (rf"{prefix}/providers/?", ProvidersHandler),
+        (rf"{prefix}/sessions/?", SessionsHandler),
+        (rf"{prefix}/sessions/{sid}/?", SessionHandler),
+        (rf"{prefix}/sessions/{sid}/messages/?", MessagesHandler),
+        (rf"{prefix}/sessions/{sid}/events/?", EventsHandler),
+        (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
+        (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
+    ]

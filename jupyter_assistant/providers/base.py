@@ -1,0 +1,166 @@
+"""The provider interface: how a turn becomes a command line, and each output line becomes events.
+
+A provider is a traitlets ``Configurable`` (so ``c.ClaudeCodeProvider.model = "..."`` works) that
+knows nothing of tornado, IPython or the store. Third-party providers register a subclass under the
+entry point group ``jupyter_assistant.providers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from traitlets import Dict, Unicode
+from traitlets.config import LoggingConfigurable
+
+Event = dict[str, Any]
+
+# Terminal event types: exactly one of them ends every turn.
+TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
+
+# Environment variables of Jupyter itself that must never reach an agent that runs shell commands.
+SECRET_ENV_VARS = frozenset(
+    {
+        "JUPYTER_TOKEN",
+        "JUPYTER_SERVER_TOKEN",
+        "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_COOKIE_SECRET",
+        "JUPYTERHUB_OAUTH_CLIENT_SECRET",
+        "JPY_API_TOKEN",
+        "JPY_COOKIE_SECRET",
+        "JUPYTER_GATEWAY_AUTH_TOKEN",
+        "JUPYTER_COOKIE_SECRET",
+    }
+)
+
+
+def provider_environment(*overlays: dict[str, str]) -> dict[str, str]:
+    """The server's environment minus Jupyter's own secrets, plus configured overlays."""
+    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV_VARS}
+    for overlay in overlays:
+        env.update(overlay)
+    return env
+
+
+@dataclass
+class TurnRequest:
+    session_id: str
+    turn_id: str
+    prompt: str
+    working_dir: str
+    notebook_path: str
+    provider_session_id: str | None = None
+    context: dict[str, Any] | None = None
+    model: str | None = None
+
+
+@dataclass
+class LaunchSpec:
+    argv: list[str]
+    env: dict[str, str]
+    stdin: bytes | None = None
+    cwd: str = ""
+
+
+@dataclass
+class ProviderHealth:
+    name: str
+    display_name: str
+    available: bool
+    version: str | None = None
+    problem: str | None = None
+    credentials: str = "unknown"  # present | missing | unknown
+    executable: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "available": self.available,
+            "version": self.version,
+            "problem": self.problem,
+            "credentials": self.credentials,
+            "executable": self.executable,
+        }
+
+
+class ProviderUnavailable(Exception):
+    """The turn cannot start (CLI missing, credentials missing): becomes an ``error`` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StreamParser(Protocol):
+    """Per-turn, stateful: provider output lines in, normalized events out."""
+
+    def feed(self, line: bytes) -> list[Event]: ...
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        """Called once at process exit; returns a terminal event unless one was already fed."""
+        ...
+
+
+@dataclass
+class ParserState:
+    provider_session_id: str | None = None
+    terminal: Event | None = None
+    invalid_lines: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class Provider(LoggingConfigurable):
+    """Base class of every provider."""
+
+    name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
+    install_hint: ClassVar[str] = ""
+
+    env = Dict(
+        value_trait=Unicode(),
+        help="Extra environment variables for this provider's process (e.g. API keys).",
+    ).tag(config=True)
+
+    def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
+        raise NotImplementedError
+
+    def create_parser(self, request: TurnRequest) -> StreamParser:
+        raise NotImplementedError
+
+    async def health(self) -> ProviderHealth:
+        raise NotImplementedError
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+
+    @staticmethod
+    def which(executable: str, path: str | None = None) -> str | None:
+        if os.sep in executable:
+            return executable if os.access(executable, os.X_OK) else None
+        return shutil.which(executable, path=path)
+
+    @staticmethod
+    async def read_version(argv: list[str], env: dict[str, str], timeout: float = 15.0) -> str:
+        """Run ``argv`` (e.g. ``claude --version``) and return its first output line."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        text = out.decode(errors="replace").strip()
+        if proc.returncode != 0:
+            raise RuntimeError(text.splitlines()[-1] if text else f"exit code {proc.returncode}")
+        return text.splitlines()[0] if text else ""

@@ -1,0 +1,199 @@
+"""AssistantService: the engine behind the HTTP API and the magics.
+
+It validates and carries out each operation on the store, the turn runner and the providers, and
+raises ``errors.AssistantError`` subclasses. It knows nothing of tornado or IPython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, Busy, NotFound, TooLarge
+from .models import Session
+from .processes import ProcessRegistry
+from .providers import ProviderRegistry
+from .store import SessionStore, validate_session_id
+from .turns import RunnerSettings, Turn, TurnRunner
+from .workdir import NotebookLocation, resolve_notebook
+
+log = logging.getLogger(__name__)
+
+HEALTH_CACHE_SECONDS = 30.0
+
+
+@dataclass
+class ServiceSettings:
+    store_dir: Path
+    root_dir: Path | None = None
+    default_provider: str = "claude"
+    max_message_bytes: int = 1024 * 1024
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+
+
+class AssistantService:
+    def __init__(self, settings: ServiceSettings, providers: ProviderRegistry) -> None:
+        self.settings = settings
+        self.providers = providers
+        self.store = SessionStore(settings.store_dir)
+        self.registry = ProcessRegistry(settings.store_dir)
+        self.runner = TurnRunner(self.store, self.registry, providers, settings.runner)
+        self._health: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    # -- providers -------------------------------------------------------------------------
+
+    async def providers_info(self, refresh: bool = False) -> dict[str, Any]:
+        names = self.providers.names()
+        rows = await asyncio.gather(*(self._provider_health(name, refresh) for name in names))
+        return {"default": self.settings.default_provider, "providers": list(rows)}
+
+    async def _provider_health(self, name: str, refresh: bool) -> dict[str, Any]:
+        cached = self._health.get(name)
+        if cached and not refresh and time.monotonic() - cached[0] < HEALTH_CACHE_SECONDS:
+            return cached[1]
+        provider = self.providers.get(name)
+        try:
+            row = (await provider.health()).to_json()
+        except Exception as exc:  # a broken provider is reported, not raised
+            log.exception("Health check of provider %s failed", name)
+            row = {
+                "name": name,
+                "display_name": getattr(provider, "display_name", name) or name,
+                "available": False,
+                "version": None,
+                "problem": f"Health check failed: {exc}",
+                "credentials": "unknown",
+                "executable": None,
+            }
+        self._health[name] = (time.monotonic(), row)
+        return row
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def locate(self, api_path: str) -> NotebookLocation:
+        if self.settings.root_dir is None:
+            raise BadRequest("This assistant has no server root to resolve notebook paths in.")
+        return resolve_notebook(self.settings.root_dir, api_path)
+
+    def _status(self, session_id: str, running: set[str] | None = None) -> str:
+        if running is not None:
+            return "running" if session_id in running else "idle"
+        return "running" if self.runner.is_running(session_id) else "idle"
+
+    def _running(self) -> set[str]:
+        local = {turn.session_id for turn in self.runner.running_here()}
+        return local | self.registry.running_sessions()
+
+    async def list_sessions(self, api_path: str | None = None) -> dict[str, Any]:
+        key = self.locate(api_path).notebook_key if api_path is not None else None
+        rows, running = await asyncio.to_thread(
+            lambda: (self.store.list_summaries(key), self._running())
+        )
+        for row in rows:
+            row["status"] = self._status(row["id"], running)
+            row.pop("notebook_key", None)
+        result: dict[str, Any] = {"sessions": rows}
+        if self.store.problems:
+            result["problems"] = list(self.store.problems)
+        return result
+
+    async def create_session(
+        self, api_path: str, provider: str | None = None, context: dict[str, Any] | None = None
+    ) -> Session:
+        location = self.locate(api_path)
+        name = provider or self.settings.default_provider
+        self.providers.get(name)  # unknown provider: 400
+        session = Session(
+            path=location.api_path,
+            notebook_key=location.notebook_key,
+            working_dir=location.working_dir,
+            provider=name,
+            context=context or {},
+        )
+        await asyncio.to_thread(self.store.create, session)
+        return session
+
+    async def get_session(self, session_id: str) -> Session:
+        validate_session_id(session_id)
+        session = await asyncio.to_thread(self.store.load, session_id)
+        session.status = self._status(session_id)  # type: ignore[assignment]
+        return session
+
+    async def delete_session(self, session_id: str) -> None:
+        validate_session_id(session_id)
+        if not await asyncio.to_thread(self.store.exists, session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        await self.runner.cancel(session_id)
+        await asyncio.to_thread(self.store.delete, session_id)
+        self.runner.turns.pop(session_id, None)
+
+    # -- turns -----------------------------------------------------------------------------
+
+    def check_message_size(self, content: str, context: dict[str, Any] | None) -> None:
+        import json
+
+        size = len(content.encode())
+        if context:
+            size += len(json.dumps(context).encode())
+        if size > self.settings.max_message_bytes:
+            raise TooLarge(
+                f"The message and its context are {size} bytes; the limit is "
+                f"{self.settings.max_message_bytes} (c.AssistantExtension.max_message_bytes)."
+            )
+
+    async def post_message(
+        self,
+        session_id: str,
+        content: str,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> Turn:
+        validate_session_id(session_id)
+        self.check_message_size(content, context)
+        if not await asyncio.to_thread(self.store.exists, session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        return await self.runner.start(session_id, content, context, model)
+
+    async def cancel(self, session_id: str) -> bool:
+        validate_session_id(session_id)
+        if not await asyncio.to_thread(self.store.exists, session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        return await self.runner.cancel(session_id)
+
+    def events_of(self, session_id: str, last_event_id: str | None) -> tuple[Turn | None, int]:
+        """The turn to stream and the sequence number to start after."""
+        validate_session_id(session_id)
+        if not self.store.exists(session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        turn = self.runner.latest(session_id)
+        if turn is None:
+            return None, 0
+        after = 0
+        if last_event_id:
+            turn_id, _, seq = last_event_id.rpartition(":")
+            if turn_id == turn.id and seq.isdigit():
+                after = int(seq)
+        return turn, after
+
+    async def answer_permission(self, session_id: str, request_id: str, body: Any) -> None:
+        validate_session_id(session_id)
+        if not await asyncio.to_thread(self.store.exists, session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        if not self.runner.is_running(session_id):
+            raise Busy("No turn is running for this session, so there is nothing to answer.")
+        raise NotFound(f"No permission request {request_id!r} is waiting in this session.")
+
+    async def start(self) -> None:
+        """Start-up housekeeping: reap providers that a dead server or kernel left behind."""
+        reaped = await self.runner.reap_orphans()
+        if reaped:
+            log.warning(
+                "Reaped %d provider process tree(s) left by a stopped server/kernel", reaped
+            )
+
+    async def stop(self) -> None:
+        await self.runner.shutdown()

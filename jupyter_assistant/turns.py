@@ -1,0 +1,624 @@
+"""TurnRunner: a user message -> the provider process -> normalized events -> the store.
+
+One turn at a time per session, across processes: the turn claims the session's process record
+under the session's store lock, so a kernel and the server cannot both start one. Events go to an
+in-memory buffer with sequence numbers, so a client that reconnects with ``Last-Event-ID`` misses
+nothing. The final assistant message is stored before the terminal event is published, so a
+client that reads the session after ``done`` sees the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Busy, NotFound
+from .models import Message, Session, ToolCall, TurnError, Usage, new_id
+from .processes import ProcessRecord, ProcessRegistry, spawn, terminate_tree_async
+from .providers import ProviderRegistry
+from .providers.base import (
+    TERMINAL_EVENTS,
+    Event,
+    ProviderUnavailable,
+    TurnRequest,
+    provider_environment,
+)
+from .store import SessionStore
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_BYTES = 4096
+TITLE_CHARS = 80
+# After the provider's final result, how long it may take to exit before it is stopped.
+EXIT_AFTER_RESULT_SECONDS = 10.0
+
+
+@dataclass
+class RunnerSettings:
+    cancel_grace_seconds: float = 3.0
+    turn_timeout_seconds: float = 3600.0
+    idle_timeout_seconds: float = 600.0
+    max_concurrent_turns: int = 16
+    max_line_bytes: int = 8 * 1024 * 1024
+    provider_env: dict[str, str] = field(default_factory=dict)
+
+
+class Turn:
+    """One running (or finished) turn and its event buffer."""
+
+    def __init__(self, session_id: str, turn_id: str, provider: str) -> None:
+        self.session_id = session_id
+        self.id = turn_id
+        self.provider = provider
+        self.events: list[Event] = []
+        self.finished = False
+        self.cancel_requested = False
+        self.end_reason: str | None = None  # "cancelled" | "timeout" | "shutdown" | "oversize"
+        self.task: asyncio.Task[None] | None = None
+        self.record: ProcessRecord | None = None
+        self.started = time.monotonic()
+        self._changed = asyncio.Event()
+        # The reply being built
+        self.text_parts: list[str] = []
+        self.tools: dict[str, ToolCall] = {}
+        self.usage = Usage()
+        self.notices: list[str] = []
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+        if event["type"] in TERMINAL_EVENTS:
+            self.finished = True
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def event_id(self, seq: int) -> str:
+        return f"{self.id}:{seq}"
+
+    async def next_batch(
+        self, after: int, timeout: float | None = None
+    ) -> list[tuple[int, Event]] | None:
+        """Events after sequence number ``after`` (seqs start at 1), waiting up to ``timeout``
+        for some: ``[]`` on timeout, ``None`` once the turn is over and everything was read."""
+        while True:
+            if after < len(self.events):
+                return [(i + 1, self.events[i]) for i in range(after, len(self.events))]
+            if self.finished:
+                return None
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+            except asyncio.TimeoutError:
+                return []
+
+    async def follow(self, after: int = 0) -> AsyncIterator[list[tuple[int, Event]]]:
+        """Yield batches of ``(seq, event)`` after ``after`` until the turn is over."""
+        while True:
+            batch = await self.next_batch(after)
+            if batch is None:
+                return
+            after = batch[-1][0]
+            yield batch
+
+
+def _stderr_collector(limit: int) -> tuple[bytearray, Callable[[bytes], None]]:
+    buffer = bytearray()
+
+    def add(chunk: bytes) -> None:
+        buffer.extend(chunk)
+        if len(buffer) > limit:
+            del buffer[: len(buffer) - limit]
+
+    return buffer, add
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        store: SessionStore,
+        registry: ProcessRegistry,
+        providers: ProviderRegistry,
+        settings: RunnerSettings,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.providers = providers
+        self.settings = settings
+        self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def latest(self, session_id: str) -> Turn | None:
+        return self.turns.get(session_id)
+
+    def running_here(self) -> list[Turn]:
+        return [turn for turn in self.turns.values() if not turn.finished]
+
+    def is_running(self, session_id: str) -> bool:
+        turn = self.turns.get(session_id)
+        if turn is not None and not turn.finished:
+            return True
+        return self.registry.is_running(session_id)
+
+    # -- starting a turn -------------------------------------------------------------------
+
+    async def start(
+        self,
+        session_id: str,
+        content: str,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> Turn:
+        current = self.turns.get(session_id)
+        if current is not None and not current.finished:
+            raise Busy("A turn is already running for this session; cancel it or wait.")
+        if len(self.running_here()) >= self.settings.max_concurrent_turns:
+            raise Busy(
+                f"{self.settings.max_concurrent_turns} turns are running already "
+                "(c.AssistantExtension.max_concurrent_turns); wait for one to finish."
+            )
+        turn_id = new_id()
+        # Registered before the first await, so a second request in this process sees it.
+        turn = Turn(session_id, turn_id, provider="")
+        self.turns[session_id] = turn
+        try:
+            session = await asyncio.to_thread(self._claim, session_id, turn_id, content, context)
+        except BaseException:
+            if self.turns.get(session_id) is turn:
+                if current is not None:
+                    self.turns[session_id] = current
+                else:
+                    del self.turns[session_id]
+            raise
+        turn.provider = session.provider
+        turn.task = asyncio.create_task(self._run(turn, model), name=f"assistant-turn-{turn_id}")
+        return turn
+
+    def _claim(
+        self, session_id: str, turn_id: str, content: str, context: dict[str, Any] | None
+    ) -> Session:
+        """Under the session's lock: refuse if a turn runs anywhere, else store the pending
+        message and a process record that marks the session as running."""
+
+        def change(session: Session) -> None:
+            existing = self.registry.read(session_id)
+            if existing is not None and existing.owner_alive():
+                raise Busy("A turn is already running for this session; cancel it or wait.")
+            if existing is not None:
+                self.registry.clear(session_id)
+            if session.pending_message is not None:
+                # Left by a turn whose owner died before it started: keep it, marked.
+                stale = session.pending_message
+                stale.status = "interrupted"
+                session.messages.append(stale)
+            session.pending_message = Message(
+                role="user", content=content, turn_id=turn_id, context=context
+            )
+            if not session.title:
+                session.title = content.strip().splitlines()[0][:TITLE_CHARS]
+            self.registry.claim(session_id, turn_id)
+
+        session, _ = self.store.update(session_id, change)
+        return session
+
+    # -- running a turn --------------------------------------------------------------------
+
+    async def _run(self, turn: Turn, model: str | None) -> None:
+        terminal: Event | None = None
+        provider_session_id: str | None = None
+        resume_notice_given = False
+        try:
+            turn.publish({"type": "turn_started", "turn_id": turn.id, "provider": turn.provider})
+            session, _ = await asyncio.to_thread(self.store.update, turn.session_id, _start_turn)
+            provider_session_id = session.provider_session_id
+            while True:
+                request = TurnRequest(
+                    session_id=session.id,
+                    turn_id=turn.id,
+                    prompt=session.messages[-1].content,
+                    working_dir=session.working_dir,
+                    notebook_path=session.path,
+                    provider_session_id=provider_session_id,
+                    context=session.messages[-1].context,
+                    model=model,
+                )
+                terminal, new_provider_session_id, resume_failed = await self._attempt(
+                    turn, request
+                )
+                if new_provider_session_id:
+                    provider_session_id = new_provider_session_id
+                if resume_failed and request.provider_session_id and not resume_notice_given:
+                    # The provider lost the conversation (e.g. its history was cleared or the
+                    # notebook moved): start a new one rather than fail the user's turn.
+                    resume_notice_given = True
+                    provider_session_id = None
+                    notice = (
+                        "The earlier conversation could not be resumed by the provider; "
+                        "this turn starts a new one."
+                    )
+                    turn.notices.append(notice)
+                    turn.publish({"type": "notice", "level": "warning", "message": notice})
+                    continue
+                break
+        except ProviderUnavailable as exc:
+            terminal = {"type": "error", "code": exc.code, "message": exc.message}
+        except asyncio.CancelledError:
+            terminal = {"type": "cancelled"}
+            turn.end_reason = turn.end_reason or "cancelled"
+        except Exception as exc:
+            log.exception("Assistant turn %s failed", turn.id)
+            terminal = {
+                "type": "error",
+                "code": "internal_error",
+                "message": f"The assistant failed unexpectedly: {exc}. See the server log.",
+            }
+        finally:
+            if turn.record is not None:
+                # Nothing the turn started may outlive it.
+                with contextlib.suppress(Exception):
+                    await terminate_tree_async(turn.record, self.settings.cancel_grace_seconds)
+            if terminal is None:
+                terminal = {"type": "error", "code": "internal_error", "message": "No result."}
+            await self._finish(turn, terminal, provider_session_id)
+
+    async def _attempt(self, turn: Turn, request: TurnRequest) -> tuple[Event, str | None, bool]:
+        """Run the provider once. Returns (terminal event, provider session id, resume failed)."""
+        provider = self.providers.get(turn.provider)
+        base_env = provider_environment(self.settings.provider_env)
+        launch = provider.build_launch(request, base_env)
+        parser = provider.create_parser(request)
+        proc = await spawn(
+            launch.argv,
+            cwd=launch.cwd or request.working_dir,
+            env=launch.env,
+            turn_id=turn.id,
+            stdin=launch.stdin is not None,
+        )
+        turn.record = await asyncio.to_thread(
+            self.registry.record, turn.session_id, turn.id, proc.pid
+        )
+        stderr_buffer, add_stderr = _stderr_collector(STDERR_TAIL_BYTES)
+        stderr_task = asyncio.create_task(_drain(proc.stderr, add_stderr))
+        stdin_task = asyncio.create_task(_feed_stdin(proc, launch.stdin))
+        pump = _Pump(turn, parser, self._handle, self.settings.max_line_bytes)
+        pump_task = asyncio.create_task(pump.run(proc.stdout))
+        watchdog = asyncio.create_task(self._watchdog(turn, pump, pump_task))
+        try:
+            if turn.cancel_requested or await asyncio.to_thread(
+                self.registry.cancel_requested, turn.session_id, turn.id
+            ):
+                turn.cancel_requested = True
+                await self._terminate(turn)
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump_task
+            if pump.overflow is not None:
+                await self._terminate(turn)
+            if pump.terminal is not None:
+                # The result is in; give the process a moment to exit on its own.
+                try:
+                    await asyncio.wait_for(proc.wait(), EXIT_AFTER_RESULT_SECONDS)
+                except asyncio.TimeoutError:
+                    await self._terminate(turn)
+            returncode = await proc.wait()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stderr_task), 2.0)
+        finally:
+            for task in (stdin_task, stderr_task, pump_task, watchdog):
+                task.cancel()
+            if proc.returncode is None:
+                await self._terminate(turn)
+        if not turn.cancel_requested and await asyncio.to_thread(
+            self.registry.cancel_requested, turn.session_id, turn.id
+        ):
+            turn.cancel_requested = True  # cancelled from another process
+        stderr_tail = stderr_buffer.decode(errors="replace")
+        resume_failed = bool(getattr(parser, "resume_failed", False))
+        session_id = getattr(parser, "provider_session_id", None)
+        if turn.cancel_requested:
+            return {"type": "cancelled"}, session_id, False
+        if pump.timeout is not None:
+            return pump.timeout, session_id, False
+        if pump.overflow is not None:
+            return pump.overflow, session_id, False
+        final = pump.terminal
+        if final is None:
+            for event in parser.finish(returncode, stderr_tail):
+                if event["type"] in TERMINAL_EVENTS:
+                    final = event
+                else:
+                    self._handle(turn, event)
+        if final is None:
+            final = {
+                "type": "error",
+                "code": "provider_failed",
+                "message": f"The provider exited with code {returncode} without a result.",
+            }
+        return final, session_id, resume_failed
+
+    async def _watchdog(self, turn: Turn, pump: _Pump, pump_task: asyncio.Task[None]) -> None:
+        """Stop the provider when it is silent too long or the turn runs too long."""
+        settings = self.settings
+        deadline = turn.started + settings.turn_timeout_seconds
+        while not pump_task.done():
+            now = time.monotonic()
+            idle_at = pump.last_output + settings.idle_timeout_seconds
+            if now >= deadline or now >= idle_at:
+                pump.timeout = self._timeout_event(turn, idle=now < deadline)
+                await self._terminate(turn)
+                # Output held open by something we could not stop must not hang the turn.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(pump_task), 2.0)
+                pump_task.cancel()
+                return
+            await asyncio.sleep(min(deadline, idle_at) - now)
+
+    def _timeout_event(self, turn: Turn, *, idle: bool) -> Event:
+        turn.end_reason = "timeout"
+        if idle:
+            message = (
+                f"The provider produced no output for {self.settings.idle_timeout_seconds:g} s and "
+                "was stopped. Raise c.AssistantExtension.idle_timeout_seconds if it needs longer."
+            )
+        else:
+            message = (
+                f"The turn took longer than {self.settings.turn_timeout_seconds:g} s and was "
+                "stopped. Raise c.AssistantExtension.turn_timeout_seconds if it needs longer."
+            )
+        return {"type": "error", "code": "timeout", "message": message}
+
+    def _handle(self, turn: Turn, event: Event) -> None:
+        """Fold a non-terminal event into the reply being built, then publish it."""
+        etype = event["type"]
+        if etype == "text":
+            turn.text_parts.append(event["text"])
+        elif etype == "tool_use":
+            turn.tools[event["id"]] = ToolCall(
+                id=event["id"], name=event["name"], input=event.get("input")
+            )
+        elif etype == "tool_result":
+            call = turn.tools.get(event["id"])
+            if call is None:
+                call = turn.tools[event["id"]] = ToolCall(id=event["id"], name="")
+            call.result = event.get("content")
+            call.is_error = bool(event.get("is_error"))
+        elif etype == "usage":
+            turn.usage = Usage(
+                input_tokens=int(event.get("input_tokens") or 0),
+                output_tokens=int(event.get("output_tokens") or 0),
+                cost_usd=float(event.get("cost_usd") or 0.0),
+            )
+        elif etype == "permission_denied":
+            turn.notices.append(str(event.get("message", "")))
+        turn.publish(event)
+
+    async def _terminate(self, turn: Turn) -> None:
+        if turn.record is not None:
+            await terminate_tree_async(turn.record, self.settings.cancel_grace_seconds)
+
+    async def _finish(self, turn: Turn, terminal: Event, provider_session_id: str | None) -> None:
+        """Store the reply, release the session, then publish the terminal event."""
+        ttype = terminal["type"]
+        if turn.end_reason == "shutdown":
+            status = "interrupted"
+        elif ttype == "done":
+            status = "complete"
+        elif ttype == "cancelled":
+            status = "cancelled"
+        else:
+            status = "error"
+        error = (
+            TurnError(code=terminal["code"], message=terminal["message"])
+            if ttype == "error"
+            else None
+        )
+        reply = Message(
+            role="assistant",
+            content="".join(turn.text_parts),
+            turn_id=turn.id,
+            status=status,  # type: ignore[arg-type]
+            tools=list(turn.tools.values()),
+            usage=turn.usage,
+            error=error,
+            notices=turn.notices,
+        )
+
+        def change(session: Session) -> None:
+            if session.pending_message is not None and session.pending_message.turn_id == turn.id:
+                session.messages.append(session.pending_message)
+                session.pending_message = None
+            session.messages.append(reply)
+            if provider_session_id:
+                session.provider_session_id = provider_session_id
+            session.usage.add(turn.usage)
+
+        try:
+            await asyncio.to_thread(self.store.update, turn.session_id, change)
+        except NotFound:
+            pass  # the session was deleted during the turn
+        except Exception:
+            log.exception("Could not store the reply of turn %s", turn.id)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.registry.clear, turn.session_id, turn.id)
+            turn.publish(terminal)
+
+    # -- cancel, shutdown, orphans -----------------------------------------------------------
+
+    async def cancel(self, session_id: str, reason: str = "cancelled") -> bool:
+        """Stop the session's running turn, wherever it runs. True if there was one."""
+        turn = self.turns.get(session_id)
+        if turn is not None and not turn.finished:
+            turn.cancel_requested = True
+            turn.end_reason = turn.end_reason or reason
+            if turn.record is not None:
+                await self._terminate(turn)
+            elif turn.task is not None and reason == "shutdown":
+                turn.task.cancel()
+            if turn.task is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(
+                        asyncio.shield(turn.task), self.settings.cancel_grace_seconds + 5
+                    )
+            return True
+        record = await asyncio.to_thread(self.registry.read, session_id)
+        if record is None:
+            return False
+        if record.owner_alive():
+            # Another process (a kernel running a magic) owns the turn: flag it, then stop it.
+            await asyncio.to_thread(self.registry.request_cancel, session_id, record.turn_id)
+            await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+            return True
+        await self._reap(record)
+        return True
+
+    async def shutdown(self) -> None:
+        turns = self.running_here()
+        await asyncio.gather(
+            *(self.cancel(turn.session_id, reason="shutdown") for turn in turns),
+            return_exceptions=True,
+        )
+
+    async def reap_orphans(self) -> int:
+        """Terminate what dead owners left running; mark their turns interrupted."""
+        records = await asyncio.to_thread(self.registry.orphans)
+        for record in records:
+            await self._reap(record)
+        return len(records)
+
+    async def _reap(self, record: ProcessRecord) -> None:
+        log.warning(
+            "Reaping the provider of turn %s (session %s): its owner process %s is gone",
+            record.turn_id,
+            record.session_id,
+            record.owner_pid,
+        )
+        with contextlib.suppress(Exception):
+            await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+
+        def change(session: Session) -> None:
+            mark_interrupted(session, record.turn_id)
+
+        try:
+            await asyncio.to_thread(self.store.update, record.session_id, change)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("Could not mark turn %s as interrupted", record.turn_id)
+        await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
+
+
+def _start_turn(session: Session) -> Session:
+    """Move the pending user message into the history as the turn starts."""
+    if session.pending_message is None:
+        raise NotFound("The message to answer is gone (the session changed).")
+    session.messages.append(session.pending_message)
+    session.pending_message = None
+    return session
+
+
+def mark_interrupted(session: Session, turn_id: str) -> None:
+    """The owner of ``turn_id`` died: keep what was stored and say the turn was interrupted."""
+    if session.pending_message is not None and session.pending_message.turn_id == turn_id:
+        session.messages.append(session.pending_message)
+        session.pending_message = None
+    if any(m.turn_id == turn_id and m.role == "assistant" for m in session.messages):
+        for message in session.messages:
+            if message.turn_id == turn_id and message.role == "assistant":
+                message.status = "interrupted"
+        return
+    if any(m.turn_id == turn_id for m in session.messages):
+        session.messages.append(
+            Message(
+                role="assistant",
+                content="",
+                turn_id=turn_id,
+                status="interrupted",
+                error=TurnError(
+                    code="interrupted",
+                    message="The process running this turn stopped before it finished.",
+                ),
+            )
+        )
+
+
+class _Pump:
+    """Reads provider stdout in chunks, splits lines, feeds the parser. Chunked reads keep the
+    per-event cost low when a provider streams thousands of small deltas."""
+
+    def __init__(
+        self,
+        turn: Turn,
+        parser: Any,
+        handle: Callable[[Turn, Event], None],
+        max_line_bytes: int,
+    ) -> None:
+        self.turn = turn
+        self.parser = parser
+        self.handle = handle
+        self.max_line_bytes = max_line_bytes
+        self.last_output = time.monotonic()
+        self.terminal: Event | None = None
+        self.timeout: Event | None = None
+        self.overflow: Event | None = None
+
+    async def run(self, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        pending = b""
+        while True:
+            chunk = await stream.read(262144)
+            if not chunk:
+                if pending:
+                    self._feed(pending)
+                return
+            self.last_output = time.monotonic()
+            data = pending + chunk if pending else chunk
+            start = 0
+            while True:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    break
+                self._feed(data[start:end])
+                start = end + 1
+            pending = data[start:]
+            if len(pending) > self.max_line_bytes:
+                self.overflow = {
+                    "type": "error",
+                    "code": "provider_failed",
+                    "message": (
+                        f"The provider printed a line longer than {self.max_line_bytes} bytes; "
+                        "the turn was stopped (c.AssistantExtension.max_line_bytes)."
+                    ),
+                }
+                return
+
+    def _feed(self, line: bytes) -> None:
+        for event in self.parser.feed(line):
+            if event["type"] in TERMINAL_EVENTS:
+                self.terminal = event
+            else:
+                self.handle(self.turn, event)
+
+
+async def _drain(stream: asyncio.StreamReader | None, sink: Callable[[bytes], None]) -> None:
+    if stream is None:
+        return
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return
+        sink(chunk)
+
+
+async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+    if proc.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if data:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        proc.stdin.close()

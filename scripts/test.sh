@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine, then lint, type-check and test.
+#   - a virtualenv in .venv with the package and its test extras (a real `pip install .`)
+#   - the real Claude Code CLI from the npm registry, in .cache/npm (used by the end-to-end tests)
+# Extra arguments go to pytest, e.g. scripts/test.sh -k store -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet ".[test]"
+
+CLAUDE_PKG="@anthropic-ai/claude-code"
+if [ ! -x .cache/npm/node_modules/.bin/claude ]; then
+  mkdir -p .cache/npm
+  npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error "$CLAUDE_PKG"
+fi
+export JUPYTER_ASSISTANT_REAL_CLAUDE="$PWD/.cache/npm/node_modules/.bin/claude"
+
+echo "== ruff"; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
+echo "== mypy"; "$VENV/bin/mypy"
+echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,64 @@
+"""Shared fixtures: a real Jupyter server (pytest-jupyter) with the extension, a private store,
+and the fake Claude Code CLI from tests/fakes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+FAKES = Path(__file__).parent / "fakes"
+FAKE_CLAUDE = FAKES / "claude"
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "assistant-store"
+
+
+@pytest.fixture
+def notebook_dir(jp_root_dir: Path) -> Path:
+    folder = jp_root_dir / "analysis"
+    folder.mkdir()
+    (folder / "q3.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
+    (folder / "sales.csv").write_text("region,amount\nnorth,10\nsouth,20\n")
+    return folder
+
+
+@pytest.fixture
+def claude_command() -> list[str]:
+    return [str(FAKE_CLAUDE)]
+
+
+@pytest.fixture
+def assistant_config() -> dict[str, Any]:
+    """Override in a test module to change AssistantExtension settings."""
+    return {}
+
+
+@pytest.fixture
+def jp_server_config(
+    store_dir: Path, claude_command: list[str], assistant_config: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_assistant": True}},
+        "AssistantExtension": {
+            "store_dir": str(store_dir),
+            "cancel_grace_seconds": 1.0,
+            **assistant_config,
+        },
+        "ClaudeCodeProvider": {"command": claude_command},
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The extension exports its store dir for kernels; keep tests independent of each other.
+    monkeypatch.setenv("JUPYTER_ASSISTANT_DIR", os.environ.get("JUPYTER_ASSISTANT_DIR", ""))
+    monkeypatch.delenv("JUPYTER_ASSISTANT_DIR")
