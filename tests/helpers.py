@@ -1,0 +1,144 @@
+"""Test helpers: Server-Sent Events parsing and turn driving over the real HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+Fetch = Callable[..., Awaitable[Any]]
+NOTEBOOK = "analysis/q3.ipynb"
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """SSE text -> [{"id", "event", "data"}], ignoring comments (keep-alives)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, str] = {}
+        data_lines = []
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "data":
+                data_lines.append(value)
+            else:
+                fields[name] = value
+        if data_lines or fields:
+            events.append(
+                {
+                    "id": fields.get("id"),
+                    "event": fields.get("event", "message"),
+                    "data": json.loads("\n".join(data_lines)) if data_lines else None,
+                }
+            )
+    return events
+
+
+async def api(fetch: Fetch, *parts: str, method: str = "GET", body: Any = None, **kw: Any) -> Any:
+    """Call the assistant API; returns the response (raise_error=False)."""
+    if body is not None and not isinstance(body, (str, bytes)):
+        body = json.dumps(body)
+    return await fetch(
+        "api", "assistant", *parts, method=method, body=body, raise_error=False, **kw
+    )
+
+
+def json_of(response: Any) -> Any:
+    return json.loads(response.body) if response.body else None
+
+
+async def create_session(fetch: Fetch, path: str = NOTEBOOK, **extra: Any) -> dict[str, Any]:
+    response = await api(fetch, "sessions", method="POST", body={"path": path, **extra})
+    assert response.code == 201, response.body
+    return json_of(response)  # type: ignore[no-any-return]
+
+
+async def post_message(fetch: Fetch, session_id: str, content: str, **extra: Any) -> str:
+    response = await api(
+        fetch, "sessions", session_id, "messages", method="POST", body={"content": content, **extra}
+    )
+    assert response.code == 202, response.body
+    return json_of(response)["turn_id"]  # type: ignore[no-any-return]
+
+
+async def events(fetch: Fetch, session_id: str, last_event_id: str | None = None) -> list[dict[str, Any]]:
+    """The whole event stream of the latest turn (returns once the stream ends)."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id else None
+    response = await api(fetch, "sessions", session_id, "events", headers=headers, request_timeout=60)
+    assert response.code == 200, response.body
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    return parse_sse(response.body.decode())
+
+
+async def run_turn(fetch: Fetch, session_id: str, content: str, **extra: Any) -> list[dict[str, Any]]:
+    await post_message(fetch, session_id, content, **extra)
+    return await events(fetch, session_id)
+
+
+def types(stream: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in stream]
+
+
+def text_of(stream: list[dict[str, Any]]) -> str:
+    return "".join(e["data"]["text"] for e in stream if e["event"] == "text")
+
+
+class StreamReader:
+    """A live SSE client (tornado streaming_callback): sees events as they arrive."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self.headers = headers
+        self.buffer = ""
+        self.events: list[dict[str, Any]] = []
+        self.future: Any = None
+
+    def _on_chunk(self, chunk: bytes) -> None:
+        self.buffer += chunk.decode()
+        while "\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split("\n\n", 1)
+            self.events.extend(parse_sse(block + "\n\n"))
+
+    def start(self) -> None:
+        request = HTTPRequest(
+            self.url,
+            headers=self.headers,
+            streaming_callback=self._on_chunk,
+            request_timeout=120,
+        )
+        self.future = AsyncHTTPClient().fetch(request, raise_error=False)
+
+    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; events so far: {types(self.events)}")
+            if self.future is not None and self.future.done() and not predicate(self.events):
+                raise AssertionError(f"stream ended; events: {types(self.events)}")
+            await asyncio.sleep(0.01)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 20, message: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or "condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
