@@ -68,16 +68,22 @@ async def post_message(fetch: Fetch, session_id: str, content: str, **extra: Any
     return json_of(response)["turn_id"]  # type: ignore[no-any-return]
 
 
-async def events(fetch: Fetch, session_id: str, last_event_id: str | None = None) -> list[dict[str, Any]]:
+async def events(
+    fetch: Fetch, session_id: str, last_event_id: str | None = None
+) -> list[dict[str, Any]]:
     """The whole event stream of the latest turn (returns once the stream ends)."""
     headers = {"Last-Event-ID": last_event_id} if last_event_id else None
-    response = await api(fetch, "sessions", session_id, "events", headers=headers, request_timeout=60)
+    response = await api(
+        fetch, "sessions", session_id, "events", headers=headers, request_timeout=60
+    )
     assert response.code == 200, response.body
     assert response.headers["Content-Type"].startswith("text/event-stream")
     return parse_sse(response.body.decode())
 
 
-async def run_turn(fetch: Fetch, session_id: str, content: str, **extra: Any) -> list[dict[str, Any]]:
+async def run_turn(
+    fetch: Fetch, session_id: str, content: str, **extra: Any
+) -> list[dict[str, Any]]:
     await post_message(fetch, session_id, content, **extra)
     return await events(fetch, session_id)
 
@@ -115,7 +121,9 @@ class StreamReader:
         )
         self.future = AsyncHTTPClient().fetch(request, raise_error=False)
 
-    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.events):
             if time.monotonic() > deadline:

@@ -97,7 +97,14 @@ async def test_create_get_list_delete(jp_fetch: Any, jp_root_dir: Path, store_di
     listed = json_of(await api(jp_fetch, "sessions"))["sessions"]
     assert {s["id"] for s in listed} == {session["id"], other["id"]}
     assert set(listed[0]) >= {
-        "id", "path", "title", "provider", "status", "created_at", "updated_at", "message_count"
+        "id",
+        "path",
+        "title",
+        "provider",
+        "status",
+        "created_at",
+        "updated_at",
+        "message_count",
     }
     mine = json_of(await api(jp_fetch, "sessions", params={"path": NOTEBOOK}))["sessions"]
     assert [s["id"] for s in mine] == [session["id"]]
@@ -137,7 +144,9 @@ async def test_create_rejects_bad_bodies_and_creates_nothing(
     assert not sessions_dir.exists() or list(sessions_dir.glob("*.json")) == []
 
 
-async def test_symlink_out_of_the_root_is_refused(jp_fetch: Any, jp_root_dir: Path, tmp_path: Path) -> None:
+async def test_symlink_out_of_the_root_is_refused(
+    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, jp_root_dir / "escape")
@@ -165,7 +174,9 @@ async def test_unknown_or_malformed_ids_are_404(jp_fetch: Any, bad_id: str) -> N
 async def test_unknown_well_formed_id_is_404(jp_fetch: Any) -> None:
     missing = "12345678-1234-4234-8234-123456789abc"
     assert_json_error(await api(jp_fetch, "sessions", missing), 404)
-    response = await api(jp_fetch, "sessions", missing, "messages", method="POST", body={"content": "x"})
+    response = await api(
+        jp_fetch, "sessions", missing, "messages", method="POST", body={"content": "x"}
+    )
     assert_json_error(response, 404)
 
 
@@ -209,9 +220,17 @@ async def test_a_turn_streams_stores_and_resumes(
     assert stored["pending_message"] is None
     assert stored["provider_session_id"] == done["provider_session_id"]
     user, assistant = stored["messages"]
-    assert (user["role"], user["content"], user["turn_id"]) == ("user", "list the csv files here", turn_id)
+    assert (user["role"], user["content"], user["turn_id"]) == (
+        "user",
+        "list the csv files here",
+        turn_id,
+    )
     assert user["context"] == {"cell": "df.head()"}
-    assert (assistant["role"], assistant["status"], assistant["turn_id"]) == ("assistant", "complete", turn_id)
+    assert (assistant["role"], assistant["status"], assistant["turn_id"]) == (
+        "assistant",
+        "complete",
+        turn_id,
+    )
     assert assistant["content"] == reply
     assert stored["usage"]["cost_usd"] == pytest.approx(done["cost_usd"])
     assert stored["title"] == "list the csv files here"
@@ -316,7 +335,11 @@ def stream_url(jp_serverapp: Any, jp_base_url: str, jp_http_port: int, session_i
 
 
 async def test_one_turn_at_a_time_then_cancel_keeps_the_partial_reply(
-    jp_fetch: Any, jp_serverapp: Any, jp_base_url: str, jp_http_port: int, jp_auth_header: dict[str, str]
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_base_url: str,
+    jp_http_port: int,
+    jp_auth_header: dict[str, str],
 ) -> None:
     session = await create_session(jp_fetch)
     sid = session["id"]
@@ -390,7 +413,11 @@ async def test_reconnect_with_last_event_id_misses_nothing(jp_fetch: Any) -> Non
 
 
 async def test_live_stream_sees_events_as_they_happen(
-    jp_fetch: Any, jp_serverapp: Any, jp_base_url: str, jp_http_port: int, jp_auth_header: dict[str, str],
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_base_url: str,
+    jp_http_port: int,
+    jp_auth_header: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FAKE_COUNT", "10")
@@ -468,7 +495,11 @@ class TestConcurrencyLimit:
 async def test_permission_answers_are_validated(jp_fetch: Any) -> None:
     session = await create_session(jp_fetch)
     sid = session["id"]
-    bad = await api(jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "maybe"})
+    bad = await api(
+        jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "maybe"}
+    )
     assert "decision" in assert_json_error(bad, 400)
-    idle = await api(jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "allow"})
+    idle = await api(
+        jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "allow"}
+    )
     assert_json_error(idle, 409)

@@ -85,15 +85,23 @@ async def test_cookie_login_needs_the_xsrf_header_for_changes(
     # A change without the XSRF header is refused, and creates nothing
     body = '{"path": "analysis/q3.ipynb"}'
     refused = await client.fetch(
-        HTTPRequest(f"{base}api/assistant/sessions", method="POST", body=body,
-                    headers={"Cookie": cookie_header}),
+        HTTPRequest(
+            f"{base}api/assistant/sessions",
+            method="POST",
+            body=body,
+            headers={"Cookie": cookie_header},
+        ),
         raise_error=False,
     )
     assert refused.code == 403
     # ...and accepted with it (as ServerConnection.makeRequest sends it)
     accepted = await client.fetch(
-        HTTPRequest(f"{base}api/assistant/sessions", method="POST", body=body,
-                    headers={"Cookie": cookie_header, "X-XSRFToken": jar["_xsrf"]}),
+        HTTPRequest(
+            f"{base}api/assistant/sessions",
+            method="POST",
+            body=body,
+            headers={"Cookie": cookie_header, "X-XSRFToken": jar["_xsrf"]},
+        ),
         raise_error=False,
     )
     assert accepted.code == 201
@@ -116,8 +124,10 @@ class DenyAssistant(Authorizer):
 class TestAuthorization:
     @pytest.fixture
     def jp_server_config(self, jp_server_config: dict[str, Any]) -> dict[str, Any]:
-        return {**jp_server_config, "ServerApp": {
-            **jp_server_config["ServerApp"], "authorizer_class": DenyAssistant}}
+        return {
+            **jp_server_config,
+            "ServerApp": {**jp_server_config["ServerApp"], "authorizer_class": DenyAssistant},
+        }
 
     async def test_the_assistant_resource_is_authorized(self, jp_fetch: Any) -> None:
         DenyAssistant.asked.clear()

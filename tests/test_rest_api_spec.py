@@ -74,7 +74,9 @@ def check(response: Any, path: str, method: str) -> None:
 @pytest.mark.usefixtures("notebook_dir")
 async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
     check(await api(jp_fetch, "providers"), "/providers", "get")
-    check(await api(jp_fetch, "sessions", method="POST", body={"path": "../x"}), "/sessions", "post")
+    check(
+        await api(jp_fetch, "sessions", method="POST", body={"path": "../x"}), "/sessions", "post"
+    )
     created = await api(jp_fetch, "sessions", method="POST", body={"path": "analysis/q3.ipynb"})
     check(created, "/sessions", "post")
     sid = json_of(created)["id"]
