@@ -19,7 +19,12 @@ from .processes import ProcessRegistry
 from .providers import ProviderRegistry
 from .store import SessionStore, validate_session_id
 from .turns import RunnerSettings, Turn, TurnRunner
-from .workdir import NotebookLocation, resolve_notebook
+from .workdir import (
+    NotebookLocation,
+    locate_notebook_file,
+    notebook_key_for_file,
+    resolve_notebook,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,38 @@ class AssistantService:
         )
         await asyncio.to_thread(self.store.create, session)
         return session
+
+    async def create_session_for_file(
+        self,
+        notebook_file: str,
+        display_path: str | None = None,
+        provider: str | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Session:
+        """A session for a notebook known by its absolute file path (a kernel knows its notebook
+        this way, from JPY_SESSION_NAME). Keyed like the server's sessions, so both find it."""
+        location = locate_notebook_file(notebook_file, display_path)
+        name = provider or self.settings.default_provider
+        self.providers.get(name)
+        session = Session(
+            path=location.api_path,
+            notebook_key=location.notebook_key,
+            working_dir=location.working_dir,
+            provider=name,
+            context=context or {},
+        )
+        await asyncio.to_thread(self.store.create, session)
+        return session
+
+    async def sessions_for_file(self, notebook_file: str) -> list[dict[str, Any]]:
+        """Summaries of one notebook's sessions (newest first), by its absolute file path."""
+        key = notebook_key_for_file(notebook_file)
+        rows, running = await asyncio.to_thread(
+            lambda: (self.store.list_summaries(key), self._running())
+        )
+        for row in rows:
+            row["status"] = self._status(row["id"], running)
+        return rows
 
     async def get_session(self, session_id: str) -> Session:
         validate_session_id(session_id)

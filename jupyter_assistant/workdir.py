@@ -59,3 +59,15 @@ def resolve_notebook(root_dir: str | Path, api_path: str) -> NotebookLocation:
 def notebook_key_for_file(file_path: str | Path) -> str:
     """The index key of a notebook given as an absolute file path (e.g. JPY_SESSION_NAME)."""
     return os.path.realpath(file_path)
+
+
+def locate_notebook_file(
+    file_path: str | Path, display_path: str | None = None
+) -> NotebookLocation:
+    """A notebook known by its absolute file path (how a kernel knows it, JPY_SESSION_NAME)."""
+    absolute = os.path.abspath(file_path)
+    working_dir = os.path.realpath(os.path.dirname(absolute))
+    if not os.path.isdir(working_dir):
+        raise BadRequest(f"The notebook's folder does not exist: {working_dir}")
+    key = os.path.realpath(absolute)
+    return NotebookLocation(display_path or os.path.basename(key), key, working_dir)
