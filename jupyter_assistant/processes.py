@@ -60,6 +60,9 @@ class ProcessRecord:
     owner_pid: int
     owner_create_time: float
     started_at: float = field(default_factory=time.time)
+    # Sent to the provider itself on cancel (e.g. SIGINT lets Claude Code stop its tools and
+    # save the conversation); the rest of the tree gets SIGTERM.
+    interrupt_signal: int = int(signal.SIGTERM)
 
     def owner_alive(self) -> bool:
         return identity_alive(self.owner_pid, self.owner_create_time)
@@ -94,7 +97,13 @@ class ProcessRegistry:
         self.write(rec)
         return rec
 
-    def record(self, session_id: str, turn_id: str, pid: int) -> ProcessRecord:
+    def record(
+        self,
+        session_id: str,
+        turn_id: str,
+        pid: int,
+        interrupt_signal: int = int(signal.SIGTERM),
+    ) -> ProcessRecord:
         """Record the spawned provider (the leader of its own process group)."""
         try:
             create_time = psutil.Process(pid).create_time()
@@ -108,6 +117,7 @@ class ProcessRegistry:
             create_time=create_time,
             owner_pid=self._me[0],
             owner_create_time=self._me[1],
+            interrupt_signal=interrupt_signal,
         )
         self.write(rec)
         return rec
@@ -259,7 +269,16 @@ def terminate_tree(rec: ProcessRecord, grace: float) -> dict[str, Any]:
     procs = find_tree(rec)
     if not procs:
         return {"terminated": 0, "killed": 0}
-    _signal_all(rec, procs, signal.SIGTERM)
+    leader_alive = rec.pid > 0 and identity_alive(rec.pid, rec.create_time)
+    if leader_alive and rec.interrupt_signal != signal.SIGTERM:
+        # The provider gets its own interrupt signal, everything else SIGTERM, one by one
+        # (a group-wide SIGTERM would reach the provider too and cut its clean stop short).
+        for proc in procs:
+            sig = rec.interrupt_signal if proc.pid == rec.pid else signal.SIGTERM
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.send_signal(sig)
+    else:
+        _signal_all(rec, procs, signal.SIGTERM)
     # SIGCONT so that a stopped process can act on SIGTERM.
     _signal_all(rec, procs, signal.SIGCONT)
     left = _wait_gone(procs, grace)

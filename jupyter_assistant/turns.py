@@ -279,7 +279,7 @@ class TurnRunner:
             stdin=launch.stdin is not None,
         )
         turn.record = await asyncio.to_thread(
-            self.registry.record, turn.session_id, turn.id, proc.pid
+            self.registry.record, turn.session_id, turn.id, proc.pid, provider.interrupt_signal
         )
         stderr_buffer, add_stderr = _stderr_collector(STDERR_TAIL_BYTES)
         stderr_task = asyncio.create_task(_drain(proc.stderr, add_stderr))

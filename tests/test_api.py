@@ -447,7 +447,8 @@ class TestIdleTimeout:
     async def test_a_silent_provider_times_out(self, jp_fetch: Any) -> None:
         session = await create_session(jp_fetch)
         stream = await run_turn(jp_fetch, session["id"], "scenario:silent")
-        assert types(stream) == ["turn_started", "error"]
+        # (the interrupted CLI may still report its usage before the end)
+        assert [t for t in types(stream) if t != "usage"] == ["turn_started", "error"]
         assert stream[-1]["data"]["code"] == "timeout"
         assert "idle_timeout_seconds" in stream[-1]["data"]["message"]
         stored = json_of(await api(jp_fetch, "sessions", session["id"]))

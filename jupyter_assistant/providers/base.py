@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -120,6 +121,8 @@ class Provider(LoggingConfigurable):
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     install_hint: ClassVar[str] = ""
+    # The signal that asks the provider to stop its turn cleanly; its children get SIGTERM.
+    interrupt_signal: ClassVar[int] = int(signal.SIGTERM)
 
     env = Dict(
         value_trait=Unicode(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -290,6 +291,9 @@ class ClaudeCodeProvider(Provider):
     name: ClassVar[str] = "claude"
     display_name: ClassVar[str] = "Claude Code"
     install_hint: ClassVar[str] = INSTALL_HINT
+    # On SIGINT the CLI aborts its running tools (which it starts in sessions of their own)
+    # and saves the interrupted conversation; on SIGTERM it leaves both behind.
+    interrupt_signal: ClassVar[int] = int(signal.SIGINT)
 
     command = Union(
         [List(Unicode()), Unicode()],

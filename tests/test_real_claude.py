@@ -1,0 +1,208 @@
+"""Whole turns with the REAL Claude Code CLI (from the npm registry), against a local stand-in of
+the Anthropic Messages API (tests/fakes/anthropic_standin.py), through the real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from jupyter_assistant.processes import MARKER_ENV
+
+from .fakes.anthropic_standin import AnthropicStandIn
+from .helpers import (
+    api,
+    create_session,
+    events,
+    json_of,
+    pids_alive,
+    post_message,
+    run_turn,
+    text_of,
+    types,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("notebook_dir")
+REPO = Path(__file__).parent.parent
+
+
+def find_real_claude() -> str:
+    candidates = [
+        os.environ.get("JUPYTER_ASSISTANT_REAL_CLAUDE", ""),
+        str(REPO / ".cache" / "npm" / "node_modules" / ".bin" / "claude"),
+        shutil.which("claude") or "",
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        "The real Claude Code CLI is needed: run scripts/test.sh (it installs it into .cache/npm) "
+        "or `npm install -g @anthropic-ai/claude-code`."
+    )
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[AnthropicStandIn]:
+    with AnthropicStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def claude_env(standin: AnthropicStandIn, tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "claude-config").mkdir()
+    (tmp_path / "tmp").mkdir()
+    return {
+        "ANTHROPIC_BASE_URL": standin.base_url,
+        "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+        # The CLI keeps its whole state (and its conversations) here, not in ~/.claude.
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
+
+
+@pytest.fixture
+def claude_settings(claude_env: dict[str, str]) -> dict[str, Any]:
+    return {"command": [find_real_claude()], "env": claude_env}
+
+
+@pytest.fixture
+def jp_server_config(
+    jp_server_config: dict[str, Any], claude_settings: dict[str, Any]
+) -> dict[str, Any]:
+    return {**jp_server_config, "ClaudeCodeProvider": claude_settings}
+
+
+def messages_text(body: dict[str, Any]) -> str:
+    return json.dumps(body.get("messages", []))
+
+
+async def test_providers_reports_the_real_version(jp_fetch: Any) -> None:
+    body = json_of(await api(jp_fetch, "providers"))
+    (claude,) = body["providers"]
+    assert claude["available"] is True
+    assert claude["version"][0].isdigit()
+
+
+async def test_a_plain_reply_then_a_resumed_follow_up(
+    jp_fetch: Any, standin: AnthropicStandIn
+) -> None:
+    session = await create_session(jp_fetch)
+    sid = session["id"]
+    first = await run_turn(jp_fetch, sid, "Say hi please")
+    assert types(first)[-1] == "done", first[-1]
+    assert text_of(first) == "Hello from the stand-in. You said: Say hi please"
+    claude_session = first[-1]["data"]["provider_session_id"]
+    assert claude_session
+    # The notebook's name reached the model through the appended system prompt.
+    assert "analysis/q3.ipynb" in json.dumps(standin.main_bodies[-1]["system"])
+
+    second = await run_turn(jp_fetch, sid, "And again")
+    assert types(second)[-1] == "done", second[-1]
+    assert second[-1]["data"]["provider_session_id"] == claude_session
+    # Resumed: the model received the first exchange along with the new prompt.
+    sent = messages_text(standin.main_bodies[-1])
+    assert "Say hi please" in sent
+    assert "Hello from the stand-in. You said: Say hi please" in sent
+    assert "And again" in sent
+
+    stored = json_of(await api(jp_fetch, "sessions", sid))
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
+    assert stored["messages"][-1]["content"] == "Hello from the stand-in. You said: And again"
+    assert stored["usage"]["output_tokens"] > 0
+
+
+async def test_a_tool_call_runs_in_the_notebook_folder(jp_fetch: Any, jp_root_dir: Path) -> None:
+    folder = str((jp_root_dir / "analysis").resolve())
+    session = await create_session(jp_fetch)
+    stream = await run_turn(jp_fetch, session["id"], "RUN_PWD please")
+    assert types(stream)[-1] == "done", stream[-1]
+    use = next(e["data"] for e in stream if e["event"] == "tool_use")
+    result = next(e["data"] for e in stream if e["event"] == "tool_result")
+    assert (use["name"], use["input"]["command"]) == ("Bash", "pwd")
+    assert result["content"].strip() == folder
+    assert text_of(stream).endswith(f"The working directory is: {folder}")
+    stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+    assert stored["messages"][-1]["tools"][0]["result"].strip() == folder
+
+
+async def test_a_refused_tool_is_reported_with_the_setting_that_allows_it(jp_fetch: Any) -> None:
+    session = await create_session(jp_fetch)
+    stream = await run_turn(jp_fetch, session["id"], "RUN_BASH: curl http://example.invalid")
+    assert types(stream)[-1] == "done", stream[-1]
+    denied = [e["data"] for e in stream if e["event"] == "permission_denied"]
+    assert [d["tool_name"] for d in denied] == ["Bash"]
+    assert "Bash(curl:*)" in denied[0]["message"]
+    assert "allowed_tools" in denied[0]["message"]
+
+
+class TestNotLoggedIn:
+    @pytest.fixture
+    def claude_settings(self, claude_env: dict[str, str]) -> dict[str, Any]:
+        env = {k: v for k, v in claude_env.items() if k != "ANTHROPIC_API_KEY"}
+        return {"command": [find_real_claude()], "env": env}
+
+    async def test_not_authenticated_with_the_fix(
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "hello")
+        assert types(stream) == ["turn_started", "usage", "error"]
+        assert stream[-1]["data"]["code"] == "not_authenticated"
+        assert "/login" in stream[-1]["data"]["message"]
+
+
+class TestCancelARunningTool:
+    @pytest.fixture
+    def claude_settings(self, claude_env: dict[str, str]) -> dict[str, Any]:
+        return {
+            "command": [find_real_claude()],
+            "env": claude_env,
+            "allowed_tools": ["Bash(sleep:*)"],
+        }
+
+    async def test_cancel_stops_the_cli_and_its_tool_processes(self, jp_fetch: Any) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        turn_id = await post_message(jp_fetch, sid, "RUN_BASH: sleep 300")
+
+        def turn_processes() -> list[psutil.Process]:
+            found = []
+            for proc in psutil.process_iter():
+                try:
+                    if proc.environ().get(MARKER_ENV) == turn_id:
+                        found.append(proc)
+                except (psutil.Error, OSError):
+                    continue
+            return found
+
+        def sleeping() -> bool:
+            for proc in turn_processes():
+                try:
+                    if "sleep" in proc.name():
+                        return True
+                except psutil.Error:
+                    continue
+            return False
+
+        await wait_until(sleeping, timeout=60, message="the CLI never started `sleep 300`")
+        pids = [proc.pid for proc in turn_processes()]
+        assert len(pids) >= 2  # the CLI and at least its tool's shell or sleep
+        response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
+        assert json_of(response) == {"cancelled": True}
+        assert pids_alive(pids) == []
+        assert turn_processes() == []
+        stream = await events(jp_fetch, sid)
+        assert types(stream)[-1] == "cancelled"
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert stored["messages"][-1]["status"] == "cancelled"
+        assert stored["messages"][-1]["tools"][0]["input"]["command"] == "sleep 300"
