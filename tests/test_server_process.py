@@ -1,0 +1,195 @@
+"""A real `jupyter server` process, as a user runs it: the extension is enabled by the installed
+config file, conversations survive a restart, and a server killed mid-turn leaves no provider
+behind once it starts again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import FAKE_CLAUDE
+from .helpers import parse_sse, pids_alive
+
+TOKEN = "test-token-e2e"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`python -m jupyter_server` on a free port, with only what a user would configure."""
+
+    def __init__(self, root: Path, store: Path, home: Path) -> None:
+        self.root, self.store, self.home = root, store, home
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home / f"server-{self.port}.log"
+
+    def start(self, extra_env: dict[str, str] | None = None) -> Server:
+        env = {
+            **os.environ,
+            # A private config dir: only the installed jupyter_assistant.json enables us.
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+            "JUPYTER_DATA_DIR": str(self.home / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
+            **(extra_env or {}),
+        }
+        env.pop("JUPYTER_ASSISTANT_DIR", None)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_server",
+                f"--port={self.port}",
+                "--ip=127.0.0.1",
+                "--no-browser",
+                f"--ServerApp.root_dir={self.root}",
+                f"--IdentityProvider.token={TOKEN}",
+                f"--AssistantExtension.store_dir={self.store}",
+                f"--ClaudeCodeProvider.command={FAKE_CLAUDE}",
+                *(["--allow-root"] if os.geteuid() == 0 else []),
+            ],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                self.call("GET", "/api/status", prefix="")
+                return self
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise AssertionError("the server did not start:\n" + self.log.read_text()[-3000:])
+
+    def call(self, method: str, path: str, body: Any = None, prefix: str = "/api/assistant") -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{prefix}{path}",
+            data=data,
+            method=method,
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+            if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+                return parse_sse(raw.decode())
+            return json.loads(raw) if raw else None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> dict[str, Path]:
+    root = tmp_path / "root"
+    (root / "analysis").mkdir(parents=True)
+    (root / "analysis" / "q3.ipynb").write_text("{}")
+    return {"root": root, "store": tmp_path / "store", "home": tmp_path}
+
+
+@pytest.fixture
+def servers(dirs: dict[str, Path]) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def new_server(servers: list[Server], dirs: dict[str, Path], **kw: Any) -> Server:
+    server = Server(dirs["root"], dirs["store"], dirs["home"]).start(**kw)
+    servers.append(server)
+    return server
+
+
+def test_the_conversation_survives_a_restart(servers: list[Server], dirs: dict[str, Path]) -> None:
+    server = new_server(servers, dirs)
+    session = server.call("POST", "/sessions", {"path": "analysis/q3.ipynb"})
+    server.call("POST", f"/sessions/{session['id']}/messages", {"content": "remember me"})
+    stream = server.call("GET", f"/sessions/{session['id']}/events")
+    assert stream[-1]["event"] == "done"
+    before = server.call("GET", f"/sessions/{session['id']}")
+    server.stop()
+
+    again = new_server(servers, dirs)
+    after = again.call("GET", f"/sessions/{session['id']}")
+    assert after["messages"] == before["messages"]
+    assert after["provider_session_id"] == before["provider_session_id"]
+    listed = again.call("GET", "/sessions?path=analysis/q3.ipynb")["sessions"]
+    assert [s["id"] for s in listed] == [session["id"]]
+    # and the next turn resumes the same provider conversation
+    again.call("POST", f"/sessions/{session['id']}/messages", {"content": "still there?"})
+    stream = again.call("GET", f"/sessions/{session['id']}/events")
+    assert f"resumed:{before['provider_session_id']}" in "".join(
+        e["data"]["text"] for e in stream if e["event"] == "text"
+    )
+
+
+def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
+    servers: list[Server], dirs: dict[str, Path]
+) -> None:
+    pid_file = dirs["home"] / "pids.json"
+    server = new_server(servers, dirs, extra_env={"FAKE_PID_FILE": str(pid_file)})
+    session = server.call("POST", "/sessions", {"path": "analysis/q3.ipynb"})
+    sid = session["id"]
+    server.call("POST", f"/sessions/{sid}/messages", {"content": "scenario:tree"})
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = json.loads(pid_file.read_text())
+    assert server.call("GET", f"/sessions/{sid}")["status"] == "running"
+
+    server.stop(signal.SIGKILL)  # no clean-up possible
+    assert pids_alive(pids) == pids  # the provider tree outlived its server
+
+    again = new_server(servers, dirs)
+    deadline = time.monotonic() + 30
+    while pids_alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids_alive(pids) == []
+    stored = again.call("GET", f"/sessions/{sid}")
+    assert stored["status"] == "idle"
+    assert stored["messages"][0]["content"] == "scenario:tree"
+    assert stored["messages"][-1]["status"] == "interrupted"
+    assert list((dirs["store"] / "processes").iterdir()) == []
+    again.call("POST", f"/sessions/{sid}/messages", {"content": "hello after the crash"})
+    assert again.call("GET", f"/sessions/{sid}/events")[-1]["event"] == "done"
+
+
+def test_stopping_the_server_ends_running_turns(
+    servers: list[Server], dirs: dict[str, Path]
+) -> None:
+    pid_file = dirs["home"] / "pids.json"
+    server = new_server(servers, dirs, extra_env={"FAKE_PID_FILE": str(pid_file)})
+    sid = server.call("POST", "/sessions", {"path": "analysis/q3.ipynb"})["id"]
+    server.call("POST", f"/sessions/{sid}/messages", {"content": "scenario:ignore_term"})
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = json.loads(pid_file.read_text())
+    server.stop(signal.SIGTERM)  # a clean shutdown (Ctrl-C, `jupyter server stop`)
+    assert pids_alive(pids) == []
+    again = new_server(servers, dirs)
+    assert again.call("GET", f"/sessions/{sid}")["messages"][-1]["status"] == "interrupted"
