@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest, Busy, NotFound, TooLarge
+from .errors import BadRequest, NotFound, TooLarge
 from .models import Session
 from .processes import ProcessRegistry
 from .providers import ProviderRegistry
@@ -220,9 +220,9 @@ class AssistantService:
         validate_session_id(session_id)
         if not await asyncio.to_thread(self.store.exists, session_id):
             raise NotFound(f"Unknown session: {session_id}")
-        if not self.runner.is_running(session_id):
-            raise Busy("No turn is running for this session, so there is nothing to answer.")
-        raise NotFound(f"No permission request {request_id!r} is waiting in this session.")
+        await self.runner.answer_permission(
+            session_id, request_id, body.decision == "allow", body.scope, body.message
+        )
 
     async def start(self) -> None:
         """Start-up housekeeping: reap providers that a dead server or kernel left behind."""

@@ -46,6 +46,8 @@ class RunnerSettings:
     max_concurrent_turns: int = 16
     max_line_bytes: int = 8 * 1024 * 1024
     provider_env: dict[str, str] = field(default_factory=dict)
+    # How long a finished turn's events stay in memory for clients that reconnect late.
+    finished_turn_ttl_seconds: float = 600.0
 
 
 class Turn:
@@ -61,6 +63,8 @@ class Turn:
         self.end_reason: str | None = None  # "cancelled" | "timeout" | "shutdown" | "oversize"
         self.task: asyncio.Task[None] | None = None
         self.record: ProcessRecord | None = None
+        self.parser: Any = None  # the running provider attempt's parser, while it runs
+        self.process: asyncio.subprocess.Process | None = None
         self.started = time.monotonic()
         self._changed = asyncio.Event()
         # The reply being built
@@ -283,7 +287,13 @@ class TurnRunner:
         )
         stderr_buffer, add_stderr = _stderr_collector(STDERR_TAIL_BYTES)
         stderr_task = asyncio.create_task(_drain(proc.stderr, add_stderr))
-        stdin_task = asyncio.create_task(_feed_stdin(proc, launch.stdin))
+        turn.parser = parser
+        turn.process = proc
+        if hasattr(parser, "start"):
+            stdin_task = asyncio.create_task(asyncio.sleep(0))
+            parser.start(StdinWriter(proc))
+        else:
+            stdin_task = asyncio.create_task(_feed_stdin(proc, launch.stdin))
         pump = _Pump(turn, parser, self._handle, self.settings.max_line_bytes)
         pump_task = asyncio.create_task(pump.run(proc.stdout))
         watchdog = asyncio.create_task(self._watchdog(turn, pump, pump_task))
@@ -293,8 +303,11 @@ class TurnRunner:
             ):
                 turn.cancel_requested = True
                 await self._terminate(turn)
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump_task
+            # Wait for the end of output, or for the final result: a process the provider left
+            # behind may hold stdout open long after the provider is done.
+            terminal_wait = asyncio.create_task(pump.terminal_seen.wait())
+            await asyncio.wait({pump_task, terminal_wait}, return_when=asyncio.FIRST_COMPLETED)
+            terminal_wait.cancel()
             if pump.overflow is not None:
                 await self._terminate(turn)
             if pump.terminal is not None:
@@ -304,9 +317,12 @@ class TurnRunner:
                 except asyncio.TimeoutError:
                     await self._terminate(turn)
             returncode = await proc.wait()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(stderr_task), 2.0)
+            for task in (pump_task, stderr_task):
+                # Drain what the pipes still hold; stop waiting if something else holds them.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), 2.0)
         finally:
+            turn.parser = None
             for task in (stdin_task, stderr_task, pump_task, watchdog):
                 task.cancel()
             if proc.returncode is None:
@@ -395,6 +411,34 @@ class TurnRunner:
             turn.notices.append(str(event.get("message", "")))
         turn.publish(event)
 
+    async def _interrupt(self, turn: Turn) -> None:
+        """Ask an interactive provider to stop through its protocol, and give it the grace
+        period to do so before signals."""
+        parser, proc = turn.parser, turn.process
+        interrupt = getattr(parser, "interrupt", None)
+        if interrupt is None or proc is None or proc.returncode is not None:
+            return
+        try:
+            if not interrupt():
+                return
+        except Exception:
+            log.exception("Provider interrupt failed for turn %s", turn.id)
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), self.settings.cancel_grace_seconds)
+
+    async def answer_permission(
+        self, session_id: str, request_id: str, allow: bool, scope: str, message: str | None
+    ) -> None:
+        turn = self.turns.get(session_id)
+        if turn is None or turn.finished:
+            if self.registry.is_running(session_id):
+                raise Busy("The turn runs in another process (a kernel); answer it there.")
+            raise Busy("No turn is running for this session, so there is nothing to answer.")
+        answer = getattr(turn.parser, "answer_permission", None)
+        if answer is None or not answer(request_id, allow, scope, message):
+            raise NotFound(f"No permission request {request_id!r} is waiting in this session.")
+
     async def _terminate(self, turn: Turn) -> None:
         if turn.record is not None:
             await terminate_tree_async(turn.record, self.settings.cancel_grace_seconds)
@@ -445,6 +489,14 @@ class TurnRunner:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.registry.clear, turn.session_id, turn.id)
             turn.publish(terminal)
+            asyncio.get_running_loop().call_later(
+                self.settings.finished_turn_ttl_seconds, self._forget, turn
+            )
+
+    def _forget(self, turn: Turn) -> None:
+        """Drop a finished turn's event buffer (the session file keeps the reply)."""
+        if self.turns.get(turn.session_id) is turn and turn.finished:
+            del self.turns[turn.session_id]
 
     # -- cancel, shutdown, orphans -----------------------------------------------------------
 
@@ -454,6 +506,7 @@ class TurnRunner:
         if turn is not None and not turn.finished:
             turn.cancel_requested = True
             turn.end_reason = turn.end_reason or reason
+            await self._interrupt(turn)
             if turn.record is not None:
                 await self._terminate(turn)
             elif turn.task is not None and reason == "shutdown":
@@ -562,6 +615,7 @@ class _Pump:
         self.max_line_bytes = max_line_bytes
         self.last_output = time.monotonic()
         self.terminal: Event | None = None
+        self.terminal_seen = asyncio.Event()
         self.timeout: Event | None = None
         self.overflow: Event | None = None
 
@@ -600,8 +654,32 @@ class _Pump:
         for event in self.parser.feed(line):
             if event["type"] in TERMINAL_EVENTS:
                 self.terminal = event
+                self.terminal_seen.set()
             else:
                 self.handle(self.turn, event)
+
+
+class StdinWriter:
+    """Writes to the provider's stdin for interactive providers; a closed pipe is ignored
+    (the process has exited, and its exit is handled where its output ends)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._stdin = proc.stdin
+        self._closed = proc.stdin is None
+
+    def write(self, data: bytes) -> None:
+        if self._closed or self._stdin is None:
+            return
+        try:
+            self._stdin.write(data)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            self._closed = True
+
+    def close(self) -> None:
+        if not self._closed and self._stdin is not None:
+            self._closed = True
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                self._stdin.close()
 
 
 async def _drain(stream: asyncio.StreamReader | None, sink: Callable[[bytes], None]) -> None:

@@ -107,6 +107,33 @@ class StreamParser(Protocol):
         ...
 
 
+class ProviderIO(Protocol):
+    """The provider process's stdin, for providers that talk a protocol on it."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InteractiveParser(StreamParser, Protocol):
+    """A parser that drives a protocol over stdin (ACP's JSON-RPC, Claude Code's control
+    messages). The runner calls ``start`` right after spawning, with stdin kept open, instead of
+    writing ``LaunchSpec.stdin``; ``feed`` may write replies through the same ``io``."""
+
+    def start(self, io: ProviderIO) -> None: ...
+
+    def interrupt(self) -> bool:
+        """Ask the provider to end the turn through its protocol (before any signal). Returns
+        False if it cannot; the runner then goes straight to signals."""
+        ...
+
+    def answer_permission(
+        self, request_id: str, allow: bool, scope: str, message: str | None
+    ) -> bool:
+        """Deliver the user's answer to a ``permission_request`` event; False if unknown."""
+        ...
+
+
 @dataclass
 class ParserState:
     provider_session_id: str | None = None
