@@ -83,6 +83,17 @@ class AssistantExtension(ExtensionApp):
         help="Longest provider output line; a longer one stops the turn with an error.",
     ).tag(config=True)
 
+    max_reply_bytes = Int(
+        10 * 1024 * 1024,
+        help="Largest reply text of one turn; a provider printing without end is stopped there.",
+    ).tag(config=True)
+
+    checkpoint_interval_seconds = Float(
+        2.0,
+        help="How often a running turn's partial reply is saved to the store (0: only at the "
+        "end). Lets other processes see it grow and keeps it if the server dies.",
+    ).tag(config=True)
+
     provider_env = Dict(
         value_trait=Unicode(),
         help="Environment variables added for every provider process (after Jupyter's own "
@@ -100,7 +111,7 @@ class AssistantExtension(ExtensionApp):
             raise ValueError(f"{proposal['trait'].name} must be > 0")
         return value
 
-    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes")
+    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
     def _positive_int(self, proposal: Any) -> int:
         value = int(proposal["value"])
         if value <= 0:
@@ -137,6 +148,8 @@ class AssistantExtension(ExtensionApp):
                     idle_timeout_seconds=self.idle_timeout_seconds,
                     max_concurrent_turns=self.max_concurrent_turns,
                     max_line_bytes=self.max_line_bytes,
+                    max_reply_bytes=self.max_reply_bytes,
+                    checkpoint_interval_seconds=max(0.0, self.checkpoint_interval_seconds),
                     provider_env=dict(self.provider_env),
                 ),
             )

@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SCHEMA_VERSION = 1
 
 Role = Literal["user", "assistant", "system"]
-MessageStatus = Literal["complete", "cancelled", "error", "interrupted"]
+# "streaming": a reply being written (checkpointed while its turn runs, so other processes see
+# it grow and a crash keeps it); "interrupted": its server or kernel died during the turn.
+MessageStatus = Literal["complete", "cancelled", "error", "interrupted", "streaming"]
 SessionStatus = Literal["idle", "running"]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,10 @@ class RunnerSettings:
     provider_env: dict[str, str] = field(default_factory=dict)
     # How long a finished turn's events stay in memory for clients that reconnect late.
     finished_turn_ttl_seconds: float = 600.0
+    # How often the partial reply of a running turn is saved (0 disables).
+    checkpoint_interval_seconds: float = 2.0
+    # Largest reply text a turn may produce; a provider printing endlessly is stopped.
+    max_reply_bytes: int = 10 * 1024 * 1024
 
 
 class Turn:
@@ -68,10 +73,28 @@ class Turn:
         self.started = time.monotonic()
         self._changed = asyncio.Event()
         # The reply being built
+        self.reply_id = new_id()
         self.text_parts: list[str] = []
+        self.text_bytes = 0
         self.tools: dict[str, ToolCall] = {}
         self.usage = Usage()
         self.notices: list[str] = []
+        self.changed_since_checkpoint = False
+        self.overflow: Event | None = None
+        self.stopper: asyncio.Future[None] | None = None
+
+    def reply(self, status: str, error: TurnError | None = None) -> Message:
+        return Message(
+            id=self.reply_id,
+            role="assistant",
+            content="".join(self.text_parts),
+            turn_id=self.id,
+            status=status,  # type: ignore[arg-type]
+            tools=[call.model_copy() for call in self.tools.values()],
+            usage=self.usage.model_copy(),
+            error=error,
+            notices=list(self.notices),
+        )
 
     def publish(self, event: Event) -> None:
         self.events.append(event)
@@ -215,10 +238,13 @@ class TurnRunner:
         terminal: Event | None = None
         provider_session_id: str | None = None
         resume_notice_given = False
+        checkpointer: asyncio.Task[None] | None = None
         try:
             turn.publish({"type": "turn_started", "turn_id": turn.id, "provider": turn.provider})
             session, _ = await asyncio.to_thread(self.store.update, turn.session_id, _start_turn)
             provider_session_id = session.provider_session_id
+            if self.settings.checkpoint_interval_seconds > 0:
+                checkpointer = asyncio.create_task(self._checkpoint_loop(turn))
             while True:
                 request = TurnRequest(
                     session_id=session.id,
@@ -261,6 +287,10 @@ class TurnRunner:
                 "message": f"The assistant failed unexpectedly: {exc}. See the server log.",
             }
         finally:
+            if checkpointer is not None:
+                checkpointer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpointer
             if turn.record is not None:
                 # Nothing the turn started may outlive it.
                 with contextlib.suppress(Exception):
@@ -340,6 +370,8 @@ class TurnRunner:
             return pump.timeout, session_id, False
         if pump.overflow is not None:
             return pump.overflow, session_id, False
+        if turn.overflow is not None:
+            return turn.overflow, session_id, False
         final = pump.terminal
         if final is None:
             for event in parser.finish(returncode, stderr_tail):
@@ -389,7 +421,23 @@ class TurnRunner:
     def _handle(self, turn: Turn, event: Event) -> None:
         """Fold a non-terminal event into the reply being built, then publish it."""
         etype = event["type"]
+        turn.changed_since_checkpoint = True
         if etype == "text":
+            turn.text_bytes += len(event["text"])
+            if turn.text_bytes > self.settings.max_reply_bytes:
+                # Bounded memory against a provider that prints without end.
+                if turn.overflow is None:
+                    turn.overflow = {
+                        "type": "error",
+                        "code": "provider_failed",
+                        "message": (
+                            f"The reply grew past {self.settings.max_reply_bytes} characters; "
+                            "the turn was stopped (c.AssistantExtension.max_reply_bytes)."
+                        ),
+                    }
+                    if turn.process is not None and turn.record is not None:
+                        turn.stopper = asyncio.ensure_future(self._terminate(turn))
+                return
             turn.text_parts.append(event["text"])
         elif etype == "tool_use":
             turn.tools[event["id"]] = ToolCall(
@@ -459,22 +507,13 @@ class TurnRunner:
             if ttype == "error"
             else None
         )
-        reply = Message(
-            role="assistant",
-            content="".join(turn.text_parts),
-            turn_id=turn.id,
-            status=status,  # type: ignore[arg-type]
-            tools=list(turn.tools.values()),
-            usage=turn.usage,
-            error=error,
-            notices=turn.notices,
-        )
+        reply = turn.reply(status, error)
 
         def change(session: Session) -> None:
             if session.pending_message is not None and session.pending_message.turn_id == turn.id:
                 session.messages.append(session.pending_message)
                 session.pending_message = None
-            session.messages.append(reply)
+            _put_reply(session, reply)
             if provider_session_id:
                 session.provider_session_id = provider_session_id
             session.usage.add(turn.usage)
@@ -492,6 +531,25 @@ class TurnRunner:
             asyncio.get_running_loop().call_later(
                 self.settings.finished_turn_ttl_seconds, self._forget, turn
             )
+
+    async def _checkpoint_loop(self, turn: Turn) -> None:
+        """Save the partial reply now and then: other processes (the sidebar polling a kernel's
+        turn) see it grow, and a crash of this process loses at most one interval."""
+        interval = self.settings.checkpoint_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            if not turn.changed_since_checkpoint:
+                continue
+            turn.changed_since_checkpoint = False
+            reply = turn.reply("streaming")
+            try:
+                await asyncio.to_thread(
+                    self.store.update, turn.session_id, functools.partial(_put_reply, reply=reply)
+                )
+            except NotFound:
+                return
+            except Exception as exc:  # a failed checkpoint must not end the turn
+                log.warning("Could not save the partial reply of turn %s: %s", turn.id, exc)
 
     def _forget(self, turn: Turn) -> None:
         """Drop a finished turn's event buffer (the session file keeps the reply)."""
@@ -564,6 +622,15 @@ class TurnRunner:
         await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
 
 
+def _put_reply(session: Session, reply: Message) -> None:
+    """Insert or replace the turn's reply (same id) in the history."""
+    for index, message in enumerate(session.messages):
+        if message.id == reply.id:
+            session.messages[index] = reply
+            return
+    session.messages.append(reply)
+
+
 def _start_turn(session: Session) -> Session:
     """Move the pending user message into the history as the turn starts."""
     if session.pending_message is None:
@@ -582,6 +649,11 @@ def mark_interrupted(session: Session, turn_id: str) -> None:
         for message in session.messages:
             if message.turn_id == turn_id and message.role == "assistant":
                 message.status = "interrupted"
+                message.error = TurnError(
+                    code="interrupted",
+                    message="The process running this turn stopped before it finished; "
+                    "the reply is kept as far as it was saved.",
+                )
         return
     if any(m.turn_id == turn_id for m in session.messages):
         session.messages.append(

@@ -105,8 +105,15 @@ class StreamReader:
         self.buffer = ""
         self.events: list[dict[str, Any]] = []
         self.future: Any = None
+        self.closed = False
+
+    def close(self) -> None:
+        """Drop the connection like a closed browser tab: the next chunk aborts it."""
+        self.closed = True
 
     def _on_chunk(self, chunk: bytes) -> None:
+        if self.closed:
+            raise ConnectionAbortedError("client closed the stream")
         self.buffer += chunk.decode()
         while "\n\n" in self.buffer:
             block, self.buffer = self.buffer.split("\n\n", 1)
@@ -119,7 +126,7 @@ class StreamReader:
             streaming_callback=self._on_chunk,
             request_timeout=120,
         )
-        self.future = AsyncHTTPClient().fetch(request, raise_error=False)
+        self.future = AsyncHTTPClient(force_instance=True).fetch(request, raise_error=False)
 
     async def wait_for(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30

@@ -62,6 +62,7 @@ class Server:
                 f"--IdentityProvider.token={TOKEN}",
                 f"--AssistantExtension.store_dir={self.store}",
                 f"--ClaudeCodeProvider.command={FAKE_CLAUDE}",
+                "--AssistantExtension.checkpoint_interval_seconds=0.2",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
             ],
             env=env,
@@ -160,6 +161,13 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
         time.sleep(0.05)
     pids = json.loads(pid_file.read_text())
     assert server.call("GET", f"/sessions/{sid}")["status"] == "running"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the partial reply has been saved once
+        partial = server.call("GET", f"/sessions/{sid}")["messages"][-1]
+        if partial["role"] == "assistant" and partial["content"]:
+            break
+        time.sleep(0.05)
+    assert partial["status"] == "streaming"
 
     server.stop(signal.SIGKILL)  # no clean-up possible
     assert pids_alive(pids) == pids  # the provider tree outlived its server
@@ -173,6 +181,8 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     assert stored["status"] == "idle"
     assert stored["messages"][0]["content"] == "scenario:tree"
     assert stored["messages"][-1]["status"] == "interrupted"
+    assert stored["messages"][-1]["content"] == partial["content"]  # the partial reply is kept
+    assert stored["messages"][-1]["error"]["code"] == "interrupted"
     assert list((dirs["store"] / "processes").iterdir()) == []
     again.call("POST", f"/sessions/{sid}/messages", {"content": "hello after the crash"})
     assert again.call("GET", f"/sessions/{sid}/events")[-1]["event"] == "done"

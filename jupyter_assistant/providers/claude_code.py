@@ -263,6 +263,11 @@ class ClaudeStreamParser:
         if self.state.terminal is not None:
             return []
         detail = stderr_tail.strip() or "no error output"
+        if self.state.invalid_lines:
+            detail += (
+                f" (it also printed {self.state.invalid_lines} line(s) that were not stream-json: "
+                "is c.ClaudeCodeProvider.command really Claude Code?)"
+            )
         if _looks_unauthenticated(stderr_tail):
             terminal: Event = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
         else:
