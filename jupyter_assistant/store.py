@@ -60,8 +60,24 @@ def validate_session_id(session_id: str) -> str:
 
 
 def ensure_private_dir(path: Path) -> None:
-    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(path.stat().st_mode)
+    """Create ``path`` (0700), or check an existing one: it must be ours and not writable by
+    anyone else (others could plant or swap session files); readable-by-others is tightened."""
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError as exc:
+        raise StoreUnavailable(f"Cannot create the assistant store {path}: {exc}") from exc
+    if st.st_uid != os.geteuid():
+        raise StoreUnavailable(
+            f"The assistant store {path} belongs to another user (uid {st.st_uid}); use a folder "
+            "of your own (c.AssistantExtension.store_dir or JUPYTER_ASSISTANT_DIR)."
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise StoreUnavailable(
+            f"The assistant store {path} is writable by other users (mode {mode:o}); "
+            f"run `chmod 700 {path}`."
+        )
     if mode & 0o077:
         log.warning("Tightening permissions of %s from %o to 700", path, mode)
         path.chmod(DIR_MODE)

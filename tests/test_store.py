@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_assistant.errors import NotFound
+from jupyter_assistant.errors import NotFound, StoreUnavailable
 from jupyter_assistant.models import Message, Session
 from jupyter_assistant.store import SessionCorrupt, SessionStore, validate_session_id
 
@@ -46,6 +46,27 @@ def test_existing_world_readable_store_is_tightened(tmp_path: Path) -> None:
     root.chmod(0o755)
     SessionStore(root)
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o722])
+def test_a_store_writable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    root = tmp_path / "store"
+    root.mkdir()
+    root.chmod(mode)
+    with pytest.raises(StoreUnavailable, match="chmod 700"):
+        SessionStore(root)
+    assert list(root.iterdir()) == []  # nothing was created in it
+
+
+def test_a_store_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    root.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(root, 4242, 4242)  # give it away
+    else:
+        root = Path("/usr")  # owned by root, not by us
+    with pytest.raises(StoreUnavailable, match="belongs to another user"):
+        SessionStore(root)
 
 
 @pytest.mark.parametrize(
