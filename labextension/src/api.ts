@@ -1,0 +1,225 @@
+/**
+ * The typed client of `{base_url}api/assistant/`. Every request goes through
+ * `ServerConnection.makeRequest` (injected), so the base URL, the token and the XSRF header are
+ * JupyterLab's own; streams are read with fetch + ReadableStream.
+ */
+
+import type { ServerConnection } from '@jupyterlab/services';
+
+import { SseParser } from './sse';
+import type {
+  AssistantEvent,
+  IProvidersResponse,
+  IReceivedEvent,
+  ISession,
+  ISessionsResponse,
+  MessageContext
+} from './types';
+
+/** `ServerConnection.makeRequest`'s signature: the one thing the client needs from Lab. */
+export type MakeRequest = (
+  url: string,
+  init: RequestInit,
+  settings: ServerConnection.ISettings
+) => Promise<Response>;
+
+export interface IClientOptions {
+  serverSettings: ServerConnection.ISettings;
+  makeRequest: MakeRequest;
+}
+
+/** A refused request: the HTTP status and the server's `{"message": ...}`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export interface IStreamOptions {
+  /** Resume after this event (`<turn_id>:<seq>`); sent as the `Last-Event-ID` header. */
+  lastEventId?: string | null;
+  signal?: AbortSignal;
+}
+
+export interface IStreamEnd {
+  /** The id of the last event received, for the next reconnect. */
+  lastEventId: string | null;
+  /** How many events this connection delivered. */
+  received: number;
+}
+
+const PREFIX = 'api/assistant/';
+
+export class AssistantClient {
+  constructor(private readonly _options: IClientOptions) {}
+
+  async providers(refresh = false): Promise<IProvidersResponse> {
+    return this._json('GET', 'providers', refresh ? { refresh: '1' } : undefined);
+  }
+
+  async listSessions(path?: string): Promise<ISessionsResponse> {
+    return this._json('GET', 'sessions', path === undefined ? undefined : { path });
+  }
+
+  async createSession(path: string): Promise<ISession> {
+    return this._json('POST', 'sessions', undefined, { path });
+  }
+
+  async getSession(id: string): Promise<ISession> {
+    return this._json('GET', `sessions/${encodeURIComponent(id)}`);
+  }
+
+  async deleteSession(id: string): Promise<void> {
+    await this._send('DELETE', `sessions/${encodeURIComponent(id)}`);
+  }
+
+  /** Starts a turn; resolves with its id once the server accepted it (202). */
+  async postMessage(
+    id: string,
+    content: string,
+    context?: MessageContext | null
+  ): Promise<string> {
+    const body: { content: string; context?: MessageContext } = { content };
+    if (context) {
+      body.context = context;
+    }
+    const reply = await this._json<{ turn_id: string }>(
+      'POST',
+      `sessions/${encodeURIComponent(id)}/messages`,
+      undefined,
+      body
+    );
+    return reply.turn_id;
+  }
+
+  /** Stops the session's running turn, wherever it runs; false if none was running. */
+  async cancel(id: string): Promise<boolean> {
+    const reply = await this._json<{ cancelled: boolean }>(
+      'POST',
+      `sessions/${encodeURIComponent(id)}/cancel`,
+      undefined,
+      {}
+    );
+    return reply.cancelled;
+  }
+
+  /**
+   * Read the event stream of the session's latest turn until the server ends it (after the
+   * terminal event), calling `onEvent` for each event. Rejects on a network error or abort.
+   */
+  async streamEvents(
+    id: string,
+    options: IStreamOptions,
+    onEvent: (received: IReceivedEvent) => void
+  ): Promise<IStreamEnd> {
+    const headers: Record<string, string> = { Accept: 'text/event-stream' };
+    if (options.lastEventId) {
+      headers['Last-Event-ID'] = options.lastEventId;
+    }
+    const response = await this._request(
+      'GET',
+      `sessions/${encodeURIComponent(id)}/events`,
+      undefined,
+      { headers, signal: options.signal }
+    );
+    await raiseForStatus(response);
+    const parser = new SseParser();
+    const end: IStreamEnd = { lastEventId: options.lastEventId ?? null, received: 0 };
+    const deliver = (text: string): void => {
+      for (const message of parser.push(text)) {
+        let event: AssistantEvent;
+        try {
+          event = JSON.parse(message.data) as AssistantEvent;
+        } catch {
+          continue; // not ours to interpret; the server only sends JSON objects
+        }
+        if (!event || typeof event !== 'object' || typeof event.type !== 'string') {
+          continue;
+        }
+        end.lastEventId = message.id ?? end.lastEventId;
+        end.received += 1;
+        onEvent({ id: message.id, event });
+      }
+    };
+    if (!response.body) {
+      deliver(await response.text());
+    } else {
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      try {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            break;
+          }
+          deliver(decoder.decode(value, { stream: true }));
+        }
+        deliver(decoder.decode());
+      } finally {
+        reader.releaseLock();
+      }
+    }
+    parser.end();
+    return end;
+  }
+
+  private async _json<T>(
+    method: string,
+    path: string,
+    query?: Record<string, string>,
+    body?: unknown
+  ): Promise<T> {
+    const response = await this._send(method, path, query, body);
+    return (await response.json()) as T;
+  }
+
+  private async _send(
+    method: string,
+    path: string,
+    query?: Record<string, string>,
+    body?: unknown
+  ): Promise<Response> {
+    const init: RequestInit = {};
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    const response = await this._request(method, path, query, init);
+    await raiseForStatus(response);
+    return response;
+  }
+
+  private _request(
+    method: string,
+    path: string,
+    query: Record<string, string> | undefined,
+    init: RequestInit
+  ): Promise<Response> {
+    const { serverSettings, makeRequest } = this._options;
+    let url = serverSettings.baseUrl + PREFIX + path;
+    if (query) {
+      url += '?' + new URLSearchParams(query).toString();
+    }
+    return makeRequest(url, { ...init, method }, serverSettings);
+  }
+}
+
+async function raiseForStatus(response: Response): Promise<void> {
+  if (response.ok) {
+    return;
+  }
+  let message = `${response.status} ${response.statusText}`.trim();
+  try {
+    const body = (await response.json()) as { message?: unknown };
+    if (body && typeof body.message === 'string' && body.message) {
+      message = body.message;
+    }
+  } catch {
+    // not JSON (e.g. a proxy's error page): keep the status line
+  }
+  throw new ApiError(response.status, message);
+}

@@ -1,0 +1,105 @@
+/**
+ * Short texts the panel shows: one-line tool summaries, usage, result bodies.
+ */
+
+import type { IUsage } from './types';
+
+const SUMMARY_CHARS = 100;
+
+/** The input field that says best what a tool call does, by tool name (Claude Code's tools). */
+const KEY_FIELDS: Record<string, string[]> = {
+  Bash: ['command'],
+  Read: ['file_path'],
+  Write: ['file_path'],
+  Edit: ['file_path'],
+  MultiEdit: ['file_path'],
+  NotebookEdit: ['notebook_path'],
+  Glob: ['pattern'],
+  Grep: ['pattern'],
+  WebFetch: ['url'],
+  WebSearch: ['query'],
+  Task: ['description'],
+  TodoWrite: []
+};
+
+/** A one-line summary of a tool call's input, e.g. `pwd` for Bash or the file for Read. */
+export function toolSummary(name: string, input: unknown): string {
+  if (input === null || input === undefined) {
+    return '';
+  }
+  if (typeof input !== 'object') {
+    return oneLine(String(input));
+  }
+  const record = input as Record<string, unknown>;
+  const keys = KEY_FIELDS[name] ?? ['command', 'file_path', 'path', 'pattern', 'url', 'query'];
+  for (const key of keys) {
+    const value = record[key];
+    if (typeof value === 'string' && value) {
+      return oneLine(value);
+    }
+  }
+  const firstString = Object.values(record).find(
+    (v): v is string => typeof v === 'string' && v.length > 0
+  );
+  return oneLine(firstString ?? JSON.stringify(record));
+}
+
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > SUMMARY_CHARS ? line.slice(0, SUMMARY_CHARS - 1) + '…' : line;
+}
+
+/** A tool's input or result as readable text (strings as they are, the rest as JSON). */
+export function displayValue(value: unknown): string {
+  if (value === null || value === undefined) {
+    return '';
+  }
+  if (typeof value === 'string') {
+    return value;
+  }
+  if (Array.isArray(value) && value.every(isTextBlock)) {
+    return value.map(block => block.text).join('\n'); // content blocks of a tool result
+  }
+  return JSON.stringify(value, null, 2);
+}
+
+function isTextBlock(value: unknown): value is { type: 'text'; text: string } {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as { type?: unknown }).type === 'text' &&
+    typeof (value as { text?: unknown }).text === 'string'
+  );
+}
+
+/** `1,234 in · 56 out tokens · $0.0123` */
+export function formatUsage(usage: IUsage): string {
+  const tokens = (n: number): string => Math.round(n).toLocaleString('en-US');
+  const cost = usage.cost_usd;
+  const dollars = cost === 0 ? '$0' : cost < 0.01 ? `$${cost.toFixed(4)}` : `$${cost.toFixed(2)}`;
+  return `${tokens(usage.input_tokens)} in · ${tokens(usage.output_tokens)} out tokens · ${dollars}`;
+}
+
+/** The file name of a notebook path, for headings. */
+export function baseName(path: string): string {
+  const cut = path.lastIndexOf('/');
+  return cut >= 0 ? path.slice(cut + 1) : path;
+}
+
+/** A conversation's label in the picker: its title and when it was last active. */
+export function conversationLabel(
+  title: string,
+  updatedAt: string,
+  now: Date = new Date()
+): string {
+  const name = title.trim() || 'Untitled conversation';
+  const when = new Date(updatedAt);
+  if (isNaN(when.getTime())) {
+    return name;
+  }
+  const sameDay = when.toDateString() === now.toDateString();
+  const stamp = sameDay
+    ? when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : when.toLocaleDateString([], { month: 'short', day: 'numeric' });
+  return `${name} (${stamp})`;
+}

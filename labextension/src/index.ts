@@ -1,0 +1,141 @@
+/**
+ * The JupyterLab plugin: an "Assistant" panel in the right sidebar that follows the active
+ * notebook, its commands and its settings.
+ */
+
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+
+import { AssistantClient } from './api';
+import { assistantIcon } from './icon';
+import { AssistantModel } from './model';
+import { cellContext, insertCodeBelow } from './notebook';
+import { AssistantSidebar, IPanelSettings } from './panel';
+
+const PLUGIN_ID = 'jupyter-assistant:plugin';
+const SIDEBAR_ID = 'jupyter-assistant-sidebar';
+
+namespace CommandIDs {
+  export const open = 'jupyter-assistant:open';
+  export const newConversation = 'jupyter-assistant:new-conversation';
+  export const stop = 'jupyter-assistant:stop';
+}
+
+const DEFAULTS: IPanelSettings & { pollSeconds: number } = {
+  includeCellContext: false,
+  enterToSend: true,
+  pollSeconds: 3
+};
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: PLUGIN_ID,
+  description: 'The Assistant sidebar: an AI coding assistant for the active notebook.',
+  autoStart: true,
+  requires: [INotebookTracker, IRenderMimeRegistry],
+  optional: [ILayoutRestorer, ISettingRegistry, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const client = new AssistantClient({
+      serverSettings: app.serviceManager.serverSettings,
+      makeRequest: ServerConnection.makeRequest
+    });
+    const model = new AssistantModel({ client, pollSeconds: DEFAULTS.pollSeconds });
+    const sidebar = new AssistantSidebar({
+      model,
+      rendermime,
+      actions: {
+        insert: code => {
+          insertCodeBelow(tracker.currentWidget, code);
+        }
+      },
+      cellContext: () => cellContext(tracker.currentWidget),
+      settings: { ...DEFAULTS }
+    });
+    sidebar.id = SIDEBAR_ID;
+    sidebar.title.icon = assistantIcon;
+    sidebar.title.caption = 'Assistant';
+    app.shell.add(sidebar, 'right', { rank: 650 });
+    restorer?.add(sidebar, SIDEBAR_ID);
+
+    // Follow the active notebook (the tracker keeps the last one focused) and its renames.
+    let followed: NotebookPanel | null = null;
+    const onPathChanged = (_: unknown, path: string): void => model.renamed(path);
+    const follow = (panel: NotebookPanel | null): void => {
+      followed?.context.pathChanged.disconnect(onPathChanged);
+      followed = panel;
+      panel?.context.pathChanged.connect(onPathChanged);
+      void model.setNotebook(panel ? panel.context.path : null);
+    };
+    tracker.currentChanged.connect((_, panel) => follow(panel));
+    follow(tracker.currentWidget);
+    void model.loadProviders();
+
+    if (settingRegistry) {
+      settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          const apply = (): void => {
+            const c = settings.composite as Partial<typeof DEFAULTS>;
+            sidebar.settings = {
+              includeCellContext: c.includeCellContext ?? DEFAULTS.includeCellContext,
+              enterToSend: c.enterToSend ?? DEFAULTS.enterToSend
+            };
+            model.pollSeconds = c.pollSeconds ?? DEFAULTS.pollSeconds;
+          };
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason => console.error('jupyter-assistant: cannot load settings', reason));
+    }
+
+    app.commands.addCommand(CommandIDs.open, {
+      label: 'Open Assistant',
+      caption: 'Show the Assistant sidebar and focus its message box',
+      icon: assistantIcon,
+      execute: () => {
+        app.shell.activateById(sidebar.id);
+        sidebar.focusInput();
+      }
+    });
+    app.commands.addCommand(CommandIDs.newConversation, {
+      label: 'Assistant: New Conversation',
+      isEnabled: () => model.notebookPath !== null,
+      execute: () => {
+        model.newConversation();
+        app.shell.activateById(sidebar.id);
+        sidebar.focusInput();
+      }
+    });
+    app.commands.addCommand(CommandIDs.stop, {
+      label: 'Assistant: Stop',
+      isEnabled: () => model.busy,
+      execute: () => model.cancel()
+    });
+    let wasBusy = false;
+    model.changed.connect(() => {
+      if (model.busy !== wasBusy) {
+        wasBusy = model.busy;
+        app.commands.notifyCommandChanged(CommandIDs.stop);
+      }
+    });
+    for (const command of [CommandIDs.open, CommandIDs.newConversation, CommandIDs.stop]) {
+      palette?.addItem({ command, category: 'Assistant' });
+    }
+  }
+};
+
+export default plugin;

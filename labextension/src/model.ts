@@ -1,0 +1,675 @@
+/**
+ * The sidebar's state for the active notebook: its conversations, the one shown, and the turn
+ * in progress (sent from here, from another tab, or from a kernel). No DOM, no JupyterLab
+ * runtime: the view renders it and calls its methods.
+ *
+ * A turn goes idle -> sending -> streaming -> idle (the terminal event, then a refresh of the
+ * stored session). A turn this server does not stream (a `%%assistant` cell in a kernel) is
+ * `elsewhere`: the session says `running` and the model polls until it is idle again.
+ */
+
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { ApiError, AssistantClient } from './api';
+import {
+  applyEvent,
+  displayMessages,
+  emptyTurn,
+  hasReply,
+  IDisplayMessage,
+  ILiveTurn,
+  runningTurnId,
+  totalUsage
+} from './turn';
+import { turnIdOf } from './types';
+import type {
+  IMessage,
+  IReceivedEvent,
+  IProvider,
+  IProvidersResponse,
+  ISession,
+  ISessionSummary,
+  ITurnError,
+  IUsage,
+  MessageContext
+} from './types';
+
+export type TurnPhase = 'idle' | 'sending' | 'streaming' | 'elsewhere';
+
+/** Turn errors whose message is a fix the user must apply: shown as a banner too. */
+export const SETUP_ERRORS: ReadonlySet<string> = new Set([
+  'provider_not_found',
+  'not_authenticated'
+]);
+
+export interface IModelOptions {
+  client: AssistantClient;
+  /** Seconds between refreshes while the panel is visible (turns started elsewhere). */
+  pollSeconds?: number;
+  /** Reconnect attempts of a dropped event stream before giving up to polling. */
+  maxReconnects?: number;
+  /** Milliseconds before the first reconnect; doubled each time. */
+  reconnectDelayMs?: number;
+}
+
+export class AssistantModel {
+  constructor(options: IModelOptions) {
+    this._client = options.client;
+    this._pollSeconds = options.pollSeconds ?? 3;
+    this._maxReconnects = options.maxReconnects ?? 5;
+    this._reconnectDelayMs = options.reconnectDelayMs ?? 500;
+  }
+
+  /** Emitted after every change of what the view shows. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  get notebookPath(): string | null {
+    return this._path;
+  }
+  get loading(): boolean {
+    return this._loading;
+  }
+  get sessions(): readonly ISessionSummary[] {
+    return this._sessions;
+  }
+  get session(): ISession | null {
+    return this._session;
+  }
+  get phase(): TurnPhase {
+    return this._phase;
+  }
+  get cancelling(): boolean {
+    return this._cancelling;
+  }
+  get live(): ILiveTurn | null {
+    return this._live;
+  }
+  /** A request that failed (network, 409, 413, ...), shown until the next action. */
+  get error(): string | null {
+    return this._error;
+  }
+  get providers(): IProvidersResponse | null {
+    return this._providers;
+  }
+  get busy(): boolean {
+    return this._phase !== 'idle';
+  }
+
+  /** The messages to list, in order, including the reply being streamed. */
+  get messages(): IDisplayMessage[] {
+    return displayMessages(
+      this._session?.messages ?? [],
+      this._session?.pending_message ?? null,
+      this._localUser,
+      this._live
+    );
+  }
+
+  get usage(): IUsage {
+    return totalUsage(this._session, this._live);
+  }
+
+  /** The provider of the shown session (or the default one), if the server knows it. */
+  get provider(): IProvider | null {
+    if (!this._providers) {
+      return null;
+    }
+    const name = this._session?.provider ?? this._providers.default;
+    return this._providers.providers.find(p => p.name === name) ?? null;
+  }
+
+  /**
+   * What keeps the assistant from working, with its fix: the provider is unavailable, or the
+   * last turn failed because the CLI is missing or not logged in.
+   */
+  get setupProblem(): string | null {
+    const provider = this.provider;
+    if (provider && !provider.available) {
+      return provider.problem || `${provider.display_name} is not available.`;
+    }
+    return this._setupError?.message ?? null;
+  }
+
+  // -- what the view calls ---------------------------------------------------------------------
+
+  /** Follow another notebook (null: none is open). */
+  async setNotebook(path: string | null): Promise<void> {
+    if (path === this._path) {
+      return;
+    }
+    this._detach();
+    this._path = path;
+    this._session = null;
+    this._sessions = [];
+    this._pinned = false;
+    this._draftKnown = null;
+    this._error = null;
+    this._loading = path !== null;
+    this._emit();
+    if (path !== null) {
+      await this._load(this._epoch);
+    }
+  }
+
+  /** The notebook was renamed: same conversations, new path. */
+  renamed(path: string): void {
+    this._path = path;
+    this._emit();
+  }
+
+  async loadProviders(refresh = false): Promise<void> {
+    try {
+      this._providers = await this._client.providers(refresh);
+      if (refresh) {
+        this._setupError = null;
+      }
+    } catch (err) {
+      this._error = `Could not ask the server about providers: ${describe(err)}`;
+    }
+    this._emit();
+  }
+
+  /**
+   * Send a message; the session is created on the notebook's first message. Resolves false if
+   * the message was not accepted (the view then gives the text back to the user).
+   */
+  async send(content: string, context?: MessageContext | null): Promise<boolean> {
+    const path = this._path;
+    if (path === null || this._phase !== 'idle' || !content.trim()) {
+      return false;
+    }
+    const epoch = this._epoch;
+    this._error = null;
+    this._phase = 'sending';
+    this._cancelling = false;
+    this._cancelWhenStarted = false;
+    this._localUser = userMessage(content, context ?? null);
+    this._emit();
+    let session = this._session;
+    try {
+      if (!session) {
+        session = await this._client.createSession(path);
+        if (epoch !== this._epoch) {
+          return false;
+        }
+        this._session = session;
+        this._draftKnown = null;
+        this._pinned = false;
+        this._sessions = [summaryOf(session), ...this._sessions];
+      }
+      const turnId = await this._client.postMessage(session.id, content, context);
+      if (epoch !== this._epoch) {
+        return true; // accepted; the panel moved on to another notebook meanwhile
+      }
+      this._localUser = { ...this._localUser, turn_id: turnId };
+      this._setupError = null;
+      void this._follow(epoch, session.id, turnId);
+      void this._refreshSession(epoch, session.id);
+      if (this._cancelWhenStarted) {
+        void this.cancel();
+      }
+      return true;
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._phase = 'idle';
+        this._localUser = null;
+        this._error =
+          err instanceof ApiError && err.status === 409
+            ? 'A turn is already running for this conversation (perhaps from a ' +
+              '%%assistant cell or another tab). Wait for it, or press Stop.'
+            : `The message was not sent: ${describe(err)}`;
+        this._emit();
+        if (err instanceof ApiError && err.status === 409) {
+          void this.poll();
+        }
+      }
+      return false;
+    }
+  }
+
+  /** Stop the running turn, wherever it runs. Its partial reply is kept, marked cancelled. */
+  async cancel(): Promise<void> {
+    const session = this._session;
+    if (this._phase === 'idle' || !session) {
+      return;
+    }
+    if (this._phase === 'sending' && !this._localUser?.turn_id) {
+      this._cancelWhenStarted = true; // the turn does not exist yet: stop it once it does
+      this._cancelling = true;
+      this._emit();
+      return;
+    }
+    const epoch = this._epoch;
+    this._cancelling = true;
+    this._emit();
+    try {
+      await this._client.cancel(session.id);
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._cancelling = false;
+        this._error = `Could not stop the turn: ${describe(err)}`;
+        this._emit();
+      }
+      return;
+    }
+    if (epoch === this._epoch && this._phase === 'elsewhere') {
+      await this._refreshSession(epoch, session.id);
+    }
+  }
+
+  /** Start a new conversation for the notebook; it is created with its first message. */
+  newConversation(): void {
+    if (this._path === null) {
+      return;
+    }
+    this._detach();
+    this._session = null;
+    this._pinned = false;
+    // Keep showing the draft while a magic or another tab adds to the older conversations.
+    this._draftKnown = new Set(this._sessions.map(s => s.id));
+    this._error = null;
+    this._emit();
+  }
+
+  /** Show another conversation of the notebook. */
+  async selectSession(id: string): Promise<void> {
+    if (this._session?.id === id) {
+      return;
+    }
+    this._detach();
+    this._pinned = this._sessions.length > 0 && this._sessions[0].id !== id;
+    this._draftKnown = null;
+    this._error = null;
+    this._loading = true;
+    this._emit();
+    const epoch = this._epoch;
+    try {
+      const session = await this._client.getSession(id);
+      if (epoch === this._epoch) {
+        this._adopt(epoch, session);
+      }
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._error = `Could not load the conversation: ${describe(err)}`;
+      }
+    } finally {
+      if (epoch === this._epoch) {
+        this._loading = false;
+        this._emit();
+      }
+    }
+  }
+
+  /**
+   * Catch up with changes made elsewhere (another tab, a `%%assistant` cell): new
+   * conversations, a turn that started or ended. Called periodically while the panel shows.
+   */
+  async poll(): Promise<void> {
+    const path = this._path;
+    if (path === null || this._polling || this._phase === 'sending') {
+      return;
+    }
+    if (this._phase === 'streaming') {
+      return; // the stream tells us everything about the shown session
+    }
+    this._polling = true;
+    const epoch = this._epoch;
+    try {
+      const { sessions } = await this._client.listSessions(path);
+      if (epoch !== this._epoch || this._turnInHand()) {
+        return;
+      }
+      this._sessions = sessions;
+      const target = this._pollTarget(sessions);
+      if (target) {
+        const session = await this._client.getSession(target);
+        if (epoch === this._epoch && !this._turnInHand()) {
+          this._adopt(epoch, session);
+        }
+      }
+      this._emit();
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._error = `Lost contact with the server: ${describe(err)}`;
+        this._emit();
+      }
+    } finally {
+      this._polling = false;
+    }
+  }
+
+  /** Poll every `pollSeconds` while active (the panel is visible). */
+  setActive(active: boolean): void {
+    if (active && this._timer === null) {
+      this._timer = setInterval(() => void this.poll(), this._pollSeconds * 1000);
+      void this.poll();
+    } else if (!active && this._timer !== null) {
+      clearInterval(this._timer);
+      this._timer = null;
+    }
+  }
+
+  set pollSeconds(seconds: number) {
+    this._pollSeconds = Math.max(0.5, seconds);
+    if (this._timer !== null) {
+      this.setActive(false);
+      this.setActive(true);
+    }
+  }
+
+  dispose(): void {
+    this.setActive(false);
+    this._detach();
+    Signal.clearData(this);
+  }
+
+  // -- internals -------------------------------------------------------------------------------
+
+  private async _load(epoch: number): Promise<void> {
+    try {
+      const { sessions } = await this._client.listSessions(this._path ?? undefined);
+      if (epoch !== this._epoch) {
+        return;
+      }
+      this._sessions = sessions;
+      if (sessions.length > 0) {
+        const session = await this._client.getSession(sessions[0].id);
+        if (epoch !== this._epoch) {
+          return;
+        }
+        this._adopt(epoch, session);
+      }
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._error = `Could not load the conversations of this notebook: ${describe(err)}`;
+      }
+    } finally {
+      if (epoch === this._epoch) {
+        this._loading = false;
+        this._emit();
+      }
+    }
+  }
+
+  /** A turn sent or streamed from here: its stream, not polling, keeps the panel current. */
+  private _turnInHand(): boolean {
+    return this._phase === 'sending' || this._phase === 'streaming';
+  }
+
+  /** Which session to (re)load after a poll, if any. */
+  private _pollTarget(sessions: ISessionSummary[]): string | null {
+    if (this._draftKnown) {
+      const fresh = sessions.find(s => !this._draftKnown!.has(s.id));
+      return fresh ? fresh.id : null;
+    }
+    const current = this._session;
+    if (!current) {
+      return sessions.length > 0 ? sessions[0].id : null;
+    }
+    if (!this._pinned && sessions.length > 0 && sessions[0].id !== current.id) {
+      return sessions[0].id; // a newer conversation was started elsewhere
+    }
+    const summary = sessions.find(s => s.id === current.id);
+    if (!summary) {
+      return null; // deleted elsewhere; keep showing what we have
+    }
+    const changed =
+      summary.status !== current.status ||
+      summary.updated_at !== current.updated_at ||
+      summary.message_count !== messageCount(current);
+    return changed ? current.id : null;
+  }
+
+  /** Show `session`; follow its turn if it is running. */
+  private _adopt(epoch: number, session: ISession): void {
+    if (this._session?.id !== session.id) {
+      this._resetTurn();
+    }
+    this._session = session;
+    this._draftKnown = null;
+    if (session.status !== 'running') {
+      if (this._phase === 'elsewhere') {
+        this._phase = 'idle';
+        this._cancelling = false;
+      }
+      this._emit();
+      return;
+    }
+    const turnId = runningTurnId(session.messages, session.pending_message);
+    if (this._phase === 'elsewhere' && turnId === this._elsewhereTurn) {
+      this._emit(); // still the same turn in another process: nothing to attach to
+      return;
+    }
+    if (this._phase === 'idle' || this._phase === 'elsewhere') {
+      void this._follow(epoch, session.id, turnId);
+    }
+    this._emit();
+  }
+
+  /**
+   * Stream the events of turn `turnId` (null: the one the stream starts with, unless that one
+   * is already stored), reconnecting with Last-Event-ID when the connection drops. A turn the
+   * server has no events of is running elsewhere: then the session is polled instead.
+   */
+  private async _follow(epoch: number, sessionId: string, turnId: string | null): Promise<void> {
+    const abort = new AbortController();
+    this._abort = abort;
+    this._phase = 'streaming';
+    this._live = emptyTurn(turnId);
+    this._emit();
+    let expected = turnId;
+    let lastId: string | null = null;
+    let foreign = false;
+    let terminal = false;
+    let failures = 0;
+    const stored = this._session?.messages ?? [];
+    const onEvent = ({ id, event }: IReceivedEvent): void => {
+      if (foreign || terminal) {
+        return;
+      }
+      const eventTurn = turnIdOf(id) ?? (event.type === 'turn_started' ? event.turn_id : null);
+      if (expected === null && eventTurn && !hasReply(stored, eventTurn)) {
+        expected = eventTurn;
+      }
+      if (!eventTurn || eventTurn !== expected) {
+        foreign = true; // an older turn of this server, not the running one
+        abort.abort();
+        return;
+      }
+      lastId = id;
+      this._live = applyEvent(this._live ?? emptyTurn(expected), event);
+      if (event.type === 'error' && SETUP_ERRORS.has(event.code)) {
+        this._setupError = { code: event.code, message: event.message };
+      }
+      terminal = this._live.status !== 'running';
+      this._emit();
+    };
+    for (;;) {
+      try {
+        const end = await this._client.streamEvents(
+          sessionId,
+          { lastEventId: lastId, signal: abort.signal },
+          onEvent
+        );
+        if (terminal || end.received === 0) {
+          break; // done, or the server has nothing (more) for this turn
+        }
+        failures = 0; // the connection dropped mid-turn: resume after the last event
+      } catch (err) {
+        if (foreign) {
+          break;
+        }
+        if (abort.signal.aborted || epoch !== this._epoch) {
+          return; // detached: another notebook or conversation is shown now
+        }
+        failures += 1;
+        if (failures > this._maxReconnects) {
+          this._error = `The reply stream broke: ${describe(err)}`;
+          break;
+        }
+        await sleep(this._reconnectDelayMs * 2 ** (failures - 1));
+      }
+      if (abort.signal.aborted || epoch !== this._epoch) {
+        if (!foreign) {
+          return;
+        }
+        break;
+      }
+    }
+    if (epoch !== this._epoch || (abort.signal.aborted && !foreign)) {
+      return;
+    }
+    if (this._abort === abort) {
+      this._abort = null;
+    }
+    if (terminal) {
+      await this._refreshSession(epoch, sessionId);
+      return;
+    }
+    // Not streamable here: a kernel runs it, or this server restarted. The session's status
+    // (polled) says when it is over.
+    this._phase = 'elsewhere';
+    this._elsewhereTurn = expected;
+    this._live = null;
+    this._emit();
+    void this.poll();
+  }
+
+  /** Reload the stored session; ends the shown turn if it is over. */
+  private async _refreshSession(epoch: number, sessionId: string): Promise<void> {
+    const seq = ++this._refreshSeq;
+    let session: ISession;
+    try {
+      session = await this._client.getSession(sessionId);
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._error = `Could not reload the conversation: ${describe(err)}`;
+        if (this._phase === 'streaming' && this._live?.status !== 'running') {
+          this._phase = 'idle'; // the reply as streamed stays shown
+          this._cancelling = false;
+        }
+        this._emit();
+      }
+      return;
+    }
+    if (epoch !== this._epoch || session.id !== this._session?.id || seq < this._appliedSeq) {
+      return; // stale: another notebook is shown, or a later refresh already landed
+    }
+    this._appliedSeq = seq;
+    this._session = session;
+    const liveTurn = this._live?.turnId ?? null;
+    const ended =
+      (this._phase === 'streaming' && this._live?.status !== 'running') ||
+      (this._phase === 'elsewhere' && session.status === 'idle');
+    if (ended) {
+      this._phase = 'idle';
+      this._cancelling = false;
+      if (!liveTurn || hasReply(session.messages, liveTurn)) {
+        this._live = null;
+      }
+      this._localUser = null;
+    } else if (this._localUser?.turn_id && userStored(session, this._localUser.turn_id)) {
+      this._localUser = null;
+    }
+    this._sessions = this._sessions.map(s => (s.id === session.id ? summaryOf(session) : s));
+    this._emit();
+  }
+
+  /** Stop following the shown turn (it goes on on the server) and forget its local state. */
+  private _detach(): void {
+    this._epoch += 1;
+    this._resetTurn();
+  }
+
+  private _resetTurn(): void {
+    this._abort?.abort();
+    this._abort = null;
+    this._phase = 'idle';
+    this._cancelling = false;
+    this._cancelWhenStarted = false;
+    this._live = null;
+    this._localUser = null;
+    this._elsewhereTurn = null;
+  }
+
+  private _emit(): void {
+    this._changed.emit();
+  }
+
+  private readonly _client: AssistantClient;
+  private readonly _maxReconnects: number;
+  private readonly _reconnectDelayMs: number;
+  private _pollSeconds: number;
+  private _changed = new Signal<this, void>(this);
+  private _epoch = 0;
+  private _path: string | null = null;
+  private _loading = false;
+  private _sessions: ISessionSummary[] = [];
+  private _session: ISession | null = null;
+  private _pinned = false;
+  private _draftKnown: Set<string> | null = null;
+  private _phase: TurnPhase = 'idle';
+  private _cancelling = false;
+  private _cancelWhenStarted = false;
+  private _live: ILiveTurn | null = null;
+  private _localUser: IMessage | null = null;
+  private _elsewhereTurn: string | null = null;
+  private _abort: AbortController | null = null;
+  private _error: string | null = null;
+  private _setupError: ITurnError | null = null;
+  private _providers: IProvidersResponse | null = null;
+  private _polling = false;
+  private _refreshSeq = 0;
+  private _appliedSeq = 0;
+  private _timer: ReturnType<typeof setInterval> | null = null;
+}
+
+function userMessage(content: string, context: MessageContext | null): IMessage {
+  return {
+    id: `local-${Date.now()}`,
+    role: 'user',
+    content,
+    created_at: new Date().toISOString(),
+    turn_id: null,
+    status: 'complete',
+    tools: [],
+    context
+  };
+}
+
+function userStored(session: ISession, turnId: string): boolean {
+  return (
+    session.pending_message?.turn_id === turnId ||
+    session.messages.some(m => m.role === 'user' && m.turn_id === turnId)
+  );
+}
+
+function messageCount(session: ISession): number {
+  return session.messages.length + (session.pending_message ? 1 : 0);
+}
+
+function summaryOf(session: ISession): ISessionSummary {
+  return {
+    id: session.id,
+    path: session.path,
+    title: session.title,
+    provider: session.provider,
+    status: session.status,
+    created_at: session.created_at,
+    updated_at: session.updated_at,
+    message_count: messageCount(session)
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    return err.message;
+  }
+  return String(err);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}

@@ -1,0 +1,345 @@
+/**
+ * The "Assistant" sidebar: header (notebook, conversation picker, New), the provider banner,
+ * the conversation, the turn status with Stop, and the composer.
+ */
+
+import type { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
+import { Signal } from '@lumino/signaling';
+import * as React from 'react';
+
+import { baseName, conversationLabel, formatUsage } from './format';
+import type { ICodeActions } from './markdown';
+import { MessageView } from './message';
+import type { AssistantModel } from './model';
+import type { MessageContext } from './types';
+
+/** The user's preferences (schema/plugin.json). */
+export interface IPanelSettings {
+  includeCellContext: boolean;
+  enterToSend: boolean;
+}
+
+export interface IPanelOptions {
+  model: AssistantModel;
+  rendermime: IRenderMimeRegistry;
+  actions: ICodeActions;
+  /** The active cell or selection of the followed notebook, when the toggle is on. */
+  cellContext: () => MessageContext | null;
+  settings: IPanelSettings;
+}
+
+export class AssistantSidebar extends ReactWidget {
+  constructor(private readonly _options: IPanelOptions) {
+    super();
+    this.addClass('jp-Assistant');
+    this._settings = _options.settings;
+  }
+
+  get settings(): IPanelSettings {
+    return this._settings;
+  }
+
+  set settings(settings: IPanelSettings) {
+    this._settings = settings;
+    this._settingsChanged.emit();
+  }
+
+  /** Put the keyboard focus in the message box. */
+  focusInput(): void {
+    this.node.querySelector<HTMLTextAreaElement>('.jp-Assistant-input')?.focus();
+  }
+
+  protected render(): JSX.Element {
+    const { model } = this._options;
+    return (
+      <UseSignal signal={this._settingsChanged}>
+        {() => (
+          <UseSignal signal={model.changed}>
+            {() => <AssistantView {...this._options} settings={this._settings} />}
+          </UseSignal>
+        )}
+      </UseSignal>
+    );
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._options.model.setActive(true);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._options.model.setActive(false);
+  }
+
+  private _settings: IPanelSettings;
+  private readonly _settingsChanged = new Signal<this, void>(this);
+}
+
+function AssistantView(props: IPanelOptions): JSX.Element {
+  const { model, rendermime, actions, settings } = props;
+  const [draft, setDraft] = React.useState('');
+  const [includeContext, setIncludeContext] = React.useState(settings.includeCellContext);
+  const log = React.useRef<HTMLDivElement>(null);
+  const stuckToBottom = React.useRef(true);
+
+  React.useEffect(() => setIncludeContext(settings.includeCellContext), [
+    settings.includeCellContext
+  ]);
+
+  const messages = model.messages;
+  const lastText = messages.length ? messages[messages.length - 1].content : '';
+  React.useLayoutEffect(() => {
+    // Follow the reply as it streams, unless the user scrolled up to read.
+    const node = log.current;
+    if (node && stuckToBottom.current) {
+      node.scrollTop = node.scrollHeight;
+    }
+  }, [messages.length, lastText, model.session?.id]);
+
+  const onScroll = (): void => {
+    const node = log.current;
+    if (node) {
+      stuckToBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 40;
+    }
+  };
+
+  const send = async (): Promise<void> => {
+    const content = draft;
+    if (!content.trim() || model.busy) {
+      return;
+    }
+    const context = includeContext ? props.cellContext() : null;
+    setDraft('');
+    stuckToBottom.current = true;
+    if (!(await model.send(content, context))) {
+      setDraft(current => current || content); // not sent: give the text back
+    }
+  };
+
+  const onKeyDown = (event: React.KeyboardEvent<HTMLTextAreaElement>): void => {
+    if (event.key !== 'Enter' || event.nativeEvent.isComposing) {
+      return;
+    }
+    const modifier = event.ctrlKey || event.metaKey;
+    const sends = settings.enterToSend ? !event.shiftKey && !event.altKey : modifier;
+    if (sends) {
+      event.preventDefault();
+      void send();
+    }
+  };
+
+  const onPanelKeyDown = (event: React.KeyboardEvent<HTMLDivElement>): void => {
+    if (event.key === 'Escape' && model.busy) {
+      event.preventDefault();
+      event.stopPropagation();
+      void model.cancel();
+    }
+  };
+
+  if (model.notebookPath === null) {
+    return (
+      <div className="jp-Assistant-body" onKeyDown={onPanelKeyDown}>
+        <Header model={model} />
+        <div className="jp-Assistant-placeholder">
+          Open a notebook to talk with the assistant about it. The assistant works in the
+          notebook&apos;s folder and remembers each notebook&apos;s conversations.
+        </div>
+      </div>
+    );
+  }
+
+  const sendHint = settings.enterToSend
+    ? 'Enter to send, Shift+Enter for a new line'
+    : 'Ctrl+Enter to send';
+  return (
+    <div className="jp-Assistant-body" onKeyDown={onPanelKeyDown}>
+      <Header model={model} />
+      <SetupBanner model={model} />
+      <div
+        className="jp-Assistant-log"
+        role="log"
+        aria-label="Conversation"
+        aria-live="polite"
+        tabIndex={0}
+        ref={log}
+        onScroll={onScroll}
+      >
+        {model.loading && <div className="jp-Assistant-placeholder">Loading…</div>}
+        {!model.loading && messages.length === 0 && (
+          <div className="jp-Assistant-placeholder">
+            Ask about this notebook: its data files, its code, or what to do next. The
+            assistant runs in <code>{folderOf(model.notebookPath)}</code>.
+          </div>
+        )}
+        {messages.map(message => (
+          <MessageView
+            key={message.id}
+            message={message}
+            rendermime={rendermime}
+            actions={actions}
+          />
+        ))}
+      </div>
+      <TurnStatus model={model} />
+      {model.error && (
+        <div className="jp-Assistant-error" role="alert">
+          {model.error}
+        </div>
+      )}
+      <form
+        className="jp-Assistant-composer"
+        onSubmit={event => {
+          event.preventDefault();
+          void send();
+        }}
+      >
+        <textarea
+          className="jp-Assistant-input"
+          aria-label="Message to the assistant"
+          placeholder={`Ask the assistant (${sendHint})`}
+          rows={3}
+          value={draft}
+          onChange={event => setDraft(event.target.value)}
+          onKeyDown={onKeyDown}
+        />
+        <div className="jp-Assistant-composerRow">
+          <label className="jp-Assistant-contextToggle">
+            <input
+              type="checkbox"
+              checked={includeContext}
+              onChange={event => setIncludeContext(event.target.checked)}
+            />
+            Include active cell or selection
+          </label>
+          {model.busy ? (
+            <button
+              type="button"
+              className="jp-Assistant-stop jp-mod-styled jp-mod-warn"
+              aria-label="Stop the assistant (Escape)"
+              title="Stop (Esc)"
+              disabled={model.cancelling}
+              onClick={() => void model.cancel()}
+            >
+              {model.cancelling ? 'Stopping…' : 'Stop'}
+            </button>
+          ) : (
+            <button
+              type="submit"
+              className="jp-Assistant-send jp-mod-styled jp-mod-accept"
+              aria-label="Send message"
+              disabled={!draft.trim()}
+            >
+              Send
+            </button>
+          )}
+        </div>
+      </form>
+      <div className="jp-Assistant-usage" aria-label="Tokens and cost of this conversation">
+        {formatUsage(model.usage)}
+      </div>
+    </div>
+  );
+}
+
+function Header(props: { model: AssistantModel }): JSX.Element {
+  const { model } = props;
+  const path = model.notebookPath;
+  const current = model.session?.id ?? '';
+  return (
+    <div className="jp-Assistant-header">
+      <div className="jp-Assistant-titleRow">
+        <h2 className="jp-Assistant-title">Assistant</h2>
+        {path && (
+          <span className="jp-Assistant-notebook" title={path}>
+            {baseName(path)}
+          </span>
+        )}
+      </div>
+      {path && (
+        <div className="jp-Assistant-conversations">
+          <select
+            className="jp-Assistant-picker"
+            aria-label="Conversation of this notebook"
+            value={current}
+            onChange={event => {
+              if (event.target.value) {
+                void model.selectSession(event.target.value);
+              }
+            }}
+          >
+            {!current && <option value="">New conversation</option>}
+            {model.sessions.map(s => (
+              <option key={s.id} value={s.id}>
+                {conversationLabel(s.title, s.updated_at)}
+                {s.status === 'running' ? ' — running' : ''}
+              </option>
+            ))}
+          </select>
+          <button
+            type="button"
+            className="jp-Assistant-new jp-mod-styled"
+            aria-label="New conversation"
+            title="Start a new conversation for this notebook"
+            onClick={() => model.newConversation()}
+          >
+            New
+          </button>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function SetupBanner(props: { model: AssistantModel }): JSX.Element | null {
+  const { model } = props;
+  const problem = model.setupProblem;
+  if (!problem) {
+    return null;
+  }
+  const name = model.provider?.display_name ?? 'The assistant';
+  return (
+    <div className="jp-Assistant-banner" role="alert">
+      <div className="jp-Assistant-bannerTitle">{name} cannot run yet</div>
+      <div className="jp-Assistant-bannerText">{problem}</div>
+      <button
+        type="button"
+        className="jp-mod-styled"
+        onClick={() => void model.loadProviders(true)}
+      >
+        Check again
+      </button>
+    </div>
+  );
+}
+
+function TurnStatus(props: { model: AssistantModel }): JSX.Element | null {
+  const { model } = props;
+  let text: string | null = null;
+  if (model.cancelling) {
+    text = 'Stopping…';
+  } else if (model.phase === 'sending') {
+    text = 'Sending…';
+  } else if (model.phase === 'streaming') {
+    text = 'The assistant is working. Press Esc or Stop to cancel.';
+  } else if (model.phase === 'elsewhere') {
+    text =
+      'A turn is running in another process (a %%assistant cell, or another server). ' +
+      'It will appear here when it ends. Stop cancels it.';
+  }
+  if (!text) {
+    return null;
+  }
+  return (
+    <div className={`jp-Assistant-status jp-mod-${model.phase}`} role="status">
+      {text}
+    </div>
+  );
+}
+
+function folderOf(path: string): string {
+  const cut = path.lastIndexOf('/');
+  return cut > 0 ? path.slice(0, cut) + '/' : 'the server root';
+}

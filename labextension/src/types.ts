@@ -1,0 +1,194 @@
+/**
+ * Shapes of the assistant's HTTP API (docs/rest-api.yml), as the sidebar reads them.
+ */
+
+export type SessionStatus = 'idle' | 'running';
+/** `streaming`: the partial reply of a running turn, saved as it grows (by its server or kernel). */
+export type MessageStatus = 'complete' | 'cancelled' | 'error' | 'interrupted' | 'streaming';
+export type Role = 'user' | 'assistant' | 'system';
+
+export interface IProvider {
+  name: string;
+  display_name: string;
+  available: boolean;
+  version: string | null;
+  /** Why it cannot be used, with the fix (e.g. the install command). */
+  problem: string | null;
+  credentials?: 'present' | 'missing' | 'unknown';
+}
+
+export interface IProvidersResponse {
+  default: string;
+  providers: IProvider[];
+}
+
+export interface ISessionSummary {
+  id: string;
+  path: string;
+  title: string;
+  provider: string;
+  status: SessionStatus;
+  created_at: string;
+  updated_at: string;
+  message_count: number;
+}
+
+export interface ISessionsResponse {
+  sessions: ISessionSummary[];
+  problems?: string[];
+}
+
+export interface IToolCall {
+  id: string;
+  name: string;
+  input?: unknown;
+  result?: unknown;
+  is_error: boolean;
+}
+
+export interface IUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+}
+
+export interface ITurnError {
+  code: string;
+  message: string;
+}
+
+export interface IMessage {
+  id: string;
+  role: Role;
+  content: string;
+  created_at: string;
+  turn_id: string | null;
+  status: MessageStatus;
+  tools: IToolCall[];
+  context?: Record<string, unknown> | null;
+  usage?: IUsage | null;
+  error?: ITurnError | null;
+  notices?: string[];
+}
+
+export interface ISession {
+  version: number;
+  id: string;
+  path: string;
+  working_dir: string;
+  provider: string;
+  provider_session_id: string | null;
+  context: Record<string, unknown>;
+  messages: IMessage[];
+  pending_message: IMessage | null;
+  title: string;
+  created_at: string;
+  updated_at: string;
+  usage: IUsage;
+  status: SessionStatus;
+}
+
+/** The `context` of a message: what the user chose to send along from the notebook. */
+export type MessageContext = Record<string, unknown>;
+
+// -- stream events (SSE `event:` = `type`) ----------------------------------------------------
+
+export interface ITurnStartedEvent {
+  type: 'turn_started';
+  turn_id: string;
+  provider: string;
+}
+export interface ITextEvent {
+  type: 'text';
+  text: string;
+}
+export interface IThinkingEvent {
+  type: 'thinking';
+  text: string;
+}
+export interface IToolUseEvent {
+  type: 'tool_use';
+  id: string;
+  name: string;
+  input: unknown;
+}
+export interface IToolResultEvent {
+  type: 'tool_result';
+  id: string;
+  content: unknown;
+  is_error: boolean;
+}
+export interface IUsageEvent extends IUsage {
+  type: 'usage';
+}
+export interface IPermissionDeniedEvent {
+  type: 'permission_denied';
+  tool_name: string;
+  input: unknown;
+  message: string;
+}
+export interface INoticeEvent {
+  type: 'notice';
+  level: string;
+  message: string;
+}
+export interface IPermissionRequestEvent {
+  type: 'permission_request';
+  request_id: string;
+  tool_name: string;
+  input: unknown;
+  summary: string;
+}
+export interface IDoneEvent {
+  type: 'done';
+  provider_session_id: string | null;
+  cost_usd: number;
+  duration_ms: number;
+}
+export interface IErrorEvent {
+  type: 'error';
+  code: string;
+  message: string;
+}
+export interface ICancelledEvent {
+  type: 'cancelled';
+}
+
+export type TerminalEvent = IDoneEvent | IErrorEvent | ICancelledEvent;
+
+export type AssistantEvent =
+  | ITurnStartedEvent
+  | ITextEvent
+  | IThinkingEvent
+  | IToolUseEvent
+  | IToolResultEvent
+  | IUsageEvent
+  | IPermissionDeniedEvent
+  | INoticeEvent
+  | IPermissionRequestEvent
+  | TerminalEvent;
+
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set([
+  'done',
+  'error',
+  'cancelled'
+]);
+
+export function isTerminal(event: AssistantEvent): event is TerminalEvent {
+  return TERMINAL_TYPES.has(event.type);
+}
+
+/** An event as received: its SSE id (`<turn_id>:<seq>`) and the parsed data. */
+export interface IReceivedEvent {
+  id: string | null;
+  event: AssistantEvent;
+}
+
+/** The turn id part of an SSE event id `<turn_id>:<seq>`. */
+export function turnIdOf(eventId: string | null): string | null {
+  if (!eventId) {
+    return null;
+  }
+  const cut = eventId.lastIndexOf(':');
+  return cut > 0 ? eventId.slice(0, cut) : null;
+}
