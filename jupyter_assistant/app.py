@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .service import AssistantService
 
 STORE_ENV = "JUPYTER_ASSISTANT_DIR"
+CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
 
 def default_store_dir() -> str:
@@ -100,6 +101,12 @@ class AssistantExtension(ExtensionApp):
         "secrets such as JUPYTER_TOKEN are removed).",
     ).tag(config=True)
 
+    reap_interval_seconds = Float(
+        30.0,
+        help="How often the server looks for providers whose owner (a kernel running a magic) "
+        "died mid-turn, to stop them and mark the turn interrupted. 0 disables.",
+    ).tag(config=True)
+
     sse_keepalive_seconds = Float(
         15.0, help="Seconds between keep-alive comments on an idle event stream."
     ).tag(config=True)
@@ -124,6 +131,9 @@ class AssistantExtension(ExtensionApp):
         # Kernels started by this server find the same store (see magics).
         os.environ[STORE_ENV] = self.store_dir
         self.settings["jupyter_assistant"] = self
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is not None:
+            event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
 
     def initialize_handlers(self) -> None:
         from .handlers import routes
@@ -160,13 +170,43 @@ class AssistantExtension(ExtensionApp):
         return self._service
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        # Reap providers a killed server left behind. Only build the engine if there are
-        # process records at all, so that a normal start-up imports nothing heavy.
+        self._reap_if_needed()
+        if self.reap_interval_seconds > 0:
+            self._reap_timer = asyncio.create_task(self._reap_periodically())
+
+    def _reap_if_needed(self) -> None:
+        # Only build the engine if there are process records at all, so that a normal
+        # start-up (and a quiet server) imports nothing heavy.
         records = Path(self.store_dir) / "processes"
         if records.is_dir() and any(records.glob("*.json")):
-            self._reaper = asyncio.create_task(self.service.start())
+            self._reaper = asyncio.create_task(self.service.reap_orphans())
+
+    async def _reap_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.reap_interval_seconds)
+            try:
+                self._reap_if_needed()
+            except Exception:
+                self.log.exception("Assistant: reaping orphaned providers failed")
+
+    async def _on_contents_event(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """Sessions follow their notebook when it is renamed or moved in JupyterLab, and are
+        kept (detached) when it is deleted."""
+        action = data.get("action")
+        if action not in ("rename", "delete"):
+            return
+        try:
+            if action == "rename" and data.get("source_path"):
+                await self.service.notebook_renamed(data["source_path"], data["path"])
+            elif action == "delete":
+                await self.service.notebook_deleted(data["path"])
+        except Exception:
+            self.log.exception("Assistant: could not follow %s of %s", action, data.get("path"))
 
     async def stop_extension(self) -> None:
+        timer = getattr(self, "_reap_timer", None)
+        if timer is not None:
+            timer.cancel()
         if self._service is not None:
             await self._service.stop()
 

@@ -87,6 +87,8 @@ class Session(_Model):
     created_at: str = Field(default_factory=utcnow)
     updated_at: str = Field(default_factory=utcnow)
     usage: Usage = Field(default_factory=Usage)
+    # The notebook was deleted: the conversation is kept, but no longer follows a file.
+    detached: bool = False
     # Not persisted as truth: filled in from the process records when served.
     status: SessionStatus = "idle"
 
@@ -101,6 +103,7 @@ class Session(_Model):
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "message_count": len(self.messages) + (1 if self.pending_message else 0),
+            "detached": self.detached,
         }
 
 

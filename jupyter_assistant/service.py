@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +155,63 @@ class AssistantService:
             row["status"] = self._status(row["id"], running)
         return rows
 
+    # -- the notebook's file moves --------------------------------------------------------------
+
+    def _absolute(self, api_path: str) -> str:
+        assert self.settings.root_dir is not None
+        root = os.path.realpath(self.settings.root_dir)
+        return os.path.join(root, *api_path.strip("/").split("/"))
+
+    async def notebook_renamed(self, old_api_path: str, new_api_path: str) -> int:
+        """Re-key the sessions of a renamed or moved notebook (or of every notebook in a
+        renamed folder). Returns how many sessions followed."""
+        if self.settings.root_dir is None:
+            return 0
+        old_abs = self._absolute(old_api_path)
+        new_abs = self._absolute(new_api_path)
+        new_real = await asyncio.to_thread(os.path.realpath, new_abs)
+        rows = await asyncio.to_thread(self.store.list_summaries)
+        moved = 0
+        for row in rows:
+            key = row["notebook_key"]
+            if key != old_abs and not key.startswith(old_abs + os.sep):
+                continue
+            suffix = key[len(old_abs) :]
+            new_key = new_real + suffix
+            new_path = new_api_path.strip("/") + suffix.replace(os.sep, "/")
+
+            def follow(session: Session, key: str = new_key, path: str = new_path) -> None:
+                session.notebook_key = key
+                session.path = path
+                session.working_dir = os.path.dirname(key)
+                session.detached = False
+
+            try:
+                await asyncio.to_thread(self.store.update, row["id"], follow)
+                moved += 1
+            except NotFound:
+                continue
+        return moved
+
+    async def notebook_deleted(self, api_path: str) -> int:
+        """Keep the sessions of a deleted notebook, marked detached."""
+        if self.settings.root_dir is None:
+            return 0
+        gone = self._absolute(api_path)
+        rows = await asyncio.to_thread(self.store.list_summaries)
+        detached = 0
+        for row in rows:
+            key = row["notebook_key"]
+            if key == gone or key.startswith(gone + os.sep):
+                try:
+                    await asyncio.to_thread(
+                        self.store.update, row["id"], lambda s: setattr(s, "detached", True)
+                    )
+                    detached += 1
+                except NotFound:
+                    continue
+        return detached
+
     async def get_session(self, session_id: str) -> Session:
         validate_session_id(session_id)
         session = await asyncio.to_thread(self.store.load, session_id)
@@ -231,6 +289,10 @@ class AssistantService:
             log.warning(
                 "Reaped %d provider process tree(s) left by a stopped server/kernel", reaped
             )
+
+    async def reap_orphans(self) -> int:
+        """Periodic housekeeping: a kernel that died mid-turn leaves its provider behind."""
+        return await self.runner.reap_orphans()
 
     async def stop(self) -> None:
         await self.runner.shutdown()

@@ -148,6 +148,17 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 20, message
         await asyncio.sleep(0.02)
 
 
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20, message: str = ""
+) -> None:
+    """Await ``check()`` until it is true (for effects that happen in background tasks)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or "condition not met in time")
+        await asyncio.sleep(0.02)
+
+
 def pids_alive(pids: list[int]) -> list[int]:
     alive = []
     for pid in pids:

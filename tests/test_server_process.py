@@ -40,7 +40,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = home / f"server-{self.port}.log"
 
-    def start(self, extra_env: dict[str, str] | None = None) -> Server:
+    def start(
+        self, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
+    ) -> Server:
         env = {
             **os.environ,
             # A private config dir: only the installed jupyter_assistant.json enables us.
@@ -64,6 +66,7 @@ class Server:
                 f"--ClaudeCodeProvider.command={FAKE_CLAUDE}",
                 "--AssistantExtension.checkpoint_interval_seconds=0.2",
                 *(["--allow-root"] if os.geteuid() == 0 else []),
+                *(extra_args or []),
             ],
             env=env,
             stdout=self.log.open("ab"),
@@ -203,3 +206,75 @@ def test_stopping_the_server_ends_running_turns(
     assert pids_alive(pids) == []
     again = new_server(servers, dirs)
     assert again.call("GET", f"/sessions/{sid}")["messages"][-1]["status"] == "interrupted"
+
+
+KERNEL_LIKE = """
+import asyncio, sys
+from pathlib import Path
+from traitlets.config import Config, Configurable
+from jupyter_assistant.providers import ProviderRegistry
+from jupyter_assistant.service import AssistantService, ServiceSettings
+
+async def main() -> None:
+    config = Config()
+    config.ClaudeCodeProvider.command = [sys.argv[3]]
+    service = AssistantService(
+        ServiceSettings(store_dir=Path(sys.argv[1])),
+        ProviderRegistry(parent=Configurable(config=config)),
+    )
+    session = await service.create_session_for_file(sys.argv[2])
+    await service.post_message(session.id, "scenario:tree")
+    print(session.id, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_kernel_that_dies_mid_turn_is_cleaned_up_by_the_server(
+    servers: list[Server], dirs: dict[str, Path]
+) -> None:
+    pid_file = dirs["home"] / "pids.json"
+    server = new_server(
+        servers, dirs, extra_args=["--AssistantExtension.reap_interval_seconds=0.3"]
+    )
+    kernel = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            KERNEL_LIKE,
+            str(dirs["store"]),
+            str(dirs["root"] / "analysis" / "q3.ipynb"),
+            str(FAKE_CLAUDE),
+        ],
+        env={**os.environ, "FAKE_PID_FILE": str(pid_file)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert kernel.stdout is not None
+        sid = kernel.stdout.readline().strip()
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = json.loads(pid_file.read_text())
+        # The server sees the kernel's turn on the same notebook, running.
+        rows = server.call("GET", "/sessions?path=analysis/q3.ipynb")["sessions"]
+        assert [(r["id"], r["status"]) for r in rows] == [(sid, "running")]
+        kernel.kill()  # the kernel dies mid-turn (OOM, `kill -9`, a crash)
+        kernel.wait()
+        deadline = time.monotonic() + 30
+        while pids_alive(pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pids_alive(pids) == []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stored = server.call("GET", f"/sessions/{sid}")
+            if stored["messages"][-1]["status"] == "interrupted":
+                break
+            time.sleep(0.05)
+        assert stored["status"] == "idle"
+        assert stored["messages"][-1]["status"] == "interrupted"
+    finally:
+        kernel.kill()
+        kernel.wait()
