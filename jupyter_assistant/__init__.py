@@ -20,4 +20,17 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-assistant"}]
 
 
-__all__ = ["__version__"]
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_assistant`` (or ``c.InteractiveShellApp.extensions``): the magics."""
+    from .magics import register  # IPython only when loaded into a shell
+
+    register(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magics import unregister
+
+    unregister(ipython)
+
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]

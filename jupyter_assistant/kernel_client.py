@@ -112,6 +112,10 @@ def default_store_dir(environ: Mapping[str, str] | None = None) -> str:
     return env.get(STORE_ENV) or os.path.join(jupyter_data_dir(), "assistant")
 
 
+# AssistantExtension settings that only matter to a server (streams, periodic reaping).
+SERVER_ONLY_SETTINGS = frozenset({"sse_keepalive_seconds", "reap_interval_seconds"})
+
+
 class KernelSettings(Configurable):
     """The engine settings of ``AssistantExtension``, read from the same config section
     (``c.AssistantExtension.*``) in a kernel. Mirrors app.py's traits (a test keeps them equal)
@@ -135,6 +139,8 @@ class KernelSettings(Configurable):
     max_message_bytes = Int(1024 * 1024).tag(config=True)
     max_concurrent_turns = Int(8).tag(config=True)
     max_line_bytes = Int(8 * 1024 * 1024).tag(config=True)
+    max_reply_bytes = Int(10 * 1024 * 1024).tag(config=True)
+    checkpoint_interval_seconds = Float(2.0).tag(config=True)
     provider_env = Dict(value_trait=Unicode()).tag(config=True)
 
     @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
@@ -144,7 +150,7 @@ class KernelSettings(Configurable):
             raise ValueError(f"{proposal['trait'].name} must be > 0")
         return value
 
-    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes")
+    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
     def _positive_int(self, proposal: Any) -> int:
         value = int(proposal["value"])
         if value <= 0:
@@ -371,7 +377,7 @@ class TurnView:
         footer = f"*{self.footer()}*"
         return f"{body}\n\n{footer}" if body else footer
 
-    def plain(self) -> str:
+    def plain_body(self) -> str:
         chunks: list[str] = []
         for part in self.parts:
             if isinstance(part, list):
@@ -381,7 +387,10 @@ class TurnView:
                 chunks.append(f"\n[{part.name}] {part.detail}{state}\n")
             else:
                 chunks.append(f"\n[!] {part}\n")
-        body = "".join(chunks).strip()
+        return "".join(chunks)
+
+    def plain(self) -> str:
+        body = self.plain_body().strip()
         return f"{body}\n\n-- {self.footer()}" if body else f"-- {self.footer()}"
 
 
@@ -425,8 +434,11 @@ def _type_name(value: Any) -> str:
 
 
 def _is(value: Any, package: str, *names: str) -> bool:
-    cls = type(value)
-    return cls.__module__.split(".")[0] == package and cls.__name__ in names
+    """Is ``value`` one of ``package``'s ``names`` (or a subclass), without importing it."""
+    return any(
+        cls.__module__.split(".")[0] == package and cls.__name__ in names
+        for cls in type(value).__mro__
+    )
 
 
 def _safe(describe: Callable[[], str]) -> str:
@@ -550,6 +562,8 @@ class KernelAssistant:
                         idle_timeout_seconds=settings.idle_timeout_seconds,
                         max_concurrent_turns=settings.max_concurrent_turns,
                         max_line_bytes=settings.max_line_bytes,
+                        max_reply_bytes=settings.max_reply_bytes,
+                        checkpoint_interval_seconds=max(0.0, settings.checkpoint_interval_seconds),
                         provider_env=dict(settings.provider_env),
                     ),
                 ),

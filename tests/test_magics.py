@@ -1,0 +1,583 @@
+"""%assistant / %%assistant: real kernels (jupyter_client + ipykernel) with the fake Claude CLI,
+a real IPython process outside a notebook, and a real Jupyter server sharing the store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas
+import pytest
+
+from jupyter_assistant.kernel_client import (
+    CONTEXT_CHARS,
+    SERVER_ONLY_SETTINGS,
+    VARIABLE_CHARS,
+    KernelSettings,
+    TurnView,
+    find_notebook,
+    first_code_block,
+    load_server_config,
+    summarize_value,
+    summarize_variables,
+)
+from jupyter_assistant.magics import keep_questions, split_options
+from jupyter_assistant.store import SessionStore
+
+from .conftest import FAKE_CLAUDE
+from .helpers import NOTEBOOK, api, json_of, pids_alive, wait_until
+from .kernel_helpers import (
+    Execution,
+    Kernel,
+    KernelSetup,
+    KernelThread,
+    make_setup,
+    status_of,
+)
+
+StartKernel = Callable[[KernelSetup], Kernel]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> KernelSetup:
+    return make_setup(tmp_path)
+
+
+@pytest.fixture
+def start_kernel() -> Iterator[StartKernel]:
+    kernels: list[Kernel] = []
+
+    def start(setup: KernelSetup) -> Kernel:
+        kernel = Kernel(setup)
+        kernels.append(kernel)
+        return kernel
+
+    yield start
+    for kernel in kernels:
+        kernel.shutdown()
+
+
+def stored_sessions(setup: KernelSetup) -> list[dict[str, Any]]:
+    """The notebook's sessions as the store has them (newest first), read by this process."""
+    store = SessionStore(setup.store_dir)
+    return store.list_summaries(os.path.realpath(setup.notebook))
+
+
+def load_session(setup: KernelSetup, session_id: str) -> Any:
+    return SessionStore(setup.store_dir).load(session_id)
+
+
+def assert_one_line_error(execution: Execution, *needles: str) -> str:
+    """The cell failed and showed one line, no traceback."""
+    assert status_of(execution) == "error"
+    lines = execution.error_lines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def body(markdown: str) -> str:
+    """A displayed reply without its footer line (*working…*, the cost at the end)."""
+    return markdown.rsplit("\n\n*", 1)[0] if "\n\n*" in markdown else ""
+
+
+# -- pure helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "tokens", "prompt"),
+    [
+        ("what's in sales.csv?", [], "what's in sales.csv?"),
+        (
+            "--new --model sonnet  why is  $x {y}?",
+            ["--new", "--model", "sonnet"],
+            "why is  $x {y}?",
+        ),
+        ("--with df arr -- explain them", ["--with", "df", "arr"], "explain them"),
+        ("--with df,arr --code go", ["--with", "df,arr", "--code"], "go"),
+        ("--output=answer tell me", ["--output=answer"], "tell me"),
+        ("--provider claude new", ["--provider", "claude"], "new"),
+        ("-- --new is a flag", [], "--new is a flag"),
+        ("", [], ""),
+    ],
+)
+def test_split_options_keeps_the_prompt_as_written(
+    line: str, tokens: list[str], prompt: str
+) -> None:
+    assert split_options(line) == (tokens, prompt)
+
+
+def test_questions_are_not_taken_for_help_requests() -> None:
+    cell = ["x = 1\n", "%assistant what does x hold?\n", "  %assistant is it 'ok'?"]
+    assert keep_questions(cell) == [
+        "x = 1\n",
+        "get_ipython().run_line_magic('assistant', 'what does x hold?')\n",
+        "  get_ipython().run_line_magic('assistant', \"is it 'ok'?\")\n",
+    ]
+    untouched = ["%assistant no question\n", "%assistant\n", "%assistants x?\n", "x?\n"]
+    assert keep_questions(untouched) == untouched
+    cell_magic = ["%%assistant\n", "%assistant why?\n"]
+    assert keep_questions(cell_magic) == cell_magic
+
+
+def test_the_notebook_comes_from_jpy_session_name_then_the_namespace_then_the_cwd(
+    tmp_path: Path,
+) -> None:
+    nb = str(tmp_path / "a" / "q3.ipynb")
+    other = str(tmp_path / "b" / "x.ipynb")
+    found = find_notebook({"__session__": other}, {"JPY_SESSION_NAME": nb}, "/elsewhere")
+    assert (found.file, found.source, found.in_notebook) == (nb, "JPY_SESSION_NAME", True)
+    found = find_notebook({"__session__": other}, {}, "/elsewhere")
+    assert (found.file, found.source) == (other, "__session__")
+    found = find_notebook({"__vsc_ipynb_file__": nb}, {}, "/elsewhere")
+    assert (found.file, found.source) == (nb, "__vsc_ipynb_file__")
+    # A server without the file name sets the API path; the kernel starts in its folder.
+    found = find_notebook({}, {"JPY_SESSION_NAME": "a/q3.ipynb"}, "/moved", str(tmp_path / "a"))
+    assert found.file == nb
+    found = find_notebook({}, {}, str(tmp_path))
+    assert not found.in_notebook
+    assert found.folder == str(tmp_path)
+    assert os.path.dirname(found.file) == str(tmp_path)
+
+
+def test_kernel_settings_mirror_the_extension_settings() -> None:
+    from jupyter_assistant.app import AssistantExtension
+
+    theirs = {
+        name: trait
+        for name, trait in AssistantExtension.class_own_traits(config=True).items()
+        if name not in SERVER_ONLY_SETTINGS
+    }
+    ours = KernelSettings.class_own_traits(config=True)
+    # A new AssistantExtension setting goes into KernelSettings (if a kernel's engine needs
+    # it: then pass it on in KernelAssistant.service too) or into SERVER_ONLY_SETTINGS.
+    assert set(ours) == set(theirs)
+    extension, settings = AssistantExtension(), KernelSettings()
+    for name in ours:
+        assert type(ours[name]) is type(theirs[name]), name
+        assert getattr(settings, name) == getattr(extension, name), name
+
+
+def test_server_config_files_are_merged_like_the_server_does(tmp_path: Path) -> None:
+    user, system = tmp_path / "user", tmp_path / "system"
+    user.mkdir()
+    system.mkdir()
+    (system / "jupyter_server_config.json").write_text(
+        json.dumps({"ClaudeCodeProvider": {"model": "opus", "allowed_tools": ["Bash(ls:*)"]}})
+    )
+    (user / "jupyter_server_config.py").write_text("c.ClaudeCodeProvider.model = 'sonnet'\n")
+    (user / "jupyter_config.json").write_text('{"AssistantExtension": {"idle_timeout_seconds": 7}}')
+    (user / "jupyter_server_config.json").write_text("{not json")
+    loaded = load_server_config([str(user), str(system)])  # highest priority first
+    assert loaded.config.ClaudeCodeProvider.model == "sonnet"  # the user's wins
+    assert loaded.config.ClaudeCodeProvider.allowed_tools == ["Bash(ls:*)"]
+    assert KernelSettings(config=loaded.config).idle_timeout_seconds == 7
+    assert len(loaded.problems) == 1
+    assert str(user / "jupyter_server_config.json") in loaded.problems[0]
+
+
+def test_first_code_block_prefers_python() -> None:
+    text = "Run this:\n```bash\nls\n```\nthen\n```python\nx = 1\ny = 2\n```\n"
+    assert first_code_block(text) == "x = 1\ny = 2"
+    assert first_code_block("```sql\nselect 1\n```") == "select 1"
+    assert first_code_block("```\nplain()\n```") == "plain()"
+    assert first_code_block("no code here") is None
+
+
+def test_variable_summaries_are_bounded_and_safe() -> None:
+    frame = pandas.DataFrame({"region": ["north", "south"] * 50, "amount": range(100)})
+    summary = summarize_value("df", frame)
+    assert "pandas.DataFrame" in summary
+    assert "shape: (100, 2)" in summary
+    assert "amount: int64" in summary
+    assert "north" in summary
+    assert "99" not in summary.split("first 5 rows")[1]  # only the head
+    array = summarize_value("arr", pandas.Series(range(10_000)).to_numpy().reshape(100, 100))
+    assert "numpy.ndarray" in array
+    assert "shape: (100, 100), dtype: int64" in array
+    assert len(array) < 2000
+    huge = summarize_value("big", list(range(1_000_000)))
+    assert "length: 1000000" in huge
+    assert len(huge) < 600
+
+    class Weird:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr for you")
+
+    assert "<Weird instance at 0x" in summarize_value("w", Weird())  # a failing repr is fine
+
+    class BrokenFrame(pandas.DataFrame):
+        def head(self, n: int = 5) -> Any:
+            raise RuntimeError("no head")
+
+    broken = summarize_value("b", BrokenFrame({"a": [1]}))
+    assert "shape: (1, 1)" in broken
+    assert "could not describe: RuntimeError: no head" in broken
+    assert len(summarize_value("s", "x" * 100_000)) <= VARIABLE_CHARS
+    many = {f"v{i}": "y" * 10_000 for i in range(100)}
+    combined = summarize_variables(many, many)
+    assert len(combined) < CONTEXT_CHARS + 1000
+    assert "left out to keep the request small: " in combined
+
+
+def test_turn_view_shows_text_tools_and_the_cost() -> None:
+    view = TurnView()
+    events: list[dict[str, Any]] = [
+        {"type": "turn_started", "turn_id": "t", "provider": "claude"},
+        {"type": "text", "text": "I will "},
+        {"type": "text", "text": "look."},
+        {"type": "tool_use", "id": "1", "name": "Bash", "input": {"command": "ls `-la`"}},
+        {"type": "tool_result", "id": "1", "content": "x", "is_error": True},
+        {"type": "text", "text": "Done."},
+        {"type": "usage", "input_tokens": 1200, "output_tokens": 30, "cost_usd": 0.0123},
+    ]
+    for seq, event in enumerate(events, 1):
+        view.fold(seq, event)
+    assert view.markdown().endswith("*working…*")
+    view.fold(len(events) + 1, {"type": "done", "cost_usd": 0.0123, "duration_ms": 2300})
+    assert view.text() == "I will look.Done."
+    assert view.markdown() == (
+        "I will look.\n\n> **Bash** `ls '-la'` — failed\n\nDone.\n\n"
+        "*$0.0123 · 2.3 s · 1,200 tokens in, 30 out*"
+    )
+    assert "[Bash] ls `-la` (failed)" in view.plain()
+
+
+# -- a real kernel -----------------------------------------------------------------------------
+
+
+def test_a_reply_streams_into_one_display_updated_in_place(
+    setup: KernelSetup, start_kernel: StartKernel
+) -> None:
+    setup.env.update(FAKE_DELAY="0.4", FAKE_COUNT="6")
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    execution = kernel.ok("%%assistant\nscenario:slow tell me a story")
+
+    shown = execution.of_type("display_data")
+    updates = execution.of_type("update_display_data")
+    assert len(shown) == 1
+    display_id = shown[0]["content"]["transient"]["display_id"]
+    assert updates
+    assert {u["content"]["transient"]["display_id"] for u in updates} == {display_id}
+    markdowns = execution.markdowns()
+    final = markdowns[-1]
+    assert "chunk 0. chunk 1." in final
+    assert re.search(r"\*\$\d+\.\d{4} · ", final), final  # the cost at the end
+    # Streamed: the reply grew over several updates, each extending the one before.
+    bodies = [body(md) for md in markdowns]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(bodies))
+    assert len({b for b in bodies if b and b != bodies[-1]}) >= 2
+
+    [summary] = stored_sessions(setup)
+    session = load_session(setup, summary["id"])
+    assert session.working_dir == os.path.realpath(setup.notebook.parent)
+    assert [(m.role, m.status) for m in session.messages] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert session.messages[1].content.strip() == body(final)
+
+    # A flood of deltas still gives a bounded number of updates.
+    kernel.ok("import os; os.environ['FAKE_COUNT'] = '3000'")
+    flood = kernel.ok("%assistant scenario:flood")
+    assert len(flood.of_type("update_display_data")) < 100
+    assert len(flood.of_type("display_data")) == 1
+
+
+def test_output_code_and_prompts_taken_literally(
+    setup: KernelSetup, start_kernel: StartKernel
+) -> None:
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    kernel.ok("y = 'EXPANDED'")
+    cell = (
+        "%%assistant --output answer --code\n"
+        "scenario:reply Write it with $y and {y}:\n"
+        "```python\n"
+        "x = 41 + 1\n"
+        "```\n"
+    )
+    execution = kernel.ok(cell)
+    [payload] = execution.payloads()
+    assert payload["source"] == "set_next_input"
+    assert payload["text"] == "x = 41 + 1"
+    assert payload["replace"] is False
+    answer = kernel.value("answer")
+    assert answer.startswith(
+        "Fake Claude reply. You said: scenario:reply Write it with $y and {y}:"
+    )
+    assert "EXPANDED" not in answer
+    [summary] = stored_sessions(setup)
+    assert load_session(setup, summary["id"]).messages[-1].content == answer
+
+    # One line, with an apostrophe (no shell-style quoting) and nothing expanded.
+    line = kernel.ok("%assistant --output second what's $y {y}?")
+    assert "You said: what's $y {y}? " in kernel.value("second")
+    assert line.payloads() == []
+    no_code = kernel.ok("%assistant --code no code here")
+    assert "the reply has no code block" in no_code.stdout()
+    assert no_code.payloads() == []
+
+
+def test_with_sends_bounded_variable_summaries(
+    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    argv_file = tmp_path / "argv.json"
+    setup.env["FAKE_CLAUDE_ARGV_FILE"] = str(argv_file)
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    kernel.ok(
+        "import numpy as np, pandas as pd\n"
+        "df = pd.DataFrame({'region': ['north', 'south', 'east'], 'amount': [10, 20, 30]})\n"
+        "arr = np.arange(12).reshape(3, 4)\n"
+        "big = list(range(100_000))\n"
+    )
+    kernel.ok("%assistant --with df arr,big -- what do these hold?")
+    invocation = json.loads(argv_file.read_text())
+    assert invocation["stdin"] == "what do these hold?"
+    argv = invocation["argv"]
+    system_prompt = argv[argv.index("--append-system-prompt") + 1]
+    for needle in (
+        "`df`: pandas.DataFrame",
+        "shape: (3, 2)",
+        "dtypes: region: ",
+        "amount: int64",
+        "north",
+        "`arr`: numpy.ndarray",
+        "shape: (3, 4), dtype: int64",
+        "`big`: list",
+        "length: 100000",
+    ):
+        assert needle in system_prompt, needle
+    assert len(system_prompt) < 8000
+    [summary] = stored_sessions(setup)
+    user_message = load_session(setup, summary["id"]).messages[0]
+    assert "`arr`: numpy.ndarray" in user_message.context["variables"]
+
+    # A name that is not a variable: one line, and nothing is sent or stored.
+    missing = kernel.run("%assistant --with df nothere -- hi")
+    assert_one_line_error(missing, "No variable 'nothere'", "--with df -- your question")
+    assert stored_sessions(setup)[0]["message_count"] == 2
+
+
+def test_subcommands_with_the_extension_loaded_by_config(
+    setup: KernelSetup, start_kernel: StartKernel
+) -> None:
+    setup.write_ipython_config("c.InteractiveShellApp.extensions = ['jupyter_assistant']\n")
+    kernel = start_kernel(setup)
+
+    status = kernel.ok("%assistant status").stdout()  # no %load_ext: loaded by config
+    assert f"Notebook: {setup.notebook} (from JPY_SESSION_NAME)" in status
+    assert f"Store: {setup.store_dir}" in status
+    assert str(setup.config_dir / "jupyter_server_config.json") in status
+    assert "Session: none yet" in status
+    assert (
+        "claude (default) — Claude Code: available, version 2.1.197"
+        in kernel.ok("%assistant providers").stdout()
+    )
+    help_text = kernel.ok("%assistant help").stdout()
+    for needle in ("--with VAR", "--output VAR", "history", "cancel", "providers"):
+        assert needle in help_text
+    assert kernel.ok("%assistant").stdout() == help_text  # no prompt: the help
+    assert "No conversation yet" in kernel.ok("%assistant history").stdout()
+
+    kernel.ok("%assistant scenario:reply first question")
+    [first] = stored_sessions(setup)
+    history = kernel.ok("%assistant history")
+    [shown] = history.markdowns()
+    assert "**You**" in shown
+    assert "first question" in shown
+    assert "Fake Claude reply. You said: scenario:reply first question" in shown
+    status = kernel.ok("%assistant status").stdout()
+    assert f"Session: {first['id']} · claude · 2 messages · idle" in status
+
+    new = kernel.ok("%assistant new").stdout()
+    second = stored_sessions(setup)[0]
+    assert second["id"] != first["id"]
+    assert f"New session {second['id']} (claude)" in new
+    listing = kernel.ok("%assistant sessions").stdout().splitlines()
+    assert listing[0].startswith(f"* {second['id']}")
+    assert listing[1].startswith(f"  {first['id']}")
+    kernel.ok("%assistant scenario:reply into the new one")
+    assert load_session(setup, second["id"]).messages[0].content.endswith("into the new one")
+    kernel.ok("%assistant --new scenario:reply and a third")
+    assert len(stored_sessions(setup)) == 3
+
+    assert "No turn is running" in kernel.ok("%assistant cancel").stdout()
+    assert_one_line_error(kernel.run("%assistant --output x status"), "takes no options")
+    assert_one_line_error(kernel.run("%assistant --bogus hi"), "unrecognized arguments")
+    assert_one_line_error(kernel.run("%%assistant status\nhello"), "options only")
+    assert_one_line_error(kernel.run("%%assistant --new\n  \n  "), "Write the prompt")
+
+    kernel.ok("%unload_ext jupyter_assistant")
+    assert status_of(kernel.run("%assistant status")) == "error"
+    kernel.ok("%load_ext jupyter_assistant")
+    assert "Session: " in kernel.ok("%assistant status").stdout()
+
+
+@pytest.mark.parametrize("scenario", ["tree", "ignore_term"])
+def test_interrupting_the_kernel_cancels_the_turn(
+    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path, scenario: str
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    setup.env["FAKE_PID_FILE"] = str(pid_file)
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    execution = kernel.execute(f"%assistant scenario:{scenario} do something long")
+    kernel.wait_for(execution, lambda e: any("pids:" in md for md in e.markdowns()), what="pids")
+    pids = json.loads(pid_file.read_text())
+    assert len(pids) == 3
+    assert pids_alive(pids) == pids
+
+    kernel.interrupt()
+    kernel.finish(execution)
+    assert_one_line_error(execution, "interrupted; the turn was cancelled")
+    assert execution.reply is not None
+    assert execution.reply["content"]["ename"] == "TurnInterrupted"
+    assert pids_alive(pids) == []  # the cell ends only once the whole tree is gone
+    assert execution.markdowns()[-1].endswith("*cancelled*")
+    [summary] = stored_sessions(setup)
+    assert summary["status"] == "idle"
+    reply = load_session(setup, summary["id"]).messages[-1]
+    assert reply.status == "cancelled"
+    assert "pids:" in reply.content  # the partial reply is kept
+    assert list((setup.store_dir / "processes").glob("*.json")) == []
+
+    # The kernel answers the next cell, and the session takes the next turn.
+    assert kernel.value("1 + 1") == 2
+    kernel.ok("%assistant scenario:reply still there?")
+    assert load_session(setup, summary["id"]).messages[-1].status == "complete"
+
+
+def test_expected_failures_are_one_line(setup: KernelSetup, start_kernel: StartKernel) -> None:
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    assert_one_line_error(
+        kernel.run("%assistant scenario:not_logged_in hello"), "not logged in", "/login"
+    )
+    assert_one_line_error(
+        kernel.run("%assistant scenario:crash hello"), "exited with code 3", "simulated crash"
+    )
+    assert_one_line_error(kernel.run("%assistant --provider nope hello"), "Unknown provider 'nope'")
+    assert_one_line_error(kernel.run("%assistant --output 2x hello"), "--output needs a variable")
+    assert_one_line_error(kernel.run("%assistant --model"), "expected one argument")
+    assert kernel.value("1 + 1") == 2
+
+
+# -- outside a notebook ------------------------------------------------------------------------
+
+
+def run_ipython(
+    cwd: Path, ipython_dir: Path, store: Path, config_dir: Path, commands: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("JPY_SESSION_NAME",)}
+    env.update(
+        JUPYTER_ASSISTANT_DIR=str(store),
+        IPYTHONDIR=str(ipython_dir),
+        JUPYTER_CONFIG_DIR=str(config_dir),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor", "-c", commands],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_plain_ipython_keys_the_session_by_the_working_directory(tmp_path: Path) -> None:
+    folder, ipython_dir, store = tmp_path / "project", tmp_path / "ipython", tmp_path / "store"
+    config_dir = tmp_path / "empty-config"
+    folder.mkdir()
+    config_dir.mkdir()
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True)
+    # Provider settings from the IPython profile alone (no Jupyter server config here).
+    (profile / "ipython_config.py").write_text(
+        f"c.InteractiveShellApp.extensions = ['jupyter_assistant']\n"
+        f"c.ClaudeCodeProvider.command = [{str(FAKE_CLAUDE)!r}]\n"
+    )
+    done = run_ipython(folder, ipython_dir, store, config_dir, "%assistant scenario:tool hi")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"not in a notebook; the session is keyed by the working directory {folder}" in done.stdout
+    )
+    assert f"The working directory is: {os.path.realpath(folder)}" in done.stdout
+    assert "[Bash] pwd" in done.stdout
+    [summary] = SessionStore(store).list_summaries()
+    session = SessionStore(store).load(summary["id"])
+    assert session.working_dir == os.path.realpath(folder)
+    assert [m.status for m in session.messages] == ["complete", "complete"]
+
+    (profile / "ipython_config.py").write_text(
+        "c.InteractiveShellApp.extensions = ['jupyter_assistant']\n"
+        "c.ClaudeCodeProvider.command = ['/nonexistent/claude']\n"
+    )
+    missing = run_ipython(folder, ipython_dir, store, config_dir, "%assistant hi")
+    output = re.sub(r"\x1b\[[0-9;]*m", "", missing.stdout + missing.stderr)  # no colours
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if line.startswith("Assistant: Claude")]
+    assert "Claude Code CLI not found" in line
+    assert "npm install -g @anthropic-ai/claude-code" in line
+
+
+# -- the same session as the server ------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("notebook_dir")
+async def test_the_server_sees_and_cancels_a_turn_started_by_the_magic(
+    jp_fetch: Any, jp_root_dir: Path, store_dir: Path, tmp_path: Path
+) -> None:
+    setup = make_setup(tmp_path, notebook=jp_root_dir / "analysis" / "q3.ipynb")
+    setup.store_dir = store_dir
+    pid_file = tmp_path / "pids.json"
+    setup.env["FAKE_PID_FILE"] = str(pid_file)
+    in_thread = KernelThread()
+    kernel = await in_thread(Kernel, setup)
+    try:
+        await in_thread(kernel.ok, "%load_ext jupyter_assistant")
+        await in_thread(kernel.ok, "%assistant scenario:reply first question")
+        response = await api(jp_fetch, "sessions", params={"path": NOTEBOOK})
+        [listed] = json_of(response)["sessions"]
+        assert (listed["status"], listed["message_count"]) == ("idle", 2)
+        sid = listed["id"]
+
+        execution = kernel.execute("%assistant scenario:tree second question")
+        await wait_until(pid_file.exists, timeout=60, message="the fake never started")
+        pids = json.loads(pid_file.read_text())
+        [listed] = json_of(await api(jp_fetch, "sessions", params={"path": NOTEBOOK}))["sessions"]
+        assert listed["status"] == "running"
+        running = json_of(await api(jp_fetch, "sessions", sid))
+        assert running["status"] == "running"
+        assert running["messages"][-1]["content"] == "scenario:tree second question"
+
+        response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
+        assert json_of(response) == {"cancelled": True}
+        await in_thread(kernel.finish, execution)
+        assert_one_line_error(execution, "The turn was cancelled")
+        assert pids_alive(pids) == []
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert stored["status"] == "idle"
+        assert stored["messages"][-1]["role"] == "assistant"
+        assert stored["messages"][-1]["status"] == "cancelled"
+        assert "pids:" in stored["messages"][-1]["content"]
+        # The kernel can go on with the same session.
+        await in_thread(kernel.ok, "%assistant scenario:reply third")
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert stored["messages"][-1]["status"] == "complete"
+        assert len(stored["messages"]) == 6
+    finally:
+        await in_thread(kernel.shutdown)
+        in_thread.close()
