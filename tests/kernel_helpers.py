@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jupyter_client.blocking import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from .conftest import FAKE_CLAUDE
@@ -125,20 +126,27 @@ class Execution:
 
 
 class Kernel:
-    """One ipykernel with the test's environment, cwd = the notebook's folder (as the server
-    starts kernels)."""
+    """A client of one ipykernel: started here with the test's environment (cwd = the notebook's
+    folder, as the server starts kernels), or one a Jupyter server started."""
 
-    def __init__(self, setup: KernelSetup) -> None:
-        self.setup = setup
-        self.km = KernelManager(kernel_name="python3")
-        self.km.start_kernel(env=setup.kernel_env(), cwd=str(setup.notebook.parent))
-        self.kc = self.km.blocking_client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=START_TIMEOUT)
+    def __init__(self, kc: BlockingKernelClient, km: KernelManager | None = None) -> None:
+        self.kc = kc
+        self.km = km
         self.executions: dict[str, Execution] = {}
+        kc.start_channels()
+        kc.wait_for_ready(timeout=START_TIMEOUT)
 
-    def pid(self) -> int:
-        return self.km.provisioner.pid  # type: ignore[union-attr,no-any-return]
+    @classmethod
+    def start(cls, setup: KernelSetup) -> Kernel:
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(env=setup.kernel_env(), cwd=str(setup.notebook.parent))
+        return cls(km.blocking_client(), km)
+
+    @classmethod
+    def attach(cls, connection_info: dict[str, Any]) -> Kernel:
+        kc = BlockingKernelClient()
+        kc.load_connection_info(connection_info)
+        return cls(kc)
 
     def execute(self, code: str) -> Execution:
         msg_id = self.kc.execute(code, allow_stdin=False, stop_on_error=False)
@@ -215,11 +223,13 @@ class Kernel:
         return json.loads(out.strip().splitlines()[-1])
 
     def interrupt(self) -> None:
+        assert self.km is not None
         self.km.interrupt_kernel()
 
     def shutdown(self) -> None:
         self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+        if self.km is not None:
+            self.km.shutdown_kernel(now=True)
 
 
 def status_of(execution: Execution) -> str:

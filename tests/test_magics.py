@@ -55,7 +55,7 @@ def start_kernel() -> Iterator[StartKernel]:
     kernels: list[Kernel] = []
 
     def start(setup: KernelSetup) -> Kernel:
-        kernel = Kernel(setup)
+        kernel = Kernel.start(setup)
         kernels.append(kernel)
         return kernel
 
@@ -536,24 +536,57 @@ def test_plain_ipython_keys_the_session_by_the_working_directory(tmp_path: Path)
 # -- the same session as the server ------------------------------------------------------------
 
 
+@pytest.fixture
+def shared_config(jp_config_dir: Path) -> Path:
+    """One jupyter_server_config.json for the server and the kernels it starts, in the
+    server's config dir (written before the server starts)."""
+    config = jp_config_dir / "jupyter_server_config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "ClaudeCodeProvider": {"command": [str(FAKE_CLAUDE)]},
+                "AssistantExtension": {"cancel_grace_seconds": 1.0},
+            }
+        )
+    )
+    return config
+
+
 @pytest.mark.usefixtures("notebook_dir")
-async def test_the_server_sees_and_cancels_a_turn_started_by_the_magic(
-    jp_fetch: Any, jp_root_dir: Path, store_dir: Path, tmp_path: Path
+async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
+    shared_config: Path,
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    store_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    setup = make_setup(tmp_path, notebook=jp_root_dir / "analysis" / "q3.ipynb")
-    setup.store_dir = store_dir
     pid_file = tmp_path / "pids.json"
-    setup.env["FAKE_PID_FILE"] = str(pid_file)
+    monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))  # the server's kernels inherit it
+    # What JupyterLab does when it opens the notebook: a session with a kernel.
+    body = {"path": NOTEBOOK, "name": "q3.ipynb", "type": "notebook", "kernel": {"name": "python3"}}
+    response = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    kernel_id = json_of(response)["kernel"]["id"]
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     in_thread = KernelThread()
-    kernel = await in_thread(Kernel, setup)
+    kernel = await in_thread(Kernel.attach, manager.get_connection_info())
     try:
         await in_thread(kernel.ok, "%load_ext jupyter_assistant")
+        status = (await in_thread(kernel.ok, "%assistant status")).stdout()
+        notebook_file = jp_root_dir / "analysis" / "q3.ipynb"
+        assert f"Notebook: {notebook_file} (from JPY_SESSION_NAME)" in status
+        assert f"Store: {store_dir}" in status  # exported by the server to its kernels
+        assert str(shared_config) in status
+
+        # A turn by the magic is in the notebook's history on the server.
         await in_thread(kernel.ok, "%assistant scenario:reply first question")
         response = await api(jp_fetch, "sessions", params={"path": NOTEBOOK})
         [listed] = json_of(response)["sessions"]
         assert (listed["status"], listed["message_count"]) == ("idle", 2)
         sid = listed["id"]
 
+        # A running one is seen as running, and the sidebar's Stop (POST cancel) ends it.
         execution = kernel.execute("%assistant scenario:tree second question")
         await wait_until(pid_file.exists, timeout=60, message="the fake never started")
         pids = json.loads(pid_file.read_text())
@@ -562,7 +595,6 @@ async def test_the_server_sees_and_cancels_a_turn_started_by_the_magic(
         running = json_of(await api(jp_fetch, "sessions", sid))
         assert running["status"] == "running"
         assert running["messages"][-1]["content"] == "scenario:tree second question"
-
         response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
         assert json_of(response) == {"cancelled": True}
         await in_thread(kernel.finish, execution)
@@ -573,11 +605,25 @@ async def test_the_server_sees_and_cancels_a_turn_started_by_the_magic(
         assert stored["messages"][-1]["role"] == "assistant"
         assert stored["messages"][-1]["status"] == "cancelled"
         assert "pids:" in stored["messages"][-1]["content"]
-        # The kernel can go on with the same session.
-        await in_thread(kernel.ok, "%assistant scenario:reply third")
+
+        # The notebook's Stop button (the server's kernel interrupt) cancels a turn too.
+        pid_file.unlink()
+        execution = kernel.execute("%assistant scenario:tree third question")
+        await wait_until(pid_file.exists, timeout=60, message="the fake never started")
+        pids = json.loads(pid_file.read_text())
+        response = await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body="")
+        assert response.code == 204
+        await in_thread(kernel.finish, execution)
+        assert_one_line_error(execution, "interrupted; the turn was cancelled")
+        assert pids_alive(pids) == []
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert [m["status"] for m in stored["messages"][-2:]] == ["complete", "cancelled"]
+
+        # And the kernel goes on with the same session.
+        await in_thread(kernel.ok, "%assistant scenario:reply fourth")
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert stored["messages"][-1]["status"] == "complete"
-        assert len(stored["messages"]) == 6
+        assert len(stored["messages"]) == 8
     finally:
         await in_thread(kernel.shutdown)
         in_thread.close()
