@@ -61,13 +61,20 @@ class AssistantHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         message: str = self._reason
         exc_info = kwargs.get("exc_info")
-        if exc_info and isinstance(exc_info[1], web.HTTPError) and exc_info[1].log_message:
+        if exc_info and isinstance(exc_info[1], web.HTTPError):
             err = exc_info[1]
-            template = str(err.log_message)
-            message = template % err.args if err.args else template
+            if err.log_message:
+                template = str(err.log_message)
+                message = template % err.args if err.args else template
         elif exc_info:
             message = "Internal error in the assistant extension; see the server log."
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.finish(json.dumps({"message": message}))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        return [m.upper() for m in ("get", "post", "delete") if m in vars(cls)] + ["OPTIONS"]
 
     def parse_body(self, model: type[M]) -> M:
         """Validate the JSON body against ``model``; any problem is a 400 naming the field."""
@@ -101,7 +108,10 @@ class ProvidersHandler(AssistantHandler):
     @authorized
     @engine_errors
     async def get(self) -> None:
-        refresh = self.get_query_argument("refresh", "") in ("1", "true")
+        flags = self.get_query_arguments("refresh")
+        if any(flag not in ("0", "1", "true", "false") for flag in flags):
+            raise web.HTTPError(400, "refresh must be 1, true, 0 or false")
+        refresh = bool(flags) and flags[-1] in ("1", "true")
         self.write_json(await self.service.providers_info(refresh=refresh))
 
 
@@ -229,6 +239,17 @@ class EventsHandler(AssistantHandler):
             self.finish(set_content_type="text/event-stream; charset=utf-8")
 
 
+class NotFoundHandler(AssistantHandler):
+    """Any other path under the API prefix: a JSON 404, not Jupyter's HTML page."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, rest: str) -> None:
+        raise web.HTTPError(404, "No such assistant API endpoint; see docs/rest-api.yml")
+
+    post = delete = put = patch = get
+
+
 def routes() -> list[tuple[str, type[AssistantHandler]]]:
     prefix = r"/api/assistant"
     sid = rf"(?P<session_id>{UUID_RE})"
@@ -240,4 +261,5 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/events/?", EventsHandler),
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
+        (rf"{prefix}(?P<rest>/.*)?", NotFoundHandler),
     ]

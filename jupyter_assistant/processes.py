@@ -187,6 +187,10 @@ async def spawn(
     line_limit: int = 8 * 1024 * 1024,
 ) -> asyncio.subprocess.Process:
     """Start a provider in a new session and process group, marked with the turn id."""
+    # A NUL cannot travel in argv or the environment (user text such as a request's context
+    # may hold one): replace it rather than fail the turn.
+    argv = [arg.replace("\0", "\ufffd") for arg in argv]
+    env = {key: value.replace("\0", "\ufffd") for key, value in env.items() if "\0" not in key}
     return await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,

@@ -229,7 +229,14 @@ class TurnRunner:
                 session.title = content.strip().splitlines()[0][:TITLE_CHARS]
             self.registry.claim(session_id, turn_id)
 
-        session, _ = self.store.update(session_id, change)
+        try:
+            session, _ = self.store.update(session_id, change)
+        except BaseException:
+            # The claim may be on disk while the session could not be saved (disk full):
+            # release it, or the session would look busy forever.
+            with contextlib.suppress(OSError):
+                self.registry.clear(session_id, turn_id)
+            raise
         return session
 
     # -- running a turn --------------------------------------------------------------------
@@ -362,7 +369,6 @@ class TurnRunner:
         ):
             turn.cancel_requested = True  # cancelled from another process
         stderr_tail = stderr_buffer.decode(errors="replace")
-        resume_failed = bool(getattr(parser, "resume_failed", False))
         session_id = getattr(parser, "provider_session_id", None)
         if turn.cancel_requested:
             return {"type": "cancelled"}, session_id, False
@@ -385,6 +391,9 @@ class TurnRunner:
                 "code": "provider_failed",
                 "message": f"The provider exited with code {returncode} without a result.",
             }
+        # Read after finish(): some CLIs report a lost conversation only by exit code/stderr.
+        resume_failed = bool(getattr(parser, "resume_failed", False))
+        session_id = getattr(parser, "provider_session_id", None) or session_id
         return final, session_id, resume_failed
 
     async def _watchdog(self, turn: Turn, pump: _Pump, pump_task: asyncio.Task[None]) -> None:

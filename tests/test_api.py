@@ -60,7 +60,7 @@ class TestMissingCli:
 
     async def test_provider_is_unavailable_with_the_install_command(self, jp_fetch: Any) -> None:
         body = json_of(await api(jp_fetch, "providers"))
-        (claude,) = body["providers"]
+        (claude,) = [p for p in body["providers"] if p["name"] == "claude"]
         assert claude["available"] is False
         assert "npm install -g @anthropic-ai/claude-code" in claude["problem"]
 
@@ -504,3 +504,11 @@ async def test_permission_answers_are_validated(jp_fetch: Any) -> None:
         jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "allow"}
     )
     assert_json_error(idle, 409)
+
+
+async def test_nul_characters_in_the_context_do_not_break_the_turn(jp_fetch: Any) -> None:
+    session = await create_session(jp_fetch)
+    stream = await run_turn(
+        jp_fetch, session["id"], "hi\u0000there", context={"c\u0000": "a\u0000b"}
+    )
+    assert types(stream)[-1] == "done"

@@ -4,6 +4,7 @@ the real server's responses match its schemas."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from jupyter_assistant.handlers import routes
+from jupyter_assistant.handlers import NotFoundHandler, routes
 
-from .helpers import api, create_session, json_of, post_message, run_turn
+from .helpers import api, create_session, json_of, parse_sse, post_message, run_turn
 
 SPEC_FILE = Path(__file__).parent.parent / "docs" / "rest-api.yml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
@@ -30,10 +31,14 @@ def route_template(pattern: str) -> str:
     return re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", path)
 
 
+def api_routes() -> list[tuple[str, Any]]:
+    return [(p, h) for p, h in routes() if h is not NotFoundHandler]
+
+
 def test_the_spec_and_the_server_have_the_same_routes() -> None:
-    served = {route_template(pattern) for pattern, _ in routes()}
+    served = {route_template(pattern) for pattern, _ in api_routes()}
     assert served == set(SPEC["paths"])
-    for pattern, handler in routes():
+    for pattern, handler in api_routes():
         methods = {m for m in ("get", "post", "delete", "put", "patch") if m in vars(handler)}
         assert methods == set(SPEC["paths"][route_template(pattern)]) - {"parameters"}, pattern
 
@@ -69,6 +74,10 @@ def check(response: Any, path: str, method: str) -> None:
     assert media in content
     if media == "application/json":
         jsonschema.validate(json_of(response), to_json_schema(content[media]["schema"]))
+    elif media == "text/event-stream":
+        for event in parse_sse(response.body.decode()):
+            raw = {"id": event["id"], "event": event["event"], "data": json.dumps(event["data"])}
+            jsonschema.validate(raw, to_json_schema(content[media]["schema"]))
 
 
 @pytest.mark.usefixtures("notebook_dir")
@@ -82,6 +91,8 @@ async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
     sid = json_of(created)["id"]
     check(await api(jp_fetch, "sessions", sid, "events"), "/sessions/{session_id}/events", "get")
     await run_turn(jp_fetch, sid, "scenario:tool hello")
+    check(await api(jp_fetch, "sessions", sid, "events"), "/sessions/{session_id}/events", "get")
+    check(await api(jp_fetch, "providers", params={"refresh": "x"}), "/providers", "get")
     await run_turn(jp_fetch, sid, "scenario:crash")
     check(await api(jp_fetch, "sessions"), "/sessions", "get")
     check(await api(jp_fetch, "sessions", params={"path": "analysis/q3.ipynb"}), "/sessions", "get")
