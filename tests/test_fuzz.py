@@ -60,6 +60,7 @@ def test_schemathesis_finds_no_server_error_and_no_spec_mismatch(server: Server)
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=server.home,  # schemathesis keeps its state in ./.schemathesis
     )
     assert result.returncode == 0, f"seed {seed}\n{result.stdout[-6000:]}"
     log = server.log.read_text()
