@@ -2,6 +2,7 @@
 # Set up everything the tests need on a fresh machine, then lint, type-check and test.
 #   - a virtualenv in .venv with the package and its test extras (a real `pip install .`)
 #   - the real Claude Code CLI from the npm registry, in .cache/npm (used by the end-to-end tests)
+#   - Debian's chromium (as root, if missing) for the sidebar's browser tests in tests/browser
 # Extra arguments go to pytest, e.g. scripts/test.sh -k store -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,16 @@ if [ ! -x .cache/npm/node_modules/.bin/claude ]; then
 fi
 export JUPYTER_ASSISTANT_REAL_CLAUDE="$PWD/.cache/npm/node_modules/.bin/claude"
 
+# Playwright drives this browser; it downloads none of its own.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+VENV_BIN="$(cd "$VENV/bin" && pwd)"
+
 echo "== ruff"; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
 echo "== mypy"; "$VENV/bin/mypy"
+echo "== jest"
+(cd labextension && PATH="$VENV_BIN:$PATH" jlpm install --immutable >/dev/null \
+  && PATH="$VENV_BIN:$PATH" jlpm test --ci)
 echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
