@@ -130,7 +130,9 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
 class SessionStore:
     """Sessions on disk under ``root``: ``sessions/<uuid>.json``, ``locks/``, ``corrupt/``."""
 
-    def __init__(self, root: Path | str, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self, root: Path | str, *, lock_timeout: float = 30.0, stale_temp_seconds: float = 60.0
+    ) -> None:
         self.root = Path(root)
         self.sessions_dir = self.root / "sessions"
         self.locks_dir = self.root / "locks"
@@ -145,6 +147,17 @@ class SessionStore:
         self._index_loaded = False
         self._index_dirty = False
         self.problems: list[str] = []
+        self._sweep_temp_files(stale_temp_seconds)
+
+    def _sweep_temp_files(self, older_than: float) -> None:
+        """Remove temp files of writers killed mid-save (a live save takes milliseconds)."""
+        cutoff = time.time() - older_than
+        with contextlib.suppress(OSError), os.scandir(self.sessions_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime <= cutoff:
+                            os.unlink(entry.path)
 
     # -- paths and locks -------------------------------------------------------------------
 
