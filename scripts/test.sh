@@ -30,7 +30,7 @@ VENV_BIN="$(cd "$VENV/bin" && pwd)"
 
 echo "== ruff"; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
 echo "== mypy"; "$VENV/bin/mypy"
-echo "== jest"
-(cd labextension && PATH="$VENV_BIN:$PATH" jlpm install --immutable >/dev/null \
-  && PATH="$VENV_BIN:$PATH" jlpm test --ci)
+echo "== labextension: prettier, jest"
+(cd labextension && export PATH="$VENV_BIN:$PATH" && jlpm install --immutable >/dev/null \
+  && jlpm prettier:check && jlpm test --ci)
 echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

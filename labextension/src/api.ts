@@ -78,11 +78,7 @@ export class AssistantClient {
   }
 
   /** Starts a turn; resolves with its id once the server accepted it (202). */
-  async postMessage(
-    id: string,
-    content: string,
-    context?: MessageContext | null
-  ): Promise<string> {
+  async postMessage(id: string, content: string, context?: MessageContext | null): Promise<string> {
     const body: { content: string; context?: MessageContext } = { content };
     if (context) {
       body.context = context;

@@ -81,8 +81,10 @@ function addCodeButtons(root: HTMLElement, actions: ICodeActions): void {
       copy.textContent = 'Copied';
       setTimeout(() => (copy.textContent = 'Copy'), 1500);
     });
-    const insert = button('Insert as cell below', 'Insert code as a cell below the active cell', () =>
-      actions.insert(pre.textContent ?? '')
+    const insert = button(
+      'Insert as cell below',
+      'Insert code as a cell below the active cell',
+      () => actions.insert(pre.textContent ?? '')
     );
     bar.append(copy, insert);
     wrapper.append(bar, pre);

@@ -88,7 +88,7 @@ export class AssistantModel {
   }
   /** A request that failed (network, 409, 413, ...), shown until the next action. */
   get error(): string | null {
-    return this._error;
+    return this._error ?? this._connectionError;
   }
   get providers(): IProvidersResponse | null {
     return this._providers;
@@ -322,6 +322,7 @@ export class AssistantModel {
         return;
       }
       this._sessions = sessions;
+      this._connectionError = null;
       const target = this._pollTarget(sessions);
       if (target) {
         const session = await this._client.getSession(target);
@@ -332,7 +333,7 @@ export class AssistantModel {
       this._emit();
     } catch (err) {
       if (epoch === this._epoch) {
-        this._error = `Lost contact with the server: ${describe(err)}`;
+        this._connectionError = `Lost contact with the server: ${describe(err)}`;
         this._emit();
       }
     } finally {
@@ -618,6 +619,8 @@ export class AssistantModel {
   private _elsewhereTurn: string | null = null;
   private _abort: AbortController | null = null;
   private _error: string | null = null;
+  /** Set by a failed poll, cleared by the next one that works. */
+  private _connectionError: string | null = null;
   private _setupError: ITurnError | null = null;
   private _providers: IProvidersResponse | null = null;
   private _polling = false;

@@ -85,9 +85,10 @@ function AssistantView(props: IPanelOptions): JSX.Element {
   const log = React.useRef<HTMLDivElement>(null);
   const stuckToBottom = React.useRef(true);
 
-  React.useEffect(() => setIncludeContext(settings.includeCellContext), [
-    settings.includeCellContext
-  ]);
+  React.useEffect(
+    () => setIncludeContext(settings.includeCellContext),
+    [settings.includeCellContext]
+  );
 
   const messages = model.messages;
   const lastText = messages.length ? messages[messages.length - 1].content : '';
@@ -170,8 +171,8 @@ function AssistantView(props: IPanelOptions): JSX.Element {
         {model.loading && <div className="jp-Assistant-placeholder">Loading…</div>}
         {!model.loading && messages.length === 0 && (
           <div className="jp-Assistant-placeholder">
-            Ask about this notebook: its data files, its code, or what to do next. The
-            assistant runs in <code>{folderOf(model.notebookPath)}</code>.
+            Ask about this notebook: its data files, its code, or what to do next. The assistant
+            runs in <code>{folderOf(model.notebookPath)}</code>.
           </div>
         )}
         {messages.map(message => (

@@ -168,11 +168,7 @@ export type AssistantEvent =
   | IPermissionRequestEvent
   | TerminalEvent;
 
-export const TERMINAL_TYPES: ReadonlySet<string> = new Set([
-  'done',
-  'error',
-  'cancelled'
-]);
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set(['done', 'error', 'cancelled']);
 
 export function isTerminal(event: AssistantEvent): event is TerminalEvent {
   return TERMINAL_TYPES.has(event.type);

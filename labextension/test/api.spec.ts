@@ -101,15 +101,18 @@ describe('AssistantClient', () => {
       'id: t1:5\nevent: text\ndata: not json\n\n' +
       'id: t1:6\nevent: done\ndata: {"type":"done","cost_usd":0.1}\n\n';
     // cut inside the comment, inside an id line and inside a JSON payload
-    const pieces = [frames.slice(0, 10), frames.slice(10, 27), frames.slice(27, 60), frames.slice(60)];
+    const pieces = [
+      frames.slice(0, 10),
+      frames.slice(10, 27),
+      frames.slice(27, 60),
+      frames.slice(60)
+    ];
     const { calls, fn } = recorder(() => chunked(pieces));
     const client = new AssistantClient({ serverSettings: SETTINGS, makeRequest: fn });
     const abort = new AbortController();
     const seen: IReceivedEvent[] = [];
-    const end = await client.streamEvents(
-      's1',
-      { lastEventId: 't1:3', signal: abort.signal },
-      e => seen.push(e)
+    const end = await client.streamEvents('s1', { lastEventId: 't1:3', signal: abort.signal }, e =>
+      seen.push(e)
     );
     const headers = new Headers(calls[0].init.headers);
     expect(headers.get('Last-Event-ID')).toBe('t1:3');

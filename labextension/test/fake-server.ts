@@ -49,9 +49,7 @@ export class FakeStream {
 
   /** Send an event framed as the server does (`id: <turn>:<seq>`). */
   send(turnId: string, seq: number, event: AssistantEvent): void {
-    this.raw(
-      `id: ${turnId}:${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`
-    );
+    this.raw(`id: ${turnId}:${seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
   }
 
   raw(text: string): void {
@@ -123,6 +121,8 @@ export class FakeServer {
   /** Hold `POST messages` until released (to act while it is in flight). */
   holdMessages: Promise<void> | null = null;
   cancelled: string[] = [];
+  /** The server cannot be reached: every request fails as fetch does. */
+  down = false;
   private _next = 1;
 
   makeRequest = async (
@@ -130,6 +130,9 @@ export class FakeServer {
     init: RequestInit,
     settings: ServerConnection.ISettings
   ): Promise<Response> => {
+    if (this.down) {
+      throw new TypeError('Failed to fetch');
+    }
     if (settings !== SETTINGS) {
       throw new Error('the client must pass its server settings through');
     }

@@ -2,7 +2,9 @@ import { conversationLabel, displayValue, formatUsage, toolSummary } from '../sr
 
 describe('toolSummary', () => {
   it("names what the call does from the tool's key field", () => {
-    expect(toolSummary('Bash', { command: 'pwd', description: 'Print working directory' })).toBe('pwd');
+    expect(toolSummary('Bash', { command: 'pwd', description: 'Print working directory' })).toBe(
+      'pwd'
+    );
     expect(toolSummary('Read', { file_path: '/root/analysis/sales.csv', limit: 5 })).toBe(
       '/root/analysis/sales.csv'
     );
@@ -22,7 +24,12 @@ describe('toolSummary', () => {
 describe('displayValue', () => {
   it('shows strings as they are, text blocks joined, the rest as JSON', () => {
     expect(displayValue('/root/analysis')).toBe('/root/analysis');
-    expect(displayValue([{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }])).toBe('a\nb');
+    expect(
+      displayValue([
+        { type: 'text', text: 'a' },
+        { type: 'text', text: 'b' }
+      ])
+    ).toBe('a\nb');
     expect(displayValue({ command: 'pwd' })).toBe('{\n  "command": "pwd"\n}');
     expect(displayValue(undefined)).toBe('');
   });

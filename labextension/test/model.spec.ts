@@ -29,9 +29,11 @@ describe('AssistantModel', () => {
     model.dispose();
   });
 
-  it("shows the newest conversation of the notebook, or none before the first message", async () => {
+  it('shows the newest conversation of the notebook, or none before the first message', async () => {
     const old = server.addSession(NB, { title: 'old' });
-    const newest = server.addSession(NB, { messages: [message('user', 'q', 't1'), message('assistant', 'a', 't1')] });
+    const newest = server.addSession(NB, {
+      messages: [message('user', 'q', 't1'), message('assistant', 'a', 't1')]
+    });
     server.addSession('other.ipynb');
     await model.setNotebook(NB);
     expect(server.requestsTo('GET', 'sessions')[0].query.get('path')).toBe(NB);
@@ -56,9 +58,16 @@ describe('AssistantModel', () => {
     expect(await sent).toBe(true);
     expect(server.requestsTo('POST', 'sessions')[0].body).toEqual({ path: NB });
     const post = server.requestsTo('POST', 'messages')[0];
-    expect(post.body).toEqual({ content: 'list files', context: { active_cell: { index: 0, source: 'df' } } });
+    expect(post.body).toEqual({
+      content: 'list files',
+      context: { active_cell: { index: 0, source: 'df' } }
+    });
     const sid = model.session!.id;
-    const turnId = (await server.makeRequest(`${SETTINGS.baseUrl}api/assistant/sessions/${sid}`, {}, SETTINGS).then(r => r.json())).messages[0].turn_id;
+    const turnId = (
+      await server
+        .makeRequest(`${SETTINGS.baseUrl}api/assistant/sessions/${sid}`, {}, SETTINGS)
+        .then(r => r.json())
+    ).messages[0].turn_id;
 
     await until(() => server.streams.length === 1, 'the event stream');
     const stream = server.lastStream();
@@ -78,7 +87,12 @@ describe('AssistantModel', () => {
 
     server.finishTurn(sid, turnId, 'Here they are', 'complete');
     stream.send(turnId, 5, { type: 'text', text: 'they are' });
-    stream.send(turnId, 6, { type: 'done', provider_session_id: 'p1', cost_usd: 0.5, duration_ms: 9 });
+    stream.send(turnId, 6, {
+      type: 'done',
+      provider_session_id: 'p1',
+      cost_usd: 0.5,
+      duration_ms: 9
+    });
     stream.close();
     await until(() => model.phase === 'idle', 'the end of the turn');
     expect(model.live).toBeNull();
@@ -146,7 +160,9 @@ describe('AssistantModel', () => {
     await until(() => server.streams.length === 3);
     expect(server.lastStream().lastEventId).toBe(`${turnId}:3`);
     server.finishTurn(session.id, turnId, 'one two three', 'complete');
-    server.lastStream().send(turnId, 4, { type: 'done', provider_session_id: null, cost_usd: 0, duration_ms: 1 });
+    server
+      .lastStream()
+      .send(turnId, 4, { type: 'done', provider_session_id: null, cost_usd: 0, duration_ms: 1 });
     server.lastStream().close();
     await until(() => model.phase === 'idle');
     expect(texts(model).at(-1)).toEqual(['assistant', 'one two three', 'complete']);
@@ -155,7 +171,11 @@ describe('AssistantModel', () => {
   it('after a reload, follows a running turn from its first event, history intact', async () => {
     const session = server.addSession(NB, {
       status: 'running',
-      messages: [message('user', 'q1', 't1'), message('assistant', 'a1', 't1'), message('user', 'q2', 't2')]
+      messages: [
+        message('user', 'q1', 't1'),
+        message('assistant', 'a1', 't1'),
+        message('user', 'q2', 't2')
+      ]
     });
     await model.setNotebook(NB);
     await until(() => server.streams.length === 1);
@@ -180,7 +200,11 @@ describe('AssistantModel', () => {
   it('a turn run by a kernel shows as running elsewhere, can be stopped, and ends by polling', async () => {
     const session = server.addSession(NB, {
       status: 'running',
-      messages: [message('user', 'q1', 't1'), message('assistant', 'a1', 't1'), message('user', 'from a cell', 't2')]
+      messages: [
+        message('user', 'q1', 't1'),
+        message('assistant', 'a1', 't1'),
+        message('user', 'from a cell', 't2')
+      ]
     });
     await model.setNotebook(NB);
     await until(() => server.streams.length === 1);
@@ -291,7 +315,9 @@ describe('AssistantModel', () => {
 
   it('switching notebooks mid-turn detaches the stream and reattaches on return', async () => {
     const session = server.addSession(NB);
-    const other = server.addSession('other.ipynb', { messages: [message('user', 'other chat', 't9')] });
+    const other = server.addSession('other.ipynb', {
+      messages: [message('user', 'other chat', 't9')]
+    });
     await model.setNotebook(NB);
     await model.send('long');
     const turnId = server.sessions.get(session.id)!.messages[0].turn_id!;
@@ -315,7 +341,10 @@ describe('AssistantModel', () => {
   it('a refused message is reported, not shown, and handed back', async () => {
     server.addSession(NB);
     await model.setNotebook(NB);
-    server.refuseNextMessage = { status: 413, message: 'The message and its context are 2000000 bytes' };
+    server.refuseNextMessage = {
+      status: 413,
+      message: 'The message and its context are 2000000 bytes'
+    };
     expect(await model.send('huge')).toBe(false);
     expect(model.phase).toBe('idle');
     expect(model.messages).toEqual([]);
@@ -324,6 +353,17 @@ describe('AssistantModel', () => {
     server.refuseNextMessage = { status: 409, message: 'busy' };
     expect(await model.send('again')).toBe(false);
     expect(model.error).toContain('already running');
+  });
+
+  it('reports a lost server while polling, and stops once it answers again', async () => {
+    server.addSession(NB);
+    await model.setNotebook(NB);
+    server.down = true;
+    await model.poll();
+    expect(model.error).toContain('Lost contact with the server: Failed to fetch');
+    server.down = false;
+    await model.poll();
+    expect(model.error).toBeNull();
   });
 
   it('shows the fix for a missing CLI or a missing login as the setup problem', async () => {
@@ -335,7 +375,11 @@ describe('AssistantModel', () => {
     await model.loadProviders();
     expect(model.setupProblem).toContain('npm install -g @anthropic-ai/claude-code');
 
-    server.providers.providers[0] = { ...server.providers.providers[0], available: true, problem: null };
+    server.providers.providers[0] = {
+      ...server.providers.providers[0],
+      available: true,
+      problem: null
+    };
     await model.loadProviders(true);
     expect(model.setupProblem).toBeNull();
 
@@ -345,7 +389,11 @@ describe('AssistantModel', () => {
     const turnId = server.sessions.get(session.id)!.messages[0].turn_id!;
     await until(() => server.streams.length === 1);
     server.finishTurn(session.id, turnId, '', 'error');
-    server.lastStream().send(turnId, 1, { type: 'error', code: 'not_authenticated', message: 'Not logged in: run claude /login' });
+    server.lastStream().send(turnId, 1, {
+      type: 'error',
+      code: 'not_authenticated',
+      message: 'Not logged in: run claude /login'
+    });
     server.lastStream().close();
     await until(() => model.phase === 'idle');
     expect(model.setupProblem).toBe('Not logged in: run claude /login');

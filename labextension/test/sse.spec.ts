@@ -63,9 +63,7 @@ describe('SseParser', () => {
     expect(parser.push('event: text\n\n')).toEqual([]);
     expect(parser.push('data: {"partial": true}\n')).toEqual([]);
     parser.end();
-    expect(parser.push('data: after\n\n')).toEqual([
-      { id: null, event: 'message', data: 'after' }
-    ]);
+    expect(parser.push('data: after\n\n')).toEqual([{ id: null, event: 'message', data: 'after' }]);
   });
 
   it('reads retry, ignores unknown fields, a line without colon and a leading BOM', () => {

@@ -52,9 +52,9 @@ describe('applyEvent', () => {
     const failed = fold([{ type: 'error', code: 'not_authenticated', message: 'run /login' }]);
     expect(failed.status).toBe('error');
     expect(failed.error).toEqual({ code: 'not_authenticated', message: 'run /login' });
-    expect(fold([{ type: 'done', provider_session_id: 'p', cost_usd: 0, duration_ms: 1 }]).status).toBe(
-      'complete'
-    );
+    expect(
+      fold([{ type: 'done', provider_session_id: 'p', cost_usd: 0, duration_ms: 1 }]).status
+    ).toBe('complete');
   });
 
   it('marks failed tools and keeps a result whose call was not seen', () => {
@@ -116,7 +116,10 @@ describe('totalUsage', () => {
   const usage = { input_tokens: 100, output_tokens: 50, cost_usd: 1 };
 
   it('adds the running turn until the session stores its reply', () => {
-    const live = { ...emptyTurn('t2'), usage: { input_tokens: 1, output_tokens: 2, cost_usd: 0.5 } };
+    const live = {
+      ...emptyTurn('t2'),
+      usage: { input_tokens: 1, output_tokens: 2, cost_usd: 0.5 }
+    };
     expect(totalUsage({ usage, messages: [] }, live)).toEqual({
       input_tokens: 101,
       output_tokens: 52,
