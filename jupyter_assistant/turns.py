@@ -34,6 +34,9 @@ from .store import SessionStore
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 4096
+# Events kept per turn for reconnecting clients; text deltas are coalesced, so only a provider
+# gone wrong gets near this.
+MAX_TURN_EVENTS = 100_000
 TITLE_CHARS = 80
 # After the provider's final result, how long it may take to exit before it is stopped.
 EXIT_AFTER_RESULT_SECONDS = 10.0
@@ -431,21 +434,20 @@ class TurnRunner:
         """Fold a non-terminal event into the reply being built, then publish it."""
         etype = event["type"]
         turn.changed_since_checkpoint = True
+        if len(turn.events) >= MAX_TURN_EVENTS:
+            self._overflow(
+                turn, f"The turn produced over {MAX_TURN_EVENTS} events; it was stopped."
+            )
+            return
         if etype == "text":
             turn.text_bytes += len(event["text"])
             if turn.text_bytes > self.settings.max_reply_bytes:
                 # Bounded memory against a provider that prints without end.
-                if turn.overflow is None:
-                    turn.overflow = {
-                        "type": "error",
-                        "code": "provider_failed",
-                        "message": (
-                            f"The reply grew past {self.settings.max_reply_bytes} characters; "
-                            "the turn was stopped (c.AssistantExtension.max_reply_bytes)."
-                        ),
-                    }
-                    if turn.process is not None and turn.record is not None:
-                        turn.stopper = asyncio.ensure_future(self._terminate(turn))
+                self._overflow(
+                    turn,
+                    f"The reply grew past {self.settings.max_reply_bytes} characters; "
+                    "the turn was stopped (c.AssistantExtension.max_reply_bytes).",
+                )
                 return
             turn.text_parts.append(event["text"])
         elif etype == "tool_use":
@@ -540,6 +542,12 @@ class TurnRunner:
             asyncio.get_running_loop().call_later(
                 self.settings.finished_turn_ttl_seconds, self._forget, turn
             )
+
+    def _overflow(self, turn: Turn, message: str) -> None:
+        if turn.overflow is None:
+            turn.overflow = {"type": "error", "code": "provider_failed", "message": message}
+            if turn.process is not None and turn.record is not None:
+                turn.stopper = asyncio.ensure_future(self._terminate(turn))
 
     async def _checkpoint_loop(self, turn: Turn) -> None:
         """Save the partial reply now and then: other processes (the sidebar polling a kernel's
@@ -679,9 +687,14 @@ def mark_interrupted(session: Session, turn_id: str) -> None:
         )
 
 
+COALESCED = frozenset({"text", "thinking"})
+
+
 class _Pump:
     """Reads provider stdout in chunks, splits lines, feeds the parser. Chunked reads keep the
-    per-event cost low when a provider streams thousands of small deltas."""
+    per-event cost low when a provider streams thousands of small deltas, and the deltas that
+    arrive together are coalesced into one event (clients see the same text, in fewer events,
+    and the turn's event buffer stays small however fast the provider prints)."""
 
     def __init__(
         self,
@@ -708,17 +721,19 @@ class _Pump:
             chunk = await stream.read(262144)
             if not chunk:
                 if pending:
-                    self._feed(pending)
+                    self._handle_all(self.parser.feed(pending))
                 return
             self.last_output = time.monotonic()
             data = pending + chunk if pending else chunk
             start = 0
+            batch: list[Event] = []
             while True:
                 end = data.find(b"\n", start)
                 if end < 0:
                     break
-                self._feed(data[start:end])
+                batch.extend(self.parser.feed(data[start:end]))
                 start = end + 1
+            self._handle_all(batch)
             pending = data[start:]
             if len(pending) > self.max_line_bytes:
                 self.overflow = {
@@ -731,13 +746,25 @@ class _Pump:
                 }
                 return
 
-    def _feed(self, line: bytes) -> None:
-        for event in self.parser.feed(line):
-            if event["type"] in TERMINAL_EVENTS:
+    def _handle_all(self, events: list[Event]) -> None:
+        merged: Event | None = None
+        for event in events:
+            kind = event["type"]
+            if merged is not None and kind == merged["type"] and kind in COALESCED:
+                merged["text"] += event["text"]
+                continue
+            if merged is not None:
+                self.handle(self.turn, merged)
+                merged = None
+            if kind in COALESCED:
+                merged = dict(event)
+            elif kind in TERMINAL_EVENTS:
                 self.terminal = event
                 self.terminal_seen.set()
             else:
                 self.handle(self.turn, event)
+        if merged is not None:
+            self.handle(self.turn, merged)
 
 
 class StdinWriter:

@@ -130,6 +130,11 @@ async def test_create_get_list_delete(jp_fetch: Any, jp_root_dir: Path, store_di
         ({"path": "../outside.ipynb"}, ".."),
         ({"path": "/etc/passwd"}, "absolute"),
         ({"path": "nowhere/x.ipynb"}, "does not exist"),
+        ({"path": "%2e%2e/%2e%2e/etc/passwd"}, "does not exist"),  # no URL-decoding of bodies
+        ({"path": "\uff0e\uff0e/x.ipynb"}, "does not exist"),  # fullwidth dots are not ..
+        ({"path": "analysis/../../x.ipynb"}, ".."),
+        ({"path": "analysis\\..\\..\\x.ipynb"}, "backslash"),
+        ({"path": "analysis/q3.ipynb\u0000"}, "control"),
         ({"path": NOTEBOOK, "provider": "nope"}, "Unknown provider"),
         ({"path": NOTEBOOK, "context": "text"}, "context"),
     ],
@@ -196,7 +201,7 @@ async def test_a_turn_streams_stores_and_resumes(
     kinds = types(stream)
     assert kinds[0] == "turn_started"
     assert kinds[-1] == "done"
-    assert kinds.count("text") > 1  # deltas streamed
+    assert "text" in kinds  # (deltas that arrive together are coalesced; see the slow test)
     assert "usage" in kinds
     turn_id = stream[0]["data"]["turn_id"]
     assert [e["id"] for e in stream] == [f"{turn_id}:{n}" for n in range(1, len(stream) + 1)]

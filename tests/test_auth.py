@@ -141,3 +141,36 @@ class TestAuthorization:
 async def test_a_session_made_by_one_request_is_visible_to_the_next(jp_fetch: Any) -> None:
     session = await create_session(jp_fetch)
     assert json_of(await api(jp_fetch, "sessions", session["id"]))["id"] == session["id"]
+
+
+class DenyOneAction(Authorizer):
+    """Denies one action (`read` or `write`) on the `assistant` resource."""
+
+    denied = "write"
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return not (resource == "assistant" and action == DenyOneAction.denied)
+
+
+@pytest.mark.parametrize("denied", ["read", "write"])
+class TestReadAndWriteSeparately:
+    @pytest.fixture
+    def jp_server_config(self, jp_server_config: dict[str, Any], denied: str) -> dict[str, Any]:
+        DenyOneAction.denied = denied
+        server = {**jp_server_config["ServerApp"], "authorizer_class": DenyOneAction}
+        return {**jp_server_config, "ServerApp": server}
+
+    async def test_only_the_denied_action_is_refused(
+        self, jp_fetch: Any, denied: str, store_dir: Any
+    ) -> None:
+        for parts, method, body in ROUTES:
+            response = await api(jp_fetch, *parts, method=method, body=body)
+            action = "read" if method == "GET" else "write"
+            if action == denied:
+                assert response.code == 403, (parts, method)
+            else:
+                assert response.code != 403, (parts, method, response.code)
+        if denied == "write":
+            assert not (store_dir / "sessions").exists() or not list(
+                (store_dir / "sessions").iterdir()
+            )
