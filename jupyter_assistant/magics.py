@@ -49,11 +49,16 @@ class TurnInterrupted(KeyboardInterrupt):
     """The kernel was interrupted during a turn, which was cancelled. Still a
     KeyboardInterrupt, so that "Run All" stops here as after any interrupt."""
 
+    def __init__(self, finished_first: bool = False) -> None:
+        super().__init__()
+        self.finished_first = finished_first  # the turn ended before the interrupt landed
+
     def _render_traceback_(self) -> list[str]:
-        return [
-            f"{RED}Assistant:{RESET} interrupted; the turn was cancelled and its partial "
-            "reply is kept in the session."
-        ]
+        if self.finished_first:
+            what = "the turn had already finished; its reply is in the session."
+        else:
+            what = "the turn was cancelled and its partial reply is kept in the session."
+        return [f"{RED}Assistant:{RESET} interrupted; {what}"]
 
 
 # -- options ---------------------------------------------------------------------------------
@@ -321,7 +326,8 @@ class AssistantMagics(Magics):
         except KeyboardInterrupt:
             self.client.cancel_turn(turn, view)
             publish(view)
-            raise TurnInterrupted() from None
+            finished_first = bool(view.terminal and view.terminal.get("type") == "done")
+            raise TurnInterrupted(finished_first) from None
         except BaseException:
             self.client.cancel_turn(turn, view)  # nothing may outlive the cell
             raise
@@ -414,8 +420,9 @@ class AssistantMagics(Magics):
             lines.append("Session: none yet; %assistant PROMPT starts one.")
         else:
             session = self.client.get_session(current["id"])
+            count = len(session.messages) + (session.pending_message is not None)
             lines.append(
-                f"Session: {session.id} · {session.provider} · {len(session.messages)} messages "
+                f"Session: {session.id} · {session.provider} · {count} messages "
                 f"· {session.status} · ${session.usage.cost_usd:.4f} · {session.title!r}"
             )
         print("\n".join(lines))

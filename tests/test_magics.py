@@ -32,7 +32,7 @@ from jupyter_assistant.magics import keep_questions, split_options
 from jupyter_assistant.store import SessionStore
 
 from .conftest import FAKE_CLAUDE
-from .helpers import NOTEBOOK, api, json_of, pids_alive, wait_until
+from .helpers import NOTEBOOK, api, events, json_of, pids_alive, post_message, types, wait_until
 from .kernel_helpers import (
     Execution,
     Kernel,
@@ -619,11 +619,22 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert [m["status"] for m in stored["messages"][-2:]] == ["complete", "cancelled"]
 
+        # The other way round: a turn the sidebar started is seen, refused and stopped in a cell.
+        await post_message(jp_fetch, sid, "scenario:hang from the sidebar")
+        status = (await in_thread(kernel.ok, "%assistant status")).stdout()
+        assert f"Session: {sid} · claude · 7 messages · running" in status
+        busy = await in_thread(kernel.run, "%assistant scenario:reply me too")
+        assert_one_line_error(busy, "A turn is already running for this session")
+        cancelled = (await in_thread(kernel.ok, "%assistant cancel")).stdout()
+        assert "Cancelled the running turn of this notebook's session." in cancelled
+        assert types(await events(jp_fetch, sid))[-1] == "cancelled"
+
         # And the kernel goes on with the same session.
         await in_thread(kernel.ok, "%assistant scenario:reply fourth")
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert stored["messages"][-1]["status"] == "complete"
-        assert len(stored["messages"]) == 8
+        assert [m["status"] for m in stored["messages"][-4:-2]] == ["complete", "cancelled"]
+        assert len(stored["messages"]) == 10
     finally:
         await in_thread(kernel.shutdown)
         in_thread.close()
