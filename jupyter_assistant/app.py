@@ -95,6 +95,14 @@ class AssistantExtension(ExtensionApp):
         "end). Lets other processes see it grow and keeps it if the server dies.",
     ).tag(config=True)
 
+    max_session_cost_usd = Float(
+        None,
+        allow_none=True,
+        help="Admin policy: once a conversation's reported cost passes this many USD, its "
+        "running turn is stopped and further turns are refused (start a new conversation). "
+        "None: no cap.",
+    ).tag(config=True)
+
     provider_env = Dict(
         value_trait=Unicode(),
         help="Environment variables added for every provider process (after Jupyter's own "
@@ -159,6 +167,7 @@ class AssistantExtension(ExtensionApp):
                     max_concurrent_turns=self.max_concurrent_turns,
                     max_line_bytes=self.max_line_bytes,
                     max_reply_bytes=self.max_reply_bytes,
+                    max_session_cost_usd=self.max_session_cost_usd,
                     checkpoint_interval_seconds=max(0.0, self.checkpoint_interval_seconds),
                     provider_env=dict(self.provider_env),
                 ),

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Busy, NotFound
+from .errors import Busy, Forbidden, NotFound
 from .models import Message, Session, ToolCall, TurnError, Usage, new_id
 from .processes import ProcessRecord, ProcessRegistry, spawn, terminate_tree_async
 from .providers import ProviderRegistry
@@ -56,6 +56,8 @@ class RunnerSettings:
     checkpoint_interval_seconds: float = 2.0
     # Largest reply text a turn may produce; a provider printing endlessly is stopped.
     max_reply_bytes: int = 10 * 1024 * 1024
+    # Admin policy: a session's total reported cost may not pass this (None: no cap).
+    max_session_cost_usd: float | None = None
 
 
 class Turn:
@@ -83,6 +85,7 @@ class Turn:
         self.usage = Usage()
         self.notices: list[str] = []
         self.changed_since_checkpoint = False
+        self.cost_before = 0.0  # the session's cost when the turn started (for the cost cap)
         self.overflow: Event | None = None
         self.stopper: asyncio.Future[None] | None = None
 
@@ -205,6 +208,7 @@ class TurnRunner:
                     del self.turns[session_id]
             raise
         turn.provider = session.provider
+        turn.cost_before = session.usage.cost_usd
         turn.task = asyncio.create_task(self._run(turn, model), name=f"assistant-turn-{turn_id}")
         return turn
 
@@ -220,6 +224,13 @@ class TurnRunner:
                 raise Busy("A turn is already running for this session; cancel it or wait.")
             if existing is not None:
                 self.registry.clear(session_id)
+            cap = self.settings.max_session_cost_usd
+            if cap is not None and session.usage.cost_usd >= cap:
+                raise Forbidden(
+                    f"This conversation has cost ${session.usage.cost_usd:.2f}, the limit set by "
+                    f"the administrator (c.AssistantExtension.max_session_cost_usd = {cap:g}); "
+                    "start a new conversation."
+                )
             if session.pending_message is not None:
                 # Left by a turn whose owner died before it started: keep it, marked.
                 stale = session.pending_message
@@ -379,7 +390,13 @@ class TurnRunner:
             return pump.timeout, session_id, False
         if pump.overflow is not None:
             return pump.overflow, session_id, False
-        if turn.overflow is not None:
+        finished_anyway = pump.terminal is not None and pump.terminal["type"] == "done"
+        if turn.overflow is not None and turn.overflow["code"] == "cost_limit" and finished_anyway:
+            # The cost came with the final result: the reply is whole; the next turn is refused.
+            notice = turn.overflow["message"].replace("the turn was stopped", "no further turns")
+            turn.notices.append(notice)
+            turn.publish({"type": "notice", "level": "warning", "message": notice})
+        elif turn.overflow is not None:
             return turn.overflow, session_id, False
         final = pump.terminal
         if final is None:
@@ -466,6 +483,16 @@ class TurnRunner:
                 output_tokens=int(event.get("output_tokens") or 0),
                 cost_usd=float(event.get("cost_usd") or 0.0),
             )
+            cap = self.settings.max_session_cost_usd
+            if cap is not None and turn.cost_before + turn.usage.cost_usd > cap:
+                turn.publish(event)
+                self._overflow(
+                    turn,
+                    f"This conversation passed its cost limit of ${cap:g} "
+                    "(c.AssistantExtension.max_session_cost_usd); the turn was stopped.",
+                    code="cost_limit",
+                )
+                return
         elif etype == "permission_denied":
             turn.notices.append(str(event.get("message", "")))
         turn.publish(event)
@@ -543,9 +570,9 @@ class TurnRunner:
                 self.settings.finished_turn_ttl_seconds, self._forget, turn
             )
 
-    def _overflow(self, turn: Turn, message: str) -> None:
+    def _overflow(self, turn: Turn, message: str, code: str = "provider_failed") -> None:
         if turn.overflow is None:
-            turn.overflow = {"type": "error", "code": "provider_failed", "message": message}
+            turn.overflow = {"type": "error", "code": code, "message": message}
             if turn.process is not None and turn.record is not None:
                 turn.stopper = asyncio.ensure_future(self._terminate(turn))
 

@@ -517,3 +517,31 @@ async def test_nul_characters_in_the_context_do_not_break_the_turn(jp_fetch: Any
         jp_fetch, session["id"], "hi\u0000there", context={"c\u0000": "a\u0000b"}
     )
     assert types(stream)[-1] == "done"
+
+
+class TestCostCap:
+    @pytest.fixture
+    def assistant_config(self) -> dict[str, Any]:
+        return {"max_session_cost_usd": 0.01}  # a fake reply costs $0.00882
+
+    async def test_a_conversation_over_its_cost_cap_takes_no_more_turns(
+        self, jp_fetch: Any
+    ) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        assert types(await run_turn(jp_fetch, sid, "one"))[-1] == "done"
+        second = await run_turn(jp_fetch, sid, "two")  # passes the cap with its final result
+        assert types(second)[-1] == "done"
+        notices = [e["data"]["message"] for e in second if e["event"] == "notice"]
+        assert any("max_session_cost_usd" in n for n in notices)
+        refused = await api(
+            jp_fetch, "sessions", sid, "messages", method="POST", body={"content": "three"}
+        )
+        assert "start a new conversation" in assert_json_error(refused, 403)
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert len(stored["messages"]) == 4
+        assert stored["pending_message"] is None
+        assert stored["status"] == "idle"
+        # a new conversation for the same notebook starts from zero
+        fresh = await create_session(jp_fetch)
+        assert types(await run_turn(jp_fetch, fresh["id"], "again"))[-1] == "done"

@@ -14,10 +14,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from jupyter_assistant.models import Session
 from jupyter_assistant.store import SessionStore
 
 FULL = os.environ.get("JUPYTER_ASSISTANT_STRESS") == "full"
+pytestmark = pytest.mark.timeout(1800 if FULL else 180)
 
 WRITER = textwrap.dedent(
     """
@@ -64,7 +67,8 @@ def test_sigkill_during_saves_loses_no_acknowledged_message(tmp_path: Path) -> N
             text=True,
         )
         assert writer.stdout is not None
-        deadline = time.monotonic() + rng.uniform(0.05, 0.4)
+        # Let it start (imports take ~0.3 s) and save for a while, then kill it mid-flight.
+        deadline = time.monotonic() + rng.uniform(0.3, 1.5 if FULL else 0.6)
         while time.monotonic() < deadline:
             line = writer.stdout.readline()
             if not line:
