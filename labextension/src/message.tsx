@@ -104,7 +104,9 @@ export function MessageView(props: {
       {message.content && (
         <Markdown source={message.content} rendermime={rendermime} actions={actions} />
       )}
-      {running && empty && <div className="jp-Assistant-typing">Working…</div>}
+      {running && (
+        <div className="jp-Assistant-typing">{empty ? 'Working…' : 'Still working…'}</div>
+      )}
       {(message.notices ?? []).map((notice, i) => (
         <div key={i} className="jp-Assistant-notice">
           {notice}

@@ -328,7 +328,7 @@ function TurnStatus(props: { model: AssistantModel }): JSX.Element | null {
   } else if (model.phase === 'elsewhere') {
     text =
       'A turn is running in another process (a %%assistant cell, or another server). ' +
-      'It will appear here when it ends. Stop cancels it.';
+      'Its reply shows here as it is saved. Stop cancels it.';
   }
   if (!text) {
     return null;
