@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
+from jupyter_core.paths import jupyter_config_path, jupyter_data_dir, jupyter_runtime_dir
 from traitlets import Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import (
@@ -70,12 +70,42 @@ class NotebookRef:
         return self.source != "cwd"
 
 
+def server_root(environ: Mapping[str, str]) -> str | None:
+    """The root folder of the Jupyter server that started this kernel, if it is on this
+    machine: the server is the kernel's ``JPY_PARENT_PID`` and describes itself in
+    ``<runtime dir>/jpserver-<pid>.json``."""
+    pid = environ.get("JPY_PARENT_PID", "")
+    if not pid.isdigit():
+        return None
+    try:
+        info = json.loads((Path(jupyter_runtime_dir()) / f"jpserver-{pid}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    root = info.get("root_dir") if isinstance(info, dict) else None
+    return root if isinstance(root, str) and root else None
+
+
+def _display_path(file: str, root: str | None) -> str:
+    """The notebook's path as the server shows it (relative to its root), else its name."""
+    if root:
+        for base, target in ((root, file), (os.path.realpath(root), os.path.realpath(file))):
+            relative = os.path.relpath(target, base)
+            if not relative.startswith(os.pardir):
+                return relative.replace(os.sep, "/")
+    return os.path.basename(file)
+
+
 def find_notebook(
-    user_ns: Mapping[str, Any], environ: Mapping[str, str], cwd: str, start_dir: str | None = None
+    user_ns: Mapping[str, Any],
+    environ: Mapping[str, str],
+    cwd: str,
+    start_dir: str | None = None,
+    root: str | None = None,
 ) -> NotebookRef:
     """The kernel's notebook. ``start_dir`` is the kernel's first working directory, used to
     place a relative ``JPY_SESSION_NAME`` (a server without the session's file name sets it to
-    the API path, while the kernel starts in the notebook's folder)."""
+    the API path, while the kernel starts in the notebook's folder). ``root`` is the server's
+    root folder, for the path shown with the session."""
     candidates = (
         ("JPY_SESSION_NAME", environ.get("JPY_SESSION_NAME")),
         ("__session__", user_ns.get("__session__")),
@@ -92,7 +122,7 @@ def find_notebook(
             file=value,
             folder=os.path.dirname(value),
             source=source,
-            display_path=os.path.basename(value),
+            display_path=_display_path(value, root),
         )
     folder = os.path.abspath(cwd)
     return NotebookRef(
@@ -141,6 +171,7 @@ class KernelSettings(Configurable):
     max_line_bytes = Int(8 * 1024 * 1024).tag(config=True)
     max_reply_bytes = Int(10 * 1024 * 1024).tag(config=True)
     checkpoint_interval_seconds = Float(2.0).tag(config=True)
+    max_session_cost_usd = Float(None, allow_none=True).tag(config=True)
     provider_env = Dict(value_trait=Unicode()).tag(config=True)
 
     @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
@@ -526,6 +557,7 @@ class KernelAssistant:
         self.settings: KernelSettings | None = None
         self.loaded: LoadedConfig | None = None
         self._reaped = False
+        self._root: str | None = None  # the server's root folder ("" if unknown), once read
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -563,6 +595,7 @@ class KernelAssistant:
                         max_concurrent_turns=settings.max_concurrent_turns,
                         max_line_bytes=settings.max_line_bytes,
                         max_reply_bytes=settings.max_reply_bytes,
+                        max_session_cost_usd=settings.max_session_cost_usd,
                         checkpoint_interval_seconds=max(0.0, settings.checkpoint_interval_seconds),
                         provider_env=dict(settings.provider_env),
                     ),
@@ -591,7 +624,9 @@ class KernelAssistant:
     # -- sessions ------------------------------------------------------------------------------
 
     def notebook(self, user_ns: Mapping[str, Any]) -> NotebookRef:
-        return find_notebook(user_ns, os.environ, os.getcwd(), self.start_dir)
+        if self._root is None:
+            self._root = server_root(os.environ) or ""
+        return find_notebook(user_ns, os.environ, os.getcwd(), self.start_dir, self._root)
 
     def sessions(self, notebook: NotebookRef) -> list[dict[str, Any]]:
         """The notebook's sessions, most recently used first."""

@@ -6,10 +6,14 @@ The work is done by ``kernel_client.KernelAssistant`` and the engine.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import keyword
 import re
+import signal
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -198,6 +202,21 @@ class TerminalStream:
             print(f"\n-- {view.footer()}", flush=True)
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt while a turn runs. ipykernel arranges that for ordinary
+    cells, but in a cell with top-level ``await`` its handler only schedules a callback on the
+    kernel's event loop, which this blocking magic holds: the interrupt would be lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (e.g. ipykernel's subshells)
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _when(timestamp: str) -> str:
     return timestamp[:16].replace("T", " ")
 
@@ -309,7 +328,7 @@ class AssistantMagics(Magics):
             )
         return notebook
 
-    def _ask(self, prompt: str, args: Any, with_vars: list[str]) -> None:
+    def _ask(self, prompt: str, args: argparse.Namespace, with_vars: list[str]) -> None:
         notebook = self._notebook()
         context = None
         if with_vars:
@@ -317,7 +336,13 @@ class AssistantMagics(Magics):
         session, note = self.client.session_for_turn(notebook, args.provider, args.new)
         if note:
             print(f"Assistant: {note}")
-        turn = self.client.start_turn(session["id"], prompt, context, args.model)
+        with interruptible():
+            self._run_turn(session["id"], prompt, context, args)
+
+    def _run_turn(
+        self, session_id: str, prompt: str, context: dict[str, Any] | None, args: argparse.Namespace
+    ) -> None:
+        turn = self.client.start_turn(session_id, prompt, context, args.model)
         view = TurnView(provider=turn.provider)
         publish = CellDisplay() if self.in_kernel else TerminalStream()
         publish(view)
@@ -333,7 +358,7 @@ class AssistantMagics(Magics):
             raise
         self._after(view, args)
 
-    def _after(self, view: TurnView, args: Any) -> None:
+    def _after(self, view: TurnView, args: argparse.Namespace) -> None:
         terminal = view.terminal or {"type": "error", "message": "The turn ended without a result."}
         if terminal["type"] == "cancelled":
             raise AssistantMagicError(
@@ -354,7 +379,7 @@ class AssistantMagics(Magics):
 
     # -- subcommands -------------------------------------------------------------------------
 
-    def _subcommand(self, name: str, args: Any, tokens: list[str]) -> None:
+    def _subcommand(self, name: str, args: argparse.Namespace, tokens: list[str]) -> None:
         allowed = {"--provider"} if name == "new" else set()
         extra = [t for t in tokens if t.partition("=")[0].startswith("-")]
         if any(t.partition("=")[0] not in allowed for t in extra):

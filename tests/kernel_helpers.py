@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jupyter_client.blocking import BlockingKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from .conftest import FAKE_CLAUDE
@@ -129,9 +129,15 @@ class Kernel:
     """A client of one ipykernel: started here with the test's environment (cwd = the notebook's
     folder, as the server starts kernels), or one a Jupyter server started."""
 
-    def __init__(self, kc: BlockingKernelClient, km: KernelManager | None = None) -> None:
+    def __init__(
+        self,
+        kc: BlockingKernelClient,
+        km: KernelManager | None = None,
+        setup: KernelSetup | None = None,
+    ) -> None:
         self.kc = kc
         self.km = km
+        self.setup = setup
         self.executions: dict[str, Execution] = {}
         # Without a manager, the client would judge liveness by heartbeats, and one not yet
         # received reads as "died"; the kernel's replies are what the tests wait for anyway.
@@ -142,10 +148,10 @@ class Kernel:
     def start(cls, setup: KernelSetup) -> Kernel:
         km = KernelManager(kernel_name="python3")
         km.start_kernel(env=setup.kernel_env(), cwd=str(setup.notebook.parent))
-        return cls(km.blocking_client(), km)
+        return cls(km.blocking_client(), km, setup)
 
     @classmethod
-    def attach(cls, connection_info: dict[str, Any]) -> Kernel:
+    def attach(cls, connection_info: Any) -> Kernel:
         kc = BlockingKernelClient()
         kc.load_connection_info(connection_info)
         return cls(kc)

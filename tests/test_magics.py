@@ -29,6 +29,7 @@ from jupyter_assistant.kernel_client import (
     summarize_variables,
 )
 from jupyter_assistant.magics import keep_questions, split_options
+from jupyter_assistant.processes import ProcessRegistry, terminate_tree
 from jupyter_assistant.store import SessionStore
 
 from .conftest import FAKE_CLAUDE
@@ -62,6 +63,10 @@ def start_kernel() -> Iterator[StartKernel]:
     yield start
     for kernel in kernels:
         kernel.shutdown()
+        # A test that failed mid-turn leaves a provider whose kernel is gone: stop it.
+        if kernel.setup is not None and (kernel.setup.store_dir / "processes").is_dir():
+            for record in ProcessRegistry(kernel.setup.store_dir).orphans():
+                terminate_tree(record, 1.0)
 
 
 def stored_sessions(setup: KernelSetup) -> list[dict[str, Any]]:
@@ -143,6 +148,12 @@ def test_the_notebook_comes_from_jpy_session_name_then_the_namespace_then_the_cw
     # A server without the file name sets the API path; the kernel starts in its folder.
     found = find_notebook({}, {"JPY_SESSION_NAME": "a/q3.ipynb"}, "/moved", str(tmp_path / "a"))
     assert found.file == nb
+    # Shown as the server shows it, relative to its root, when the root is known.
+    assert find_notebook({}, {"JPY_SESSION_NAME": nb}, "/x").display_path == "q3.ipynb"
+    found = find_notebook({}, {"JPY_SESSION_NAME": nb}, "/x", root=str(tmp_path))
+    assert found.display_path == "a/q3.ipynb"
+    found = find_notebook({}, {"JPY_SESSION_NAME": nb}, "/x", root=str(tmp_path / "b"))
+    assert found.display_path == "q3.ipynb"
     found = find_notebook({}, {}, str(tmp_path))
     assert not found.in_notebook
     assert found.folder == str(tmp_path)
@@ -165,6 +176,38 @@ def test_kernel_settings_mirror_the_extension_settings() -> None:
     for name in ours:
         assert type(ours[name]) is type(theirs[name]), name
         assert getattr(settings, name) == getattr(extension, name), name
+
+
+def test_kernels_build_the_engine_with_the_servers_settings(tmp_path: Path) -> None:
+    """Every engine setting reaches the kernel's engine as it reaches the server's."""
+    from traitlets import Dict, Float, Int, List, Unicode
+    from traitlets.config import Config
+
+    from jupyter_assistant.app import AssistantExtension
+    from jupyter_assistant.kernel_client import KernelAssistant
+
+    values: dict[str, Any] = {}
+    for name, trait in KernelSettings.class_own_traits(config=True).items():
+        if isinstance(trait, Float):
+            values[name] = 7.5
+        elif isinstance(trait, Int):
+            values[name] = 12345
+        elif isinstance(trait, List):
+            values[name] = ["claude"]
+        elif isinstance(trait, Dict):
+            values[name] = {"SOME_VAR": "value"}
+        elif isinstance(trait, Unicode):
+            values[name] = str(tmp_path / "store") if name == "store_dir" else "claude"
+    config = Config({"AssistantExtension": values})
+    server = AssistantExtension(config=config).service.settings
+    client = KernelAssistant(ipython_config=config)
+    try:
+        kernel = client.service.settings
+    finally:
+        client.close()
+    server.root_dir = None  # a kernel has no server root
+    assert kernel == server
+    assert kernel.runner.max_session_cost_usd == 7.5
 
 
 def test_server_config_files_are_merged_like_the_server_does(tmp_path: Path) -> None:
@@ -425,15 +468,24 @@ def test_subcommands_with_the_extension_loaded_by_config(
     assert "Session: " in kernel.ok("%assistant status").stdout()
 
 
-@pytest.mark.parametrize("scenario", ["tree", "ignore_term"])
+@pytest.mark.parametrize(
+    ("scenario", "before"),
+    [
+        ("tree", ""),
+        ("ignore_term", ""),
+        # A cell with top-level await runs as a coroutine, under another SIGINT handler.
+        ("tree", "import asyncio\nawait asyncio.sleep(0)\n"),
+    ],
+    ids=["tree", "ignore_term", "async-cell"],
+)
 def test_interrupting_the_kernel_cancels_the_turn(
-    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path, scenario: str
+    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path, scenario: str, before: str
 ) -> None:
     pid_file = tmp_path / "pids.json"
     setup.env["FAKE_PID_FILE"] = str(pid_file)
     kernel = start_kernel(setup)
     kernel.ok("%load_ext jupyter_assistant")
-    execution = kernel.execute(f"%assistant scenario:{scenario} do something long")
+    execution = kernel.execute(f"{before}%assistant scenario:{scenario} do something long")
     kernel.wait_for(execution, lambda e: any("pids:" in md for md in e.markdowns()), what="pids")
     pids = json.loads(pid_file.read_text())
     assert len(pids) == 3
@@ -584,6 +636,7 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
         response = await api(jp_fetch, "sessions", params={"path": NOTEBOOK})
         [listed] = json_of(response)["sessions"]
         assert (listed["status"], listed["message_count"]) == ("idle", 2)
+        assert listed["path"] == NOTEBOOK  # as the server names it, though the kernel made it
         sid = listed["id"]
 
         # A running one is seen as running, and the sidebar's Stop (POST cancel) ends it.
