@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from .lab import (
     FAKE_CLAUDE,
@@ -297,3 +297,25 @@ def luminance(css_color: str) -> float:
     """Relative brightness (0..1) of an `rgb(...)`/`rgba(...)` colour."""
     red, green, blue = (int(v) for v in re.findall(r"\d+", css_color)[:3])
     return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
+
+
+def test_cookie_auth_with_the_xsrf_header_is_enough(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    """With a login cookie but no token header (a password or a hub login), every request,
+    the POSTs and the event stream included, still passes: makeRequest sends the XSRF header."""
+    open_lab(page, lab, notebook)  # the ?token= login also set the login cookie
+    stripped: list[str] = []
+
+    def without_token(route: Route) -> None:
+        headers = {k: v for k, v in route.request.headers.items() if k.lower() != "authorization"}
+        stripped.append(route.request.method)
+        route.continue_(headers=headers)
+
+    page.route("**/api/assistant/**", without_token)
+    panel = open_assistant(page)
+    ask(panel, "scenario:slow over the cookie")
+    reply = replies(panel).last
+    expect(reply).to_contain_text("chunk 1.", timeout=30_000)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    assert "POST" in stripped
