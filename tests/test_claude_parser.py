@@ -154,3 +154,11 @@ def test_command_line_resumes_and_carries_the_notebook_context(tmp_path: Path) -
     assert argv[-1] == "--x"
     assert launch.stdin == b"summarise sales.csv"  # the prompt goes on stdin, not argv
     assert launch.cwd == str(tmp_path)
+
+
+def test_text_blocks_around_a_tool_call_are_separate_paragraphs() -> None:
+    events, _ = parse("tool_pwd.jsonl")
+    text = "".join(e["text"] for e in of_type(events, "text"))
+    assert text.startswith("I will run pwd.\n\nThe working directory is: /")
+    partial_off, _ = parse("no_partial.jsonl")
+    assert "\n\n" not in "".join(e["text"] for e in of_type(partial_off, "text"))

@@ -109,6 +109,10 @@ class ClaudeStreamParser:
         self._current_message: str | None = None
         self._auth_failed = False
         self.resume_failed = False
+        # Separate text blocks of one turn ("I will run pwd." ... tool ... "The directory is")
+        # are joined with a paragraph break, as a reader expects.
+        self._text_so_far = False
+        self._new_text_block = False
 
     @property
     def provider_session_id(self) -> str | None:
@@ -144,17 +148,28 @@ class ClaudeStreamParser:
         if etype == "message_start":
             self._current_message = (event.get("message") or {}).get("id")
             return []
+        if etype == "content_block_start":
+            if (event.get("content_block") or {}).get("type") == "text":
+                self._new_text_block = True
+            return []
         if etype != "content_block_delta":
             return []
         delta = event.get("delta") or {}
         dtype = delta.get("type")
         if dtype == "text_delta" and delta.get("text"):
             self._mark_streamed()
-            return [{"type": "text", "text": delta["text"]}]
+            return [{"type": "text", "text": self._block_text(delta["text"])}]
         if dtype == "thinking_delta" and delta.get("thinking"):
             self._mark_streamed()
             return [{"type": "thinking", "text": delta["thinking"]}]
         return []
+
+    def _block_text(self, text: str) -> str:
+        if self._new_text_block and self._text_so_far:
+            text = "\n\n" + text
+        self._new_text_block = False
+        self._text_so_far = True
+        return text
 
     def _mark_streamed(self) -> None:
         if self._current_message:
@@ -175,7 +190,8 @@ class ClaudeStreamParser:
                 continue
             btype = block.get("type")
             if btype == "text" and not streamed and block.get("text"):
-                events.append({"type": "text", "text": block["text"]})
+                self._new_text_block = True
+                events.append({"type": "text", "text": self._block_text(block["text"])})
             elif btype == "thinking" and not streamed and block.get("thinking"):
                 events.append({"type": "thinking", "text": block["thinking"]})
             elif btype == "tool_use":
