@@ -20,6 +20,10 @@ if [ ! -x .cache/npm/node_modules/.bin/claude ]; then
   npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error "$CLAUDE_PKG"
 fi
 export JUPYTER_ASSISTANT_REAL_CLAUDE="$PWD/.cache/npm/node_modules/.bin/claude"
+# JupyterHub's proxy, for tests/hub (a real hub with two users).
+if [ ! -x .cache/npm/node_modules/.bin/configurable-http-proxy ]; then
+  npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error configurable-http-proxy@5
+fi
 
 # Playwright drives this browser; it downloads none of its own.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
