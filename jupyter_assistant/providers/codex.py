@@ -1,0 +1,454 @@
+"""OpenAI's Codex CLI (``codex exec --json``) as a provider.
+
+Wire format (checked against codex-cli 0.171.0 run against a local Responses API stand-in; samples
+in tests/fakes/wire-samples/codex/): one JSON object per line: ``thread.started`` (thread_id, the
+id ``codex exec resume`` takes), ``turn.started``, ``item.started`` / ``item.completed`` with an
+``item`` of type ``agent_message`` (whole text, no deltas), ``reasoning``, ``command_execution``,
+``file_change``, ``mcp_tool_call``, ``web_search``, ``todo_list`` or ``error`` (a non-fatal
+warning), top-level ``error`` (retries: "Reconnecting... 2/5 (...)"), and a final
+``turn.completed`` (usage) or ``turn.failed`` (error.message). A failed resume prints nothing on
+stdout: rc 1 and ``thread/resume failed: no rollout found for thread id <id>`` on stderr.
+
+Without credentials and without network codex does not fail: it retries for minutes. So the
+credentials are checked before spawning: ``CODEX_API_KEY`` or ``$CODEX_HOME/auth.json`` (codex
+0.171.0 ignores ``OPENAI_API_KEY``; when only that one is set it is passed on as ``CODEX_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from traitlets import Bool, Dict, Enum, List, Unicode, Union
+
+from .base import (
+    Event,
+    LaunchSpec,
+    ParserState,
+    Provider,
+    ProviderHealth,
+    ProviderUnavailable,
+    StreamParser,
+    TurnRequest,
+    provider_environment,
+)
+from .cli_support import (
+    LostConversations,
+    clip,
+    command_argv,
+    json_object,
+    notebook_instructions,
+    resolve_command,
+    stderr_summary,
+    version_health,
+)
+
+INSTALL_HINT = "npm install -g @openai/codex"
+SETTING = "c.CodexProvider.command"
+LOGIN_HINT = (
+    "Codex is not logged in. Run `codex login` in a terminal on the Jupyter server, or set "
+    "CODEX_API_KEY (or OPENAI_API_KEY) in the server's environment "
+    "(or c.CodexProvider.env = {'CODEX_API_KEY': ...})."
+)
+NO_ROLLOUT = "no rollout found for thread id"
+# stderr lines codex prints on every run that say nothing about a failure
+STDERR_NOISE = ("could not create PATH aliases", "Untrusted project-local configuration")
+AUTH_PATTERNS = (
+    "401 unauthorized",
+    "invalid_api_key",
+    "incorrect api key",
+    "missing environment variable",
+    "not logged in",
+    "please log in",
+    "codex login",
+)
+_MODEL_PROVIDER = re.compile(r"""^\s*model_provider\s*=\s*["']([^"']+)["']""")
+
+
+def _looks_unauthenticated(text: str) -> bool:
+    lowered = text.lower()
+    return any(pattern in lowered for pattern in AUTH_PATTERNS)
+
+
+def _toml_string(text: str) -> str:
+    # A JSON string with ASCII escapes is also a valid TOML basic string.
+    return json.dumps(text)
+
+
+class CodexStreamParser:
+    """``codex exec --json`` lines -> events."""
+
+    def __init__(
+        self,
+        resume_id: str | None = None,
+        on_lost: Callable[[str | None], None] | None = None,
+        first_events: list[Event] | None = None,
+    ) -> None:
+        self.state = ParserState()
+        self.resume_failed = False
+        self._resume_id = resume_id
+        self._on_lost = on_lost
+        self._first_events = list(first_events or [])
+        self._started = time.monotonic()
+        self._tools_announced: set[str] = set()
+        self._text_emitted = False
+
+    @property
+    def provider_session_id(self) -> str | None:
+        return self.state.provider_session_id
+
+    def feed(self, line: bytes) -> list[Event]:
+        events, self._first_events = self._first_events, []
+        return events + self._parse(line)
+
+    def _parse(self, line: bytes) -> list[Event]:
+        obj = json_object(line)
+        if obj is None:
+            if line.strip():
+                self.state.invalid_lines += 1
+            return []
+        kind = obj.get("type")
+        if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
+            self.state.provider_session_id = obj["thread_id"]
+            return []
+        if kind in ("item.started", "item.updated", "item.completed"):
+            item = obj.get("item")
+            if isinstance(item, dict):
+                return self._item(item, completed=kind == "item.completed")
+            return []
+        if kind == "error":
+            # Retries and transient problems; the turn goes on (or ends with turn.failed).
+            return [{"type": "notice", "level": "warning", "message": str(obj.get("message", ""))}]
+        if kind == "turn.completed":
+            return self._completed(obj.get("usage") or {})
+        if kind == "turn.failed":
+            error = obj.get("error") or {}
+            message = str(error.get("message") if isinstance(error, dict) else error)
+            return [self._terminal(self._failure(message))]
+        return []
+
+    def _item(self, item: dict[str, Any], *, completed: bool) -> list[Event]:
+        itype = item.get("type")
+        item_id = str(item.get("id", ""))
+        if itype == "agent_message":
+            if not completed or not item.get("text"):
+                return []
+            text = str(item["text"])
+            # Each agent message is whole; keep separate messages apart.
+            if self._text_emitted:
+                text = "\n\n" + text
+            self._text_emitted = True
+            return [{"type": "text", "text": text}]
+        if itype == "reasoning":
+            thought = item.get("text")
+            return [{"type": "thinking", "text": str(thought)}] if completed and thought else []
+        if itype == "error":
+            if not completed:
+                return []
+            return [{"type": "notice", "level": "warning", "message": str(item.get("message", ""))}]
+        if itype == "todo_list":
+            if not completed:
+                return []
+            entries = [
+                f"[{'x' if e.get('completed') else ' '}] {e.get('text', '')}"
+                for e in item.get("items") or []
+                if isinstance(e, dict)
+            ]
+            return [{"type": "notice", "level": "info", "message": "Plan: " + "; ".join(entries)}]
+        tool = self._tool(itype, item)
+        if tool is None:
+            return []
+        name, tool_input, result, is_error = tool
+        events: list[Event] = []
+        if item_id not in self._tools_announced:
+            self._tools_announced.add(item_id)
+            events.append({"type": "tool_use", "id": item_id, "name": name, "input": tool_input})
+        if completed:
+            events.append(
+                {
+                    "type": "tool_result",
+                    "id": item_id,
+                    "content": clip(result),
+                    "is_error": is_error,
+                }
+            )
+        return events
+
+    @staticmethod
+    def _tool(itype: Any, item: dict[str, Any]) -> tuple[str, Any, str, bool] | None:
+        """(name, input, result text, is_error) of a tool-like item, None for other items."""
+        status = item.get("status")
+        failed = status in ("failed", "declined")
+        if itype == "command_execution":
+            code = item.get("exit_code")
+            output = str(item.get("aggregated_output") or "")
+            if code not in (0, None):
+                output = f"{output}\n[exit code {code}]".lstrip("\n")
+            return (
+                "shell",
+                {"command": item.get("command")},
+                output,
+                failed or code not in (0, None),
+            )
+        if itype == "file_change":
+            changes = [c for c in item.get("changes") or [] if isinstance(c, dict)]
+            summary = "\n".join(f"{c.get('kind', 'update')} {c.get('path', '')}" for c in changes)
+            return "apply_patch", {"changes": changes}, summary, failed
+        if itype == "mcp_tool_call":
+            name = f"{item.get('server', 'mcp')}.{item.get('tool', 'tool')}"
+            error = item.get("error")
+            if isinstance(error, dict) and error.get("message"):
+                return name, item.get("arguments"), str(error["message"]), True
+            result = item.get("result")
+            if isinstance(result, dict):
+                blocks = result.get("content") or []
+                text = "\n".join(
+                    str(b.get("text", "")) for b in blocks if isinstance(b, dict) and "text" in b
+                )
+            else:
+                text = json.dumps(result) if result is not None else ""
+            return name, item.get("arguments"), text, failed
+        if itype == "web_search":
+            return "web_search", {"query": item.get("query")}, str(item.get("query") or ""), failed
+        return None
+
+    def _completed(self, usage: dict[str, Any]) -> list[Event]:
+        usage_event: Event = {
+            "type": "usage",
+            "input_tokens": int(usage.get("input_tokens") or 0),
+            "output_tokens": int(usage.get("output_tokens") or 0),
+            # codex does not report prices
+            "cost_usd": 0.0,
+        }
+        done: Event = {
+            "type": "done",
+            "provider_session_id": self.state.provider_session_id,
+            "cost_usd": 0.0,
+            "duration_ms": int((time.monotonic() - self._started) * 1000),
+        }
+        return [usage_event, self._terminal(done)]
+
+    def _failure(self, message: str) -> Event:
+        if _looks_unauthenticated(message):
+            return {
+                "type": "error",
+                "code": "not_authenticated",
+                "message": f"{LOGIN_HINT} ({message})",
+            }
+        return {
+            "type": "error",
+            "code": "provider_failed",
+            "message": f"Codex reported an error: {message}",
+        }
+
+    def _terminal(self, event: Event) -> Event:
+        self.state.terminal = event
+        return event
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        if self.state.terminal is not None:
+            return []
+        detail = stderr_summary(stderr_tail, STDERR_NOISE)
+        if NO_ROLLOUT in stderr_tail:
+            self.resume_failed = True
+            if self._on_lost is not None:
+                self._on_lost(self._resume_id)
+            event: Event = {
+                "type": "error",
+                "code": "resume_failed",
+                "message": f"The earlier Codex conversation could not be resumed: {detail}",
+            }
+        elif "Error finding codex home" in stderr_tail:
+            event = {
+                "type": "error",
+                "code": "provider_failed",
+                "message": f"Codex cannot use its home folder: {detail}. Create the folder that "
+                "CODEX_HOME names, or unset CODEX_HOME (default ~/.codex).",
+            }
+        elif _looks_unauthenticated(stderr_tail):
+            event = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
+        else:
+            event = {
+                "type": "error",
+                "code": "provider_failed",
+                "message": (
+                    f"Codex exited with code {returncode} before finishing the turn: {detail}"
+                ),
+            }
+        early, self._first_events = self._first_events, []
+        return [*early, self._terminal(event)]
+
+
+class CodexProvider(Provider):
+    """OpenAI's Codex CLI, run with ``codex exec --json``, sandboxed to the notebook's folder."""
+
+    name: ClassVar[str] = "codex"
+    display_name: ClassVar[str] = "Codex"
+    install_hint: ClassVar[str] = INSTALL_HINT
+    # codex stops its sandboxed commands itself on SIGINT (checked: `sleep` in a tool is gone)
+    interrupt_signal: ClassVar[int] = int(signal.SIGINT)
+
+    command = Union(
+        [List(Unicode()), Unicode()],
+        default_value=["codex"],
+        help="The Codex executable, with any leading arguments (e.g. ['npx', '@openai/codex']).",
+    ).tag(config=True)
+
+    model = Unicode(None, allow_none=True, help="Model passed as -m (default: codex's own).").tag(
+        config=True
+    )
+
+    sandbox = Enum(
+        ["read-only", "workspace-write", "danger-full-access"],
+        default_value="workspace-write",
+        help=(
+            "--sandbox for the commands codex runs. workspace-write lets them write only inside "
+            "the notebook's folder (no network unless network_access); read-only writes nothing; "
+            "danger-full-access removes the sandbox."
+        ),
+    ).tag(config=True)
+
+    approval_policy = Enum(
+        ["never", "on-request"],
+        default_value="never",
+        help=(
+            "When codex asks before running a command. A notebook turn cannot answer codex's "
+            "questions, so 'never' (the default) returns a sandbox refusal to the model instead."
+        ),
+    ).tag(config=True)
+
+    network_access = Bool(
+        False, help="Let sandboxed commands use the network (workspace-write only)."
+    ).tag(config=True)
+
+    writable_tmp = Bool(
+        False,
+        help="Let sandboxed commands also write /tmp and $TMPDIR (codex's own default; off here "
+        "so that the agent writes only inside the notebook's folder).",
+    ).tag(config=True)
+
+    config_overrides = Dict(
+        value_trait=Unicode(),
+        default_value={},
+        help="Codex config overrides passed as -c key=value (values are TOML), e.g. "
+        "{'model_provider': 'azure', 'model_reasoning_effort': '\"high\"'}.",
+    ).tag(config=True)
+
+    check_credentials = Bool(
+        True,
+        help="Refuse to start a turn when no codex credentials are found (codex would retry "
+        "for minutes instead of failing). Checked only for OpenAI's own model provider.",
+    ).tag(config=True)
+
+    extra_args = List(
+        Unicode(), default_value=[], help="Further `codex exec` arguments, appended as given."
+    ).tag(config=True)
+
+    append_system_prompt = Unicode(
+        "", help="Text added to the instructions codex gets (after the notebook context)."
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lost = LostConversations()
+
+    def executable_argv(self) -> list[str]:
+        return command_argv(self.command) or ["codex"]
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def codex_home(self, env: dict[str, str]) -> Path:
+        if env.get("CODEX_HOME"):
+            return Path(env["CODEX_HOME"]).expanduser()
+        return Path(env.get("HOME") or "~").expanduser() / ".codex"
+
+    def uses_custom_model_provider(self, env: dict[str, str]) -> bool:
+        """True when codex talks to another model provider (whose keys we cannot check)."""
+        if "model_provider" in self.config_overrides or "--oss" in self.extra_args:
+            return True
+        if any(arg.startswith("model_provider=") for arg in self.extra_args):
+            return True
+        try:
+            text = (self.codex_home(env) / "config.toml").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        for line in text.splitlines():
+            if line.lstrip().startswith("["):
+                break  # only top-level keys choose the provider
+            match = _MODEL_PROVIDER.match(line)
+            if match:
+                return match.group(1) != "openai"
+        return False
+
+    def credentials_state(self, env: dict[str, str]) -> str:
+        if self.uses_custom_model_provider(env):
+            return "unknown"
+        if env.get("CODEX_API_KEY") or env.get("OPENAI_API_KEY"):
+            return "present"
+        if (self.codex_home(env) / "auth.json").is_file():
+            return "present"
+        return "missing"
+
+    # -- a turn ----------------------------------------------------------------------------
+
+    def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
+        env = {**base_env, **self.env}
+        argv = resolve_command(self.executable_argv(), env, "Codex CLI", INSTALL_HINT, SETTING)
+        if self.check_credentials and self.credentials_state(env) == "missing":
+            raise ProviderUnavailable("not_authenticated", LOGIN_HINT)
+        if not env.get("CODEX_API_KEY") and env.get("OPENAI_API_KEY"):
+            # codex exec reads CODEX_API_KEY only; users expect OPENAI_API_KEY to work.
+            env["CODEX_API_KEY"] = env["OPENAI_API_KEY"]
+        argv += ["exec", "--json", "--skip-git-repo-check", "-C", request.working_dir]
+        argv += [
+            "--sandbox",
+            self.sandbox,
+            "-c",
+            f"approval_policy={_toml_string(self.approval_policy)}",
+        ]
+        if self.sandbox == "workspace-write":
+            network = "true" if self.network_access else "false"
+            argv += ["-c", f"sandbox_workspace_write.network_access={network}"]
+            if not self.writable_tmp:
+                argv += ["-c", "sandbox_workspace_write.exclude_slash_tmp=true"]
+                argv += ["-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]
+        model = request.model or self.model
+        if model:
+            argv += ["--model", model]
+        for key, value in self.config_overrides.items():
+            argv += ["-c", f"{key}={value}"]
+        instructions = notebook_instructions(
+            request.notebook_path, request.working_dir, request.context, self.append_system_prompt
+        )
+        argv += ["-c", f"developer_instructions={_toml_string(instructions)}"]
+        argv += list(self.extra_args)
+        resume_id = self._lost.usable(request.provider_session_id)
+        if resume_id:
+            argv += ["resume", resume_id]
+        argv.append("-")  # the prompt comes on stdin
+        return LaunchSpec(
+            argv=argv, env=env, stdin=request.prompt.encode(), cwd=request.working_dir
+        )
+
+    def create_parser(self, request: TurnRequest) -> StreamParser:
+        notice = self._lost.notice(request.provider_session_id, self.display_name)
+        return CodexStreamParser(
+            resume_id=self._lost.usable(request.provider_session_id),
+            on_lost=self._lost.add,
+            first_events=[notice] if notice else [],
+        )
+
+    async def health(self) -> ProviderHealth:
+        env = provider_environment(self.env)
+        health = await version_health(self, self.executable_argv(), env, INSTALL_HINT, SETTING)
+        if not health.available:
+            return health
+        health.credentials = self.credentials_state(env)
+        if health.credentials == "missing":
+            health.problem = LOGIN_HINT
+        return health
