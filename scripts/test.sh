@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then lint, type-check and test.
 #   - a virtualenv in .venv with the package and its test extras (a real `pip install .`)
-#   - the real Claude Code CLI from the npm registry, in .cache/npm (used by the end-to-end tests)
+#   - the real Claude Code, Codex and Gemini CLIs from the npm registry, in .cache/npm (used by the
+#     end-to-end tests)
 #   - Debian's chromium (as root, if missing) for the sidebar's browser tests in tests/browser
 # Extra arguments go to pytest, e.g. scripts/test.sh -k store -x
 set -euo pipefail
@@ -24,6 +25,9 @@ export JUPYTER_ASSISTANT_REAL_CLAUDE="$PWD/.cache/npm/node_modules/.bin/claude"
 if [ ! -x .cache/npm/node_modules/.bin/configurable-http-proxy ]; then
   npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error configurable-http-proxy@5
 fi
+# Codex and Gemini CLI, at the versions tests/fakes/wire-samples were captured with.
+[ -x .cache/npm/node_modules/.bin/codex ] && [ -x .cache/npm/node_modules/.bin/gemini ] || npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error @openai/codex@0.171.0 @google/gemini-cli@0.61.0
+export JUPYTER_ASSISTANT_REAL_CODEX="$PWD/.cache/npm/node_modules/.bin/codex" JUPYTER_ASSISTANT_REAL_GEMINI="$PWD/.cache/npm/node_modules/.bin/gemini"
 
 # Playwright drives this browser; it downloads none of its own.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
