@@ -141,6 +141,8 @@ class Hub:
     server_config: dict[str, Any]
     # Users whose ~/.jupyter is read (JupyterHub's disable_user_config is off for them only).
     user_config_allowed: set[str] = field(default_factory=set)
+    # More of the single-user servers' environment (c.Spawner.environment).
+    environment: dict[str, str] = field(default_factory=dict)
     password: str = field(default_factory=lambda: secrets.token_hex(8))
     admin_token: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = field(default_factory=free_port)
@@ -189,7 +191,7 @@ class Hub:
             "users": repr(set(self.user_names)),
             "home_dir_template": repr(str(homes / "{username}")),
             "args": repr(["--allow-root"] if os.geteuid() == 0 else []),
-            "environment": repr({"JUPYTER_CONFIG_PATH": str(self.policy_dir)}),
+            "environment": repr({**self.environment, "JUPYTER_CONFIG_PATH": str(self.policy_dir)}),
             "user_config_allowed": repr(set(self.user_config_allowed)),
             "admin_token": repr(self.admin_token),
         }

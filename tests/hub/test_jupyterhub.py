@@ -39,13 +39,21 @@ USER_OVERRIDE = {
         "max_message_bytes": USER_MAX_MESSAGE_BYTES,
     }
 }
+# The fake CLI records its argv, cwd and environment's names here (relative: in its cwd).
+ARGV_FILE = "fake-claude-invocation.json"
 FORBIDDEN = {"message": "Forbidden"}  # the single-user server's answer to another user's token
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     workdir = tmp_path_factory.mktemp("jupyterhub")
-    hub = Hub(workdir, ["alice", "bob"], POLICY, user_config_allowed={"bob"})
+    hub = Hub(
+        workdir,
+        ["alice", "bob"],
+        POLICY,
+        user_config_allowed={"bob"},
+        environment={"FAKE_CLAUDE_ARGV_FILE": ARGV_FILE},
+    )
     try:
         hub.start()
         for user in hub.users.values():
@@ -143,8 +151,13 @@ def test_each_user_runs_the_assistant_on_their_own_server_and_home(hub: Hub) -> 
         events = run_turn(hub, user, session["id"], "scenario:tool")
         assert kinds(events)[0] == "turn_started"
         assert kinds(events)[-1] == "done", events
-        # The provider ran in this user's notebook folder, inside their home.
+        # The provider ran in this user's notebook folder, inside their home, with the hub's
+        # environment but not the server's token for the hub's API.
         assert f"The working directory is: {user.home / 'analysis'}" in text_of(events)
+        invocation = json.loads((user.home / "analysis" / ARGV_FILE).read_text())
+        assert invocation["cwd"] == str(user.home / "analysis")
+        assert "JUPYTERHUB_USER" in invocation["env_names"]
+        assert not {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"} & set(invocation["env_names"])
         ids[user.name] = session["id"]
 
     # Each conversation is stored in its owner's home (the default store) and nowhere else.
