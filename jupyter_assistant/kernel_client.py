@@ -196,15 +196,17 @@ class LoadedConfig:
     problems: list[str] = field(default_factory=list)
 
 
-def load_server_config(paths: Iterable[str] | None = None) -> LoadedConfig:
-    """The user's Jupyter server config files, merged as the server merges them.
+def _user_config_disabled(environ: Mapping[str, str]) -> bool:
+    """JupyterHub's ``disable_user_config``, as its single-user server reads it."""
+    return environ.get("JUPYTERHUB_DISABLE_USER_CONFIG", "").lower() not in ("", "0", "false")
 
-    Only ``jupyter_config`` and ``jupyter_server_config`` (``.py`` then ``.json``) are read:
-    the server reads ``jupyter_server_config.d/*.json`` for enabling extensions only. A file
-    that fails to load is reported and skipped, like the server does.
-    """
-    folders = list(jupyter_config_path() if paths is None else paths)
-    result = LoadedConfig(Config())
+
+def _outside_home(folders: Iterable[str]) -> list[str]:
+    home = Path.home().resolve()
+    return [f for f in folders if not Path(f).resolve().is_relative_to(home)]
+
+
+def _load_files(folders: list[str], result: LoadedConfig) -> None:
     for base in SERVER_CONFIG_FILES:
         for folder in reversed(folders):  # lowest priority first, so later files win
             for loader_class, suffix in (
@@ -221,7 +223,36 @@ def load_server_config(paths: Iterable[str] | None = None) -> LoadedConfig:
                     result.problems.append(f"{name}: {exc}")
                     continue
                 result.config.merge(loaded)
-                result.files.append(loader.full_filename)
+                if loader.full_filename not in result.files:
+                    result.files.append(loader.full_filename)
+
+
+def load_config(
+    ipython_config: Config | None = None,
+    environ: Mapping[str, str] | None = None,
+    paths: Iterable[str] | None = None,
+) -> LoadedConfig:
+    """The settings a kernel uses: the Jupyter server config files, merged as the server merges
+    them, with the kernel's own IPython config counting as the user's own config.
+
+    Only ``jupyter_config`` and ``jupyter_server_config`` (``.py`` then ``.json``) are read:
+    the server reads ``jupyter_server_config.d/*.json`` for enabling extensions only. A file
+    that fails to load is reported and skipped, as the server does. As for the server, the
+    folders of ``$JUPYTER_CONFIG_PATH`` (where JupyterHub admins put their policy) outrank the
+    user's, and with JupyterHub's ``disable_user_config`` nothing in the home folder is read.
+    """
+    env = os.environ if environ is None else environ
+    folders = list(jupyter_config_path() if paths is None else paths)
+    if _user_config_disabled(env):
+        folders = _outside_home(folders)
+        ipython_config = None
+    result = LoadedConfig(Config())
+    _load_files(folders, result)
+    if ipython_config is not None:
+        result.config.merge(ipython_config)
+        # ...but what outranks the user's own config still does.
+        explicit = {p.rstrip(os.sep) for p in env.get("JUPYTER_CONFIG_PATH", "").split(os.pathsep)}
+        _load_files([f for f in folders if f.rstrip(os.sep) in explicit - {""}], result)
     return result
 
 
@@ -563,11 +594,8 @@ class KernelAssistant:
 
     def configure(self) -> KernelSettings:
         if self.settings is None:
-            loaded = load_server_config()
-            config = Config()
-            config.merge(loaded.config)
-            config.merge(self.ipython_config)  # the kernel's own config wins
-            settings = KernelSettings(config=config)
+            loaded = load_config(self.ipython_config)
+            settings = KernelSettings(config=loaded.config)
             # A server that started this kernel told it where its store is: that wins over files.
             if os.environ.get(STORE_ENV):
                 settings.store_dir = os.environ[STORE_ENV]

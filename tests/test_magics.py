@@ -24,7 +24,7 @@ from jupyter_assistant.kernel_client import (
     TurnView,
     find_notebook,
     first_code_block,
-    load_server_config,
+    load_config,
     summarize_value,
     summarize_variables,
 )
@@ -220,12 +220,47 @@ def test_server_config_files_are_merged_like_the_server_does(tmp_path: Path) -> 
     (user / "jupyter_server_config.py").write_text("c.ClaudeCodeProvider.model = 'sonnet'\n")
     (user / "jupyter_config.json").write_text('{"AssistantExtension": {"idle_timeout_seconds": 7}}')
     (user / "jupyter_server_config.json").write_text("{not json")
-    loaded = load_server_config([str(user), str(system)])  # highest priority first
+    loaded = load_config(environ={}, paths=[str(user), str(system)])  # highest priority first
     assert loaded.config.ClaudeCodeProvider.model == "sonnet"  # the user's wins
     assert loaded.config.ClaudeCodeProvider.allowed_tools == ["Bash(ls:*)"]
     assert KernelSettings(config=loaded.config).idle_timeout_seconds == 7
     assert len(loaded.problems) == 1
     assert str(user / "jupyter_server_config.json") in loaded.problems[0]
+
+
+def test_the_admins_policy_outranks_the_users_own_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from traitlets.config import Config
+
+    home = tmp_path / "home"
+    policy, user = tmp_path / "etc" / "policy", home / ".jupyter"
+    policy.mkdir(parents=True)
+    user.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    limits = {"max_session_cost_usd": 0.01, "allowed_providers": ["claude"]}
+    (policy / "jupyter_server_config.json").write_text(json.dumps({"AssistantExtension": limits}))
+    (user / "jupyter_server_config.json").write_text(
+        json.dumps({"AssistantExtension": {"max_session_cost_usd": 100, "max_message_bytes": 200}})
+    )
+    ipython = Config(
+        {"AssistantExtension": {"allowed_providers": ["claude", "x"], "idle_timeout_seconds": 9}}
+    )
+    env = {"JUPYTER_CONFIG_PATH": str(policy)}
+    folders = [str(policy), str(user)]  # as jupyter_config_path() orders them
+
+    settings = KernelSettings(config=load_config(ipython, env, folders).config)
+    assert settings.max_session_cost_usd == 0.01  # the policy holds...
+    assert settings.allowed_providers == ["claude"]
+    assert settings.max_message_bytes == 200  # ...and the user's other settings apply
+    assert settings.idle_timeout_seconds == 9
+
+    # JupyterHub's disable_user_config: nothing the user controls is read.
+    loaded = load_config(ipython, {**env, "JUPYTERHUB_DISABLE_USER_CONFIG": "1"}, folders)
+    settings = KernelSettings(config=loaded.config)
+    assert (settings.max_session_cost_usd, settings.allowed_providers) == (0.01, ["claude"])
+    assert (settings.max_message_bytes, settings.idle_timeout_seconds) == (1024 * 1024, 600)
+    assert loaded.files == [str(policy / "jupyter_server_config.json")]
 
 
 def test_first_code_block_prefers_python() -> None:
