@@ -545,3 +545,21 @@ class TestCostCap:
         # a new conversation for the same notebook starts from zero
         fresh = await create_session(jp_fetch)
         assert types(await run_turn(jp_fetch, fresh["id"], "again"))[-1] == "done"
+
+
+async def test_a_cancelled_reply_keeps_its_text_once(
+    jp_fetch: Any, jp_base_url: str, jp_http_port: int, jp_auth_header: dict[str, str]
+) -> None:
+    session = await create_session(jp_fetch)
+    sid = session["id"]
+    await post_message(jp_fetch, sid, "scenario:hang")
+    reader = StreamReader(stream_url(None, jp_base_url, jp_http_port, sid), jp_auth_header)
+    reader.start()
+    await reader.wait_for(lambda evs: "text" in types(evs))
+    response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
+    assert json_of(response) == {"cancelled": True}
+    await reader.wait_for(lambda evs: types(evs)[-1:] == ["cancelled"])
+    stored = json_of(await api(jp_fetch, "sessions", sid))
+    assert stored["messages"][-1]["status"] == "cancelled"
+    # The interrupted CLI restates the partial message under its id: not repeated.
+    assert stored["messages"][-1]["content"] == text_of(reader.events) == "Working on it"

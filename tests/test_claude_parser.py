@@ -162,3 +162,23 @@ def test_text_blocks_around_a_tool_call_are_separate_paragraphs() -> None:
     assert text.startswith("I will run pwd.\n\nThe working directory is: /")
     partial_off, _ = parse("no_partial.jsonl")
     assert "\n\n" not in "".join(e["text"] for e in of_type(partial_off, "text"))
+
+
+def test_the_provider_environment_drops_secrets_and_kernel_only_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_assistant.providers.base import provider_environment
+
+    monkeypatch.setenv("JUPYTER_TOKEN", "t")
+    monkeypatch.setenv("JPY_SESSION_NAME", "/nb.ipynb")
+    monkeypatch.setenv("PYDEVD_USE_FRAME_EVAL", "NO")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("KEEP_ME", "1")
+    env = provider_environment({"ADDED": "2"})
+    assert not {"JUPYTER_TOKEN", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL", "MPLBACKEND"} & set(
+        env
+    )
+    assert env["KEEP_ME"] == "1"
+    assert env["ADDED"] == "2"
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # a backend the user chose is kept
+    assert provider_environment()["MPLBACKEND"] == "Agg"

@@ -38,9 +38,25 @@ SECRET_ENV_VARS = frozenset(
 )
 
 
+# Set by ipykernel for the kernel itself; an agent's scripts must not inherit them (e.g. the
+# inline matplotlib backend makes `python plot.py` fail to show or save as expected).
+KERNEL_ENV_PREFIXES = ("JPY_", "PYDEVD_")
+
+
+def _kernel_only(key: str, value: str) -> bool:
+    if key.startswith(KERNEL_ENV_PREFIXES):
+        return True
+    return key == "MPLBACKEND" and value.startswith("module://matplotlib_inline")
+
+
 def provider_environment(*overlays: dict[str, str]) -> dict[str, str]:
-    """The server's environment minus Jupyter's own secrets, plus configured overlays."""
-    env = {key: value for key, value in os.environ.items() if key not in SECRET_ENV_VARS}
+    """The server's (or kernel's) environment minus Jupyter's own secrets and kernel-only
+    variables, plus configured overlays."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in SECRET_ENV_VARS and not _kernel_only(key, value)
+    }
     for overlay in overlays:
         env.update(overlay)
     return env
