@@ -1,0 +1,179 @@
+"""Measure 4: ``POST cancel`` until every process of a 3-level provider tree is gone.
+
+The fake (``scenario:tree``) starts a child that starts a grandchild, all in its process group,
+and prints their pids as its first text. The Claude provider sends SIGINT to the CLI (the fake,
+like the real one, then stops its children and exits) and SIGTERM to the rest. With
+``scenario:ignore_term`` all three ignore SIGINT and SIGTERM, so only SIGKILL after
+``cancel_grace_seconds`` ends them. Figure: from sending ``POST cancel`` until the last pid is
+gone (polled every millisecond from this process; a zombie counts as gone). Reference (obeying
+tree only): the same tree, spawned directly, ended by one ``killpg(SIGTERM)``.
+Targets: p50 <= 50 ms when the tree obeys; <= grace + 100 ms when it ignores SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    FAKE_COMMAND,
+    Client,
+    Result,
+    Server,
+    gone,
+    kill_leftovers,
+    make_notebook,
+    open_events,
+    print_results,
+    spawn_fake,
+    sse_events,
+    workspace,
+)
+
+GRACE = 1.0  # cancel_grace_seconds of the benchmark server; the target is relative to it
+OBEY_P50_MS = 50.0
+IGNORE_SLACK_MS = 100.0
+ARGV = ["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+
+
+def wait_gone(pids: list[int], timeout: float = 30.0) -> float:
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if not gone(pid)]
+        if alive:
+            time.sleep(0.001)
+    if alive:
+        raise RuntimeError(f"processes {alive} outlived the cancel")
+    return time.perf_counter()
+
+
+def cancel_once(server: Server, client: Client, session_id: str, scenario: str) -> dict[str, Any]:
+    client.call("POST", f"/sessions/{session_id}/messages", {"content": f"scenario:{scenario}"})
+    response = open_events(server.port, session_id)
+    events = sse_events(response)
+    pids: list[int] = []
+    for event in events:
+        if event["event"] == "text" and event["data"]["text"].startswith("pids: "):
+            pids = json.loads(event["data"]["text"][6:])
+            break
+    answer: dict[str, Any] = {}
+
+    def post_cancel() -> None:
+        # A second connection: the cancel request returns once the turn has ended.
+        answer["body"] = Client(server.port).call("POST", f"/sessions/{session_id}/cancel")
+        answer["at"] = time.perf_counter()
+
+    try:
+        started = time.perf_counter()
+        thread = threading.Thread(target=post_cancel)
+        thread.start()
+        ended = wait_gone(pids)
+        thread.join(60)
+    finally:
+        kill_leftovers(pids)
+    terminal = next((e["event"] for e in events if e["event"] in ("cancelled", "error")), "")
+    response.close()
+    if terminal != "cancelled" or not answer.get("body", {}).get("cancelled"):
+        raise RuntimeError(f"the turn ended with {terminal!r}, cancel answered {answer}")
+    return {"gone": ended - started, "answered": answer["at"] - started}
+
+
+def direct_killpg(pid_file: Path) -> float:
+    """The reference: the same tree, spawned directly in its own group, one killpg(SIGTERM)."""
+    pid_file.unlink(missing_ok=True)
+    proc = spawn_fake(
+        [*FAKE_COMMAND, *ARGV],
+        os.getcwd(),
+        {"FAKE_PID_FILE": str(pid_file)},
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"scenario:tree")
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    pids = json.loads(pid_file.read_text())
+    try:
+        started = time.perf_counter()
+        os.killpg(proc.pid, signal.SIGTERM)
+        ended = wait_gone(pids)
+    finally:
+        kill_leftovers(pids)
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    return ended - started
+
+
+def run(quick: bool = False) -> list[Result]:
+    obey_runs, ignore_runs = (2, 1) if quick else (15, 5)
+    config = {"AssistantExtension": {"cancel_grace_seconds": GRACE}}
+    with workspace("cancel") as home, Server(home, config=config) as server:
+        client = server.client()
+        obey_session = client.create_session(make_notebook(server.root, "cancel/obey.ipynb"))
+        ignore_session = client.create_session(make_notebook(server.root, "cancel/ignore.ipynb"))
+        cancel_once(server, client, obey_session, "tree")  # warm-up (imports the engine)
+        obey: list[dict[str, Any]] = []
+        reference: list[float] = []
+        for _ in range(obey_runs):
+            obey.append(cancel_once(server, client, obey_session, "tree"))
+            reference.append(direct_killpg(home / "pids.json"))
+        ignore = [
+            cancel_once(server, client, ignore_session, "ignore_term") for _ in range(ignore_runs)
+        ]
+        client.close()
+    obey_gone = [r["gone"] * 1000 for r in obey]
+    ignore_gone = [r["gone"] * 1000 for r in ignore]
+    limit = GRACE * 1000 + IGNORE_SLACK_MS
+    return [
+        Result(
+            "4a",
+            "cancel -> 3-level tree gone, provider obeys SIGINT/SIGTERM (p50)",
+            statistics.median(obey_gone),
+            "ms",
+            statistics.median(reference) * 1000,
+            compare=f"{statistics.median(obey_gone) - statistics.median(reference) * 1000:+.1f} ms",
+            target=f"p50 <= {OBEY_P50_MS:g} ms",
+            met=statistics.median(obey_gone) <= OBEY_P50_MS,
+            notes=[
+                f"{obey_runs} runs, max {max(obey_gone):.1f} ms; baseline: one killpg(SIGTERM) "
+                "of the same tree spawned directly",
+                "POST cancel answered after "
+                f"{statistics.median(r['answered'] for r in obey) * 1000:.1f} ms (median)",
+            ],
+        ),
+        Result(
+            "4b",
+            f"cancel -> tree gone, tree ignores SIGTERM (grace {GRACE:g} s, worst run)",
+            max(ignore_gone),
+            "ms",
+            GRACE * 1000,
+            compare=f"grace {max(ignore_gone) - GRACE * 1000:+.0f} ms",
+            target=f"<= grace + {IGNORE_SLACK_MS:g} ms",
+            met=max(ignore_gone) <= limit,
+            notes=[
+                f"{ignore_runs} runs, median {statistics.median(ignore_gone):.0f} ms; POST cancel "
+                f"answered after {statistics.median(r['answered'] for r in ignore) * 1000:.0f} ms"
+            ],
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    print_results(run(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Run every benchmark of docs/performance.md and print one table.
+
+python benchmarks/run_all.py            # the full run (about 6 minutes on 2 cores)
+python benchmarks/run_all.py --quick    # a short smoke run: every measure, few repetitions
+python benchmarks/run_all.py --only 2,5 --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import bench_append
+import bench_cancel
+import bench_concurrent
+import bench_first_event
+import bench_list
+import bench_startup
+import bench_stream
+from _common import Result, load_average, machine, print_results
+
+MEASURES: dict[str, Callable[[bool], list[Result]]] = {
+    "1": bench_startup.run,
+    "2": bench_stream.run,
+    "3": bench_first_event.run,
+    "4": bench_cancel.run,
+    "5": bench_append.run,
+    "6": bench_list.run,
+    "7": bench_concurrent.run,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the jupyter_assistant benchmarks.")
+    parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke run")
+    parser.add_argument("--only", default="", help="comma-separated measure numbers, e.g. 2,5")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    chosen = [m.strip() for m in args.only.split(",") if m.strip()] or list(MEASURES)
+    unknown = set(chosen) - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measure(s) {sorted(unknown)}; known: {', '.join(MEASURES)}")
+    info = machine()
+    info["load average at start (1/5/15 min)"] = load_average()
+    results: list[Result] = []
+    failed = []
+    started = time.monotonic()
+    for key in chosen:
+        print(f"measure {key} ...", file=sys.stderr, flush=True)
+        try:
+            results += MEASURES[key](args.quick)
+        except Exception:
+            traceback.print_exc()
+            failed.append(key)
+    info["load average at end (1/5/15 min)"] = load_average()
+    info["duration"] = f"{time.monotonic() - started:.0f} s" + (" (--quick)" if args.quick else "")
+    print()
+    for name, value in info.items():
+        print(f"- {name}: {value}")
+    print()
+    print_results(results)
+    if failed:
+        print(f"\nFAILED to run measure(s): {', '.join(failed)}")
+    if args.json:
+        payload = {"machine": info, "results": [r.as_json() for r in results], "failed": failed}
+        args.json.write_text(json.dumps(payload, indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
