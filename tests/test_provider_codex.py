@@ -226,6 +226,19 @@ def test_safe_defaults_on_the_command_line(tmp_path: Path) -> None:
     assert spec.cwd == str(tmp_path)
 
 
+def test_a_large_context_goes_on_stdin_not_on_the_command_line(tmp_path: Path) -> None:
+    # One argument may hold 128 KiB on Linux; a message may carry 1 MiB of context.
+    provider = CodexProvider(command=[str(FAKE_CODEX)])
+    context = {"cell output": "x" * 300_000}
+    spec = provider.build_launch(
+        request(tmp_path, context=context), launch_env(tmp_path, CODEX_API_KEY="k")
+    )
+    assert max(len(arg) for arg in spec.argv) < 10_000
+    stdin = spec.stdin.decode() if spec.stdin else ""
+    assert stdin.startswith("<notebook_context>\n### cell output\nxxx")
+    assert stdin.endswith("</notebook_context>\n\nhello")
+
+
 def test_resume_model_and_settings(tmp_path: Path) -> None:
     provider = CodexProvider(
         command=[str(FAKE_CODEX)],
@@ -328,6 +341,16 @@ class TestWithTheFakeCli:
         stored = json_of(await api(jp_fetch, "sessions", session["id"]))
         assert stored["provider_session_id"] == thread
         assert stored["usage"]["input_tokens"] == 2 * 5264
+
+    async def test_a_large_context_reaches_codex(
+        self, jp_fetch: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        argv_file = tmp_path / "argv.json"
+        monkeypatch.setenv("FAKE_CODEX_ARGV_FILE", str(argv_file))
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "hi", context={"df": "row\n" * 80_000})
+        assert types(stream)[-1] == "done", stream[-1]
+        assert "row\n" * 80_000 in json.loads(argv_file.read_text())["stdin"]
 
     async def test_a_tool_call_runs_in_the_notebook_folder(
         self, jp_fetch: Any, jp_root_dir: Path

@@ -43,8 +43,10 @@ from .cli_support import (
     command_argv,
     json_object,
     notebook_instructions,
+    render_context,
     resolve_command,
     stderr_summary,
+    tagged,
     version_health,
 )
 
@@ -422,8 +424,10 @@ class CodexProvider(Provider):
             argv += ["--model", model]
         for key, value in self.config_overrides.items():
             argv += ["-c", f"{key}={value}"]
+        # The notebook's context can be large: it goes on stdin with the prompt, because one
+        # command-line argument is limited to 128 KiB on Linux.
         instructions = notebook_instructions(
-            request.notebook_path, request.working_dir, request.context, self.append_system_prompt
+            request.notebook_path, request.working_dir, None, self.append_system_prompt
         )
         argv += ["-c", f"developer_instructions={_toml_string(instructions)}"]
         argv += list(self.extra_args)
@@ -431,9 +435,10 @@ class CodexProvider(Provider):
         if resume_id:
             argv += ["resume", resume_id]
         argv.append("-")  # the prompt comes on stdin
-        return LaunchSpec(
-            argv=argv, env=env, stdin=request.prompt.encode(), cwd=request.working_dir
-        )
+        prompt = request.prompt
+        if request.context:
+            prompt = tagged("notebook_context", render_context(request.context)) + "\n\n" + prompt
+        return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         notice = self._lost.notice(request.provider_session_id, self.display_name)
