@@ -747,3 +747,17 @@ class TestRealGeminiAcpLoggedOut:
         assert types(stream) == ["turn_started", "error"]
         assert stream[-1]["data"]["code"] == "not_authenticated"
         assert "Gemini API key is missing" in stream[-1]["data"]["message"]
+
+
+async def test_health_starts_the_agent_once_in_a_while(tmp_path: Path) -> None:
+    log = tmp_path / "received.jsonl"
+    provider = AcpProvider(command=[str(FAKE_AGENT)], env={"FAKE_ACP_LOG": str(log)})
+    first = await provider.health()
+    second = await provider.health()
+    assert first.available and second.available
+    assert (first.version, first.display_name) == ("1.2.3", "Fake ACP Agent (ACP)")
+    assert second == first
+    assert [json.loads(x)["method"] for x in log.read_text().splitlines()] == ["initialize"]
+    provider.env = {"FAKE_ACP_LOG": str(log), "OTHER": "1"}  # another setup: asked again
+    await provider.health()
+    assert len(log.read_text().splitlines()) == 2
