@@ -132,6 +132,14 @@ def provider_processes(user: HubUser) -> list[psutil.Process]:
     return found
 
 
+def settled_session(hub: Hub, user: HubUser, session_id: str) -> dict[str, Any] | None:
+    """The session once no turn runs and its last reply is final, else None."""
+    session: dict[str, Any] = call(hub, user, "GET", f"sessions/{session_id}").json()
+    last = session["messages"][-1] if session["messages"] else {}
+    final = last.get("role") == "assistant" and last.get("status") != "streaming"
+    return session if session["status"] == "idle" and final else None
+
+
 def start_hanging_turn(hub: Hub, user: HubUser) -> tuple[str, list[psutil.Process]]:
     sid = new_session(hub, user)["id"]
     assert post(hub, user, sid, "scenario:hang").status == 202
@@ -249,8 +257,8 @@ def test_another_users_token_cannot_cancel_a_running_turn(hub: Hub) -> None:
     assert (cancelled.status, cancelled.json()) == (200, {"cancelled": True}), cancelled
     assert kinds(call(hub, alice, "GET", f"sessions/{sid}/events").events())[-1] == "cancelled"
     wait_for(lambda: not provider_processes(alice), 60, "alice's provider to end")
-    last = call(hub, alice, "GET", f"sessions/{sid}").json()["messages"][-1]
-    assert last["status"] == "cancelled"
+    settled = wait_for(lambda: settled_session(hub, alice, sid), 60, "the turn to be stored")
+    assert settled["messages"][-1]["status"] == "cancelled"
 
 
 @pytest.mark.parametrize("name", ["alice", "bob"])
@@ -316,9 +324,9 @@ def test_a_server_stopped_mid_turn_stops_its_provider_by_its_next_start(hub: Hub
     hub.start_servers(["bob"])
     # At the latest, the server's start finds the orphaned turn and ends its process tree.
     wait_for(lambda: not any(alive(p) for p in providers), 60, "bob's provider to end")
-    session = call(hub, bob, "GET", f"sessions/{sid}").json()
-    assert session["status"] == "idle"
-    assert session["messages"][-1]["status"] == "interrupted"
+    # The reaper stores the turn as interrupted right after ending its process tree.
+    settled = wait_for(lambda: settled_session(hub, bob, sid), 60, "the turn to be stored")
+    assert settled["messages"][-1]["status"] == "interrupted"
     assert kinds(run_turn(hub, bob, sid, "still there?"))[-1] == "done"
 
 
