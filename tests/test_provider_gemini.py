@@ -271,13 +271,11 @@ class TestWithTheFakeCli:
         first = await run_turn(jp_fetch, session["id"], "one")
         sid = first[-1]["data"]["provider_session_id"]
         (gemini_home / ".gemini" / "fake-sessions" / "analysis" / sid).unlink()
+        # Known only from the exit code (42) and stderr: the runner runs the turn again.
         second = await run_turn(jp_fetch, session["id"], "two")
-        # Known only from the exit code (42) and stderr; see the same test for codex.
-        if types(second)[-1] == "error":
-            assert second[-1]["data"]["code"] == "resume_failed"
-            second = await run_turn(jp_fetch, session["id"], "three")
         assert types(second)[-1] == "done", second[-1]
-        assert "notice" in types(second)
+        notices = [e["data"]["message"] for e in second if e["event"] == "notice"]
+        assert any("could not be resumed" in n for n in notices), notices
         assert "--resume" not in json.loads(argv_file.read_text())["argv"]
         assert second[-1]["data"]["provider_session_id"] != sid
 

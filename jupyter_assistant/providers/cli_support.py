@@ -167,9 +167,9 @@ def tagged(tag: str, text: str) -> str:
 class LostConversations:
     """Conversation ids a CLI failed to resume, so that later turns start a new conversation.
 
-    Codex and Gemini CLI tell a lost conversation only by exit code and stderr, which a parser
-    sees in ``finish()``, after the runner has decided whether to retry; remembering the id makes
-    the next turn start fresh instead of failing again and again."""
+    The runner retries a turn without resuming when a parser reports ``resume_failed``; if that
+    retry fails too (a crash, a timeout), the session keeps the lost id, and remembering it
+    spares the next turn another failed start."""
 
     def __init__(self) -> None:
         self._ids: set[str] = set()
