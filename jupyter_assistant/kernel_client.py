@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jupyter_core.paths import jupyter_config_path, jupyter_data_dir, jupyter_runtime_dir
-from traitlets import Dict, Float, Int, List, Unicode, default, validate
-from traitlets.config import Config, Configurable
+from jupyter_core.paths import jupyter_config_path, jupyter_runtime_dir
+from traitlets.config import Config
 from traitlets.config.loader import (
     ConfigFileNotFound,
     JSONFileConfigLoader,
     PyFileConfigLoader,
 )
+
+from .settings import STORE_ENV, EngineSettings
 
 if TYPE_CHECKING:
     from .service import AssistantService
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-STORE_ENV = "JUPYTER_ASSISTANT_DIR"  # the same variable app.py exports to kernels
 # Config files the server reads (traitlets' rule: every config dir, lowest priority first).
 SERVER_CONFIG_FILES = ("jupyter_config", "jupyter_server_config")
 # A stand-in file name for "no notebook": keys the session by the folder, cannot be a notebook.
@@ -136,57 +136,11 @@ def find_notebook(
 # -- configuration -----------------------------------------------------------------------------
 
 
-def default_store_dir(environ: Mapping[str, str] | None = None) -> str:
-    """``$JUPYTER_ASSISTANT_DIR``, else ``<jupyter data dir>/assistant``: app.py's rule."""
-    env = os.environ if environ is None else environ
-    return env.get(STORE_ENV) or os.path.join(jupyter_data_dir(), "assistant")
-
-
 # AssistantExtension settings that only matter to a server (streams, periodic reaping).
 SERVER_ONLY_SETTINGS = frozenset({"sse_keepalive_seconds", "reap_interval_seconds"})
 
-
-class KernelSettings(Configurable):
-    """The engine settings of ``AssistantExtension``, read from the same config section
-    (``c.AssistantExtension.*``) in a kernel. Mirrors app.py's traits (a test keeps them equal)
-    because importing the server extension costs about a second in a kernel."""
-
-    @classmethod
-    def section_names(cls) -> list[str]:
-        return ["AssistantExtension"]
-
-    store_dir = Unicode(help="Folder of the session store.").tag(config=True)
-
-    @default("store_dir")
-    def _default_store_dir(self) -> str:
-        return default_store_dir()
-
-    default_provider = Unicode("claude").tag(config=True)
-    allowed_providers = List(Unicode(), default_value=None, allow_none=True).tag(config=True)
-    cancel_grace_seconds = Float(3.0).tag(config=True)
-    turn_timeout_seconds = Float(3600.0).tag(config=True)
-    idle_timeout_seconds = Float(600.0).tag(config=True)
-    max_message_bytes = Int(1024 * 1024).tag(config=True)
-    max_concurrent_turns = Int(8).tag(config=True)
-    max_line_bytes = Int(8 * 1024 * 1024).tag(config=True)
-    max_reply_bytes = Int(10 * 1024 * 1024).tag(config=True)
-    checkpoint_interval_seconds = Float(2.0).tag(config=True)
-    max_session_cost_usd = Float(None, allow_none=True).tag(config=True)
-    provider_env = Dict(value_trait=Unicode()).tag(config=True)
-
-    @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
-    def _positive_seconds(self, proposal: Any) -> float:
-        value = float(proposal["value"])
-        if value <= 0:
-            raise ValueError(f"{proposal['trait'].name} must be > 0")
-        return value
-
-    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
-    def _positive_int(self, proposal: Any) -> int:
-        value = int(proposal["value"])
-        if value <= 0:
-            raise ValueError(f"{proposal['trait'].name} must be > 0")
-        return value
+# The engine settings, from the same config section (c.AssistantExtension.*) as the server's.
+KernelSettings = EngineSettings
 
 
 @dataclass
@@ -606,28 +560,11 @@ class KernelAssistant:
     def service(self) -> AssistantService:
         if self._service is None:
             from .providers import ProviderRegistry
-            from .service import AssistantService, ServiceSettings
-            from .turns import RunnerSettings
+            from .service import AssistantService
 
             settings = self.configure()
             self._service = AssistantService(
-                ServiceSettings(
-                    store_dir=Path(settings.store_dir),
-                    root_dir=None,
-                    default_provider=settings.default_provider,
-                    max_message_bytes=settings.max_message_bytes,
-                    runner=RunnerSettings(
-                        cancel_grace_seconds=settings.cancel_grace_seconds,
-                        turn_timeout_seconds=settings.turn_timeout_seconds,
-                        idle_timeout_seconds=settings.idle_timeout_seconds,
-                        max_concurrent_turns=settings.max_concurrent_turns,
-                        max_line_bytes=settings.max_line_bytes,
-                        max_reply_bytes=settings.max_reply_bytes,
-                        max_session_cost_usd=settings.max_session_cost_usd,
-                        checkpoint_interval_seconds=max(0.0, settings.checkpoint_interval_seconds),
-                        provider_env=dict(settings.provider_env),
-                    ),
-                ),
+                settings.service_settings(root_dir=None),
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.
                 ProviderRegistry(parent=settings, allowed=settings.allowed_providers),
             )

@@ -326,13 +326,20 @@ class TurnRunner:
         base_env = provider_environment(self.settings.provider_env)
         launch = provider.build_launch(request, base_env)
         parser = provider.create_parser(request)
-        proc = await spawn(
-            launch.argv,
-            cwd=launch.cwd or request.working_dir,
-            env=launch.env,
-            turn_id=turn.id,
-            stdin=launch.stdin is not None,
-        )
+        try:
+            proc = await spawn(
+                launch.argv,
+                cwd=launch.cwd or request.working_dir,
+                env=launch.env,
+                turn_id=turn.id,
+                # interactive providers talk on stdin even when there is nothing to send first
+                stdin=launch.stdin is not None or hasattr(parser, "start"),
+            )
+        except OSError as exc:
+            code = "provider_not_found" if isinstance(exc, FileNotFoundError) else "provider_failed"
+            raise ProviderUnavailable(
+                code, f"Could not start {launch.argv[0]}: {exc.strerror or exc}"
+            ) from exc
         turn.record = await asyncio.to_thread(
             self.registry.record, turn.session_id, turn.id, proc.pid, provider.interrupt_signal
         )
@@ -776,6 +783,10 @@ class _Pump:
     def _handle_all(self, events: list[Event]) -> None:
         merged: Event | None = None
         for event in events:
+            if self.terminal is not None:
+                # The first result stands: what a provider prints while it is being stopped
+                # afterwards (an "interrupted" result, its usage) changes nothing.
+                break
             kind = event["type"]
             if merged is not None and kind == merged["type"] and kind in COALESCED:
                 merged["text"] += event["text"]

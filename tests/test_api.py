@@ -563,3 +563,18 @@ async def test_a_cancelled_reply_keeps_its_text_once(
     assert stored["messages"][-1]["status"] == "cancelled"
     # The interrupted CLI restates the partial message under its id: not repeated.
     assert stored["messages"][-1]["content"] == text_of(reader.events) == "Working on it"
+
+
+async def test_a_large_context_travels_on_stdin(
+    jp_fetch: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv_file = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_CLAUDE_ARGV_FILE", str(argv_file))
+    session = await create_session(jp_fetch)
+    big = "x = 1\n" * 40_000  # 240 KB: over the 128 KiB limit of one command-line argument
+    stream = await run_turn(jp_fetch, session["id"], "explain", context={"cell": big})
+    assert types(stream)[-1] == "done"
+    launched = json.loads(argv_file.read_text())
+    assert big in launched["stdin"]
+    assert launched["stdin"].endswith("explain")
+    assert all(len(arg.encode()) < 128 * 1024 for arg in launched["argv"])

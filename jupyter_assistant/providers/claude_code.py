@@ -35,6 +35,8 @@ LOGIN_HINT = (
     "(or c.ClaudeCodeProvider.env = {'ANTHROPIC_API_KEY': ...})."
 )
 NO_CONVERSATION = "No conversation found with session ID"
+CONTEXT_HEADING = "Context sent with this request from the user's notebook:\n\n"
+MAX_ARGUMENT_BYTES = 100_000
 MAX_TOOL_RESULT_CHARS = 100_000
 
 
@@ -363,17 +365,14 @@ class ClaudeCodeProvider(Provider):
             command = shlex.split(command)
         return list(command) or ["claude"]
 
-    def system_prompt(self, request: TurnRequest) -> str:
+    def system_prompt(self, request: TurnRequest, with_context: bool = True) -> str:
         lines = [
             f"You are assisting a Jupyter user with the notebook `{request.notebook_path}`. "
             f"Your working directory is the notebook's folder ({request.working_dir}); files "
             "the user mentions are relative to it.",
         ]
-        if request.context:
-            lines.append(
-                "Context sent with this request from the user's notebook:\n\n"
-                + _render_context(request.context)
-            )
+        if request.context and with_context:
+            lines.append(CONTEXT_HEADING + _render_context(request.context))
         if self.append_system_prompt:
             lines.append(self.append_system_prompt)
         return "\n\n".join(lines)
@@ -402,11 +401,16 @@ class ClaudeCodeProvider(Provider):
             argv += ["--allowedTools", *self.allowed_tools]
         if self.disallowed_tools:
             argv += ["--disallowedTools", *self.disallowed_tools]
-        argv += ["--append-system-prompt", self.system_prompt(request)]
+        system = self.system_prompt(request)
+        prompt = request.prompt
+        if len(system.encode()) > MAX_ARGUMENT_BYTES and request.context:
+            # One argument may not exceed 128 KiB (Linux): a large context goes with the
+            # prompt on stdin instead.
+            system = self.system_prompt(request, with_context=False)
+            prompt = f"{CONTEXT_HEADING}{_render_context(request.context)}\n\n---\n\n{prompt}"
+        argv += ["--append-system-prompt", system]
         argv += list(self.extra_args)
-        return LaunchSpec(
-            argv=argv, env=env, stdin=request.prompt.encode(), cwd=request.working_dir
-        )
+        return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         return ClaudeStreamParser()

@@ -1,0 +1,145 @@
+"""EngineSettings: every setting of the engine, read from ``c.AssistantExtension.*``.
+
+Shared by the server extension (``app.AssistantExtension`` subclasses it) and by kernels running
+the magics (which must not import the server extension: it costs about a second there), so both
+build the engine from exactly the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_core.paths import jupyter_data_dir
+from traitlets import Dict, Float, Int, List, Unicode, default, validate
+from traitlets.config import Configurable
+
+if TYPE_CHECKING:
+    from .service import ServiceSettings
+
+STORE_ENV = "JUPYTER_ASSISTANT_DIR"
+CONFIG_SECTION = "AssistantExtension"
+
+
+def default_store_dir() -> str:
+    """``$JUPYTER_ASSISTANT_DIR`` or ``<jupyter data dir>/assistant``: the same rule everywhere."""
+    return os.environ.get(STORE_ENV) or os.path.join(jupyter_data_dir(), "assistant")
+
+
+class EngineSettings(Configurable):
+    """The engine's settings, in the ``AssistantExtension`` config section."""
+
+    @classmethod
+    def section_names(cls) -> list[str]:
+        names: list[str] = super().section_names()
+        return names if CONFIG_SECTION in names else [*names, CONFIG_SECTION]
+
+    store_dir = Unicode(
+        help=(
+            "Folder of the session store. Default: $JUPYTER_ASSISTANT_DIR, else "
+            "<jupyter data dir>/assistant. Kernels started by this server inherit it."
+        )
+    ).tag(config=True)
+
+    @default("store_dir")
+    def _default_store_dir(self) -> str:
+        return default_store_dir()
+
+    default_provider = Unicode(
+        "claude", help="Provider of new sessions when the request names none."
+    ).tag(config=True)
+
+    allowed_providers = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="If set, only these providers can be used (an admin policy; users cannot override).",
+    ).tag(config=True)
+
+    cancel_grace_seconds = Float(
+        3.0, help="Seconds between SIGTERM and SIGKILL when a turn is cancelled."
+    ).tag(config=True)
+
+    turn_timeout_seconds = Float(
+        3600.0, help="A turn running longer than this is stopped with a `timeout` error."
+    ).tag(config=True)
+
+    idle_timeout_seconds = Float(
+        600.0, help="A provider silent (no output) for this long is stopped with a `timeout` error."
+    ).tag(config=True)
+
+    max_message_bytes = Int(
+        1024 * 1024, help="Largest message (content plus context, UTF-8 bytes); larger is a 413."
+    ).tag(config=True)
+
+    max_concurrent_turns = Int(
+        8, help="Turns this server runs at once, over all sessions; more is a 409."
+    ).tag(config=True)
+
+    max_line_bytes = Int(
+        8 * 1024 * 1024,
+        help="Longest provider output line; a longer one stops the turn with an error.",
+    ).tag(config=True)
+
+    max_reply_bytes = Int(
+        10 * 1024 * 1024,
+        help="Largest reply text of one turn; a provider printing without end is stopped there.",
+    ).tag(config=True)
+
+    checkpoint_interval_seconds = Float(
+        2.0,
+        help="How often a running turn's partial reply is saved to the store (0: only at the "
+        "end). Lets other processes see it grow and keeps it if the server dies.",
+    ).tag(config=True)
+
+    max_session_cost_usd = Float(
+        None,
+        allow_none=True,
+        help="Admin policy: once a conversation's reported cost passes this many USD, its "
+        "running turn is stopped and further turns are refused (start a new conversation). "
+        "None: no cap.",
+    ).tag(config=True)
+
+    provider_env = Dict(
+        value_trait=Unicode(),
+        help="Environment variables added for every provider process (after Jupyter's own "
+        "secrets such as JUPYTER_TOKEN are removed).",
+    ).tag(config=True)
+
+    @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
+    def _positive_seconds(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value <= 0:
+            raise ValueError(f"{proposal['trait'].name} must be > 0")
+        return value
+
+    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
+    def _positive_int(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value <= 0:
+            raise ValueError(f"{proposal['trait'].name} must be > 0")
+        return value
+
+    def service_settings(self, root_dir: str | None) -> ServiceSettings:
+        """The engine's settings object (imports the engine, so call it lazily)."""
+        from .service import ServiceSettings
+        from .turns import RunnerSettings
+
+        return ServiceSettings(
+            store_dir=Path(self.store_dir),
+            root_dir=Path(root_dir) if root_dir else None,
+            default_provider=self.default_provider,
+            max_message_bytes=self.max_message_bytes,
+            runner=RunnerSettings(
+                cancel_grace_seconds=self.cancel_grace_seconds,
+                turn_timeout_seconds=self.turn_timeout_seconds,
+                idle_timeout_seconds=self.idle_timeout_seconds,
+                max_concurrent_turns=self.max_concurrent_turns,
+                max_line_bytes=self.max_line_bytes,
+                max_reply_bytes=self.max_reply_bytes,
+                max_session_cost_usd=self.max_session_cost_usd,
+                checkpoint_interval_seconds=max(0.0, self.checkpoint_interval_seconds),
+                provider_env=dict(self.provider_env),
+            ),
+        )
