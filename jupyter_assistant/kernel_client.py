@@ -16,6 +16,7 @@ Nothing here imports IPython; ``magics.py`` is the IPython-facing layer. This mo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import json
@@ -568,6 +569,8 @@ class KernelAssistant:
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.
                 ProviderRegistry(parent=settings, allowed=settings.allowed_providers),
             )
+            # A kernel shut down mid-turn (restart, close, `exit`) stops its provider too.
+            atexit.register(self.close)
         if not self._reaped:
             # Providers left by a kernel that was killed mid-turn are stopped here too.
             self._reaped = True

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -720,3 +721,25 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
     finally:
         await in_thread(kernel.shutdown)
         in_thread.close()
+
+
+def test_shutting_the_kernel_down_mid_turn_stops_the_provider(
+    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    setup.env["FAKE_PID_FILE"] = str(pid_file)
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    execution = kernel.execute("%assistant scenario:ignore_term do something long")
+    kernel.wait_for(execution, lambda e: any("pids:" in md for md in e.markdowns()), what="pids")
+    pids = json.loads(pid_file.read_text())
+    assert pids_alive(pids) == pids
+    assert kernel.km is not None
+    kernel.km.shutdown_kernel(now=False)  # a kernel restart or close from JupyterLab
+    deadline = time.monotonic() + 30
+    while pids_alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids_alive(pids) == []
+    [summary] = stored_sessions(setup)
+    assert summary["status"] == "idle"
+    assert load_session(setup, summary["id"]).messages[-1].status in ("cancelled", "interrupted")
