@@ -8,6 +8,7 @@ not when the server starts.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,9 @@ class AssistantExtension(ExtensionApp, EngineSettings):
             self._service = AssistantService(
                 settings, ProviderRegistry(parent=parent, allowed=self.allowed_providers)
             )
+            # If the server exits without its clean shutdown (SIGINT without a terminal, as
+            # JupyterHub stops servers), no provider it started may outlive it.
+            atexit.register(self._service.stop_now)
         return self._service
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:

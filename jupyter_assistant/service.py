@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest, NotFound, TooLarge
-from .models import Session
+from .models import Message, Session
 from .processes import ProcessRegistry
 from .providers import ProviderRegistry
 from .store import SessionStore, validate_session_id
@@ -55,7 +55,14 @@ class AssistantService:
     async def providers_info(self, refresh: bool = False) -> dict[str, Any]:
         names = self.providers.names()
         rows = await asyncio.gather(*(self._provider_health(name, refresh) for name in names))
-        return {"default": self.settings.default_provider, "providers": list(rows)}
+        return {"default": self.default_provider(), "providers": list(rows)}
+
+    def default_provider(self) -> str:
+        """The configured default, or the first allowed provider if the policy excludes it."""
+        names = self.providers.names()
+        if self.settings.default_provider in names or not names:
+            return self.settings.default_provider
+        return names[0]
 
     async def _provider_health(self, name: str, refresh: bool) -> dict[str, Any]:
         cached = self._health.get(name)
@@ -111,7 +118,7 @@ class AssistantService:
         self, api_path: str, provider: str | None = None, context: dict[str, Any] | None = None
     ) -> Session:
         location = self.locate(api_path)
-        name = provider or self.settings.default_provider
+        name = provider or self.default_provider()
         self.providers.get(name)  # unknown provider: 400
         session = Session(
             path=location.api_path,
@@ -133,7 +140,7 @@ class AssistantService:
         """A session for a notebook known by its absolute file path (a kernel knows its notebook
         this way, from JPY_SESSION_NAME). Keyed like the server's sessions, so both find it."""
         location = locate_notebook_file(notebook_file, display_path)
-        name = provider or self.settings.default_provider
+        name = provider or self.default_provider()
         self.providers.get(name)
         session = Session(
             path=location.api_path,
@@ -293,6 +300,34 @@ class AssistantService:
     async def reap_orphans(self) -> int:
         """Periodic housekeeping: a kernel that died mid-turn leaves its provider behind."""
         return await self.runner.reap_orphans()
+
+    def stop_now(self) -> None:
+        """Last resort at interpreter exit, when the server stopped without its clean shutdown
+        (e.g. SIGINT without a terminal, as JupyterHub stops servers): stop every provider
+        this process still owns and keep what its turn had written, marked interrupted."""
+        from .processes import terminate_tree
+        from .turns import mark_interrupted, put_reply
+
+        me = os.getpid()
+        for record in self.registry.all():
+            if record.owner_pid != me:
+                continue
+            terminate_tree(record, self.settings.runner.cancel_grace_seconds)
+            turn = self.runner.turns.get(record.session_id)
+            partial = turn.reply("interrupted") if turn is not None else None
+
+            def change(
+                session: Session, turn_id: str = record.turn_id, partial: Message | None = partial
+            ) -> None:
+                if partial is not None and partial.turn_id == turn_id:
+                    put_reply(session, partial)
+                mark_interrupted(session, turn_id)
+
+            try:
+                self.store.update(record.session_id, change)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not mark session %s interrupted: %s", record.session_id, exc)
+            self.registry.clear(record.session_id, record.turn_id)
 
     async def stop(self) -> None:
         await self.runner.shutdown()

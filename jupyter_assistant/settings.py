@@ -7,6 +7,7 @@ build the engine from exactly the same settings.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,10 +53,27 @@ class EngineSettings(Configurable):
 
     allowed_providers = List(
         Unicode(),
-        default_value=None,
-        allow_none=True,
-        help="If set, only these providers can be used (an admin policy; users cannot override).",
+        default_value=[],
+        help="If not empty, only these providers can be used (an admin policy). On the command "
+        "line: --AssistantExtension.allowed_providers=claude,codex (or repeat the option).",
     ).tag(config=True)
+
+    @validate("allowed_providers")
+    def _provider_names(self, proposal: Any) -> list[str]:
+        # From the command line a list arrives as one string ("claude,codex" or '["claude"]').
+        names: list[str] = []
+        for item in proposal["value"] or []:
+            text = str(item).strip()
+            if text.startswith("["):
+                try:
+                    parsed = json.loads(text)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, list):
+                    names.extend(str(name).strip() for name in parsed)
+                    continue
+            names.extend(part.strip() for part in text.split(","))
+        return [name for name in names if name]
 
     cancel_grace_seconds = Float(
         3.0, help="Seconds between SIGTERM and SIGKILL when a turn is cancelled."

@@ -558,7 +558,7 @@ class TurnRunner:
             if session.pending_message is not None and session.pending_message.turn_id == turn.id:
                 session.messages.append(session.pending_message)
                 session.pending_message = None
-            _put_reply(session, reply)
+            put_reply(session, reply)
             if provider_session_id:
                 session.provider_session_id = provider_session_id
             session.usage.add(turn.usage)
@@ -595,7 +595,7 @@ class TurnRunner:
             reply = turn.reply("streaming")
             try:
                 await asyncio.to_thread(
-                    self.store.update, turn.session_id, functools.partial(_put_reply, reply=reply)
+                    self.store.update, turn.session_id, functools.partial(put_reply, reply=reply)
                 )
             except NotFound:
                 return
@@ -673,7 +673,7 @@ class TurnRunner:
         await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
 
 
-def _put_reply(session: Session, reply: Message) -> None:
+def put_reply(session: Session, reply: Message) -> None:
     """Insert or replace the turn's reply (same id) in the history."""
     for index, message in enumerate(session.messages):
         if message.id == reply.id:

@@ -64,6 +64,7 @@ class Server:
                 *(extra_args or []),
             ],
             env=env,
+            stdin=subprocess.DEVNULL,  # no terminal, as under JupyterHub or systemd
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
         )

@@ -578,3 +578,50 @@ async def test_a_large_context_travels_on_stdin(
     assert big in launched["stdin"]
     assert launched["stdin"].endswith("explain")
     assert all(len(arg.encode()) < 128 * 1024 for arg in launched["argv"])
+
+
+class TestProviderPolicy:
+    @pytest.fixture
+    def assistant_config(self) -> dict[str, Any]:
+        return {"allowed_providers": ["codex"]}  # the default, claude, is not allowed
+
+    async def test_only_allowed_providers_and_a_default_among_them(self, jp_fetch: Any) -> None:
+        body = json_of(await api(jp_fetch, "providers"))
+        assert [p["name"] for p in body["providers"]] == ["codex"]
+        assert body["default"] == "codex"
+        session = await create_session(jp_fetch)
+        assert session["provider"] == "codex"
+        refused = await api(
+            jp_fetch, "sessions", method="POST", body={"path": NOTEBOOK, "provider": "claude"}
+        )
+        assert "Unknown provider" in assert_json_error(refused, 400)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (["claude"], ["claude"]),
+        (["claude,codex"], ["claude", "codex"]),
+        (['["claude", "gemini"]'], ["claude", "gemini"]),
+        (["claude", "codex"], ["claude", "codex"]),
+        ([], []),
+    ],
+)
+def test_allowed_providers_accept_command_line_forms(given: list[str], expected: list[str]) -> None:
+    from jupyter_assistant.settings import EngineSettings
+
+    assert EngineSettings(allowed_providers=given).allowed_providers == expected
+
+
+def test_allowed_providers_from_a_single_command_line_option() -> None:
+    # What `--AssistantExtension.allowed_providers=claude` gives the extension (a lazy value).
+    from traitlets.config import KVArgParseConfigLoader
+
+    from jupyter_assistant.settings import EngineSettings
+
+    for argv, expected in [
+        (["--AssistantExtension.allowed_providers=claude"], ["claude"]),
+        (["--AssistantExtension.allowed_providers=claude,codex"], ["claude", "codex"]),
+    ]:
+        config = KVArgParseConfigLoader(argv=argv, classes=[EngineSettings]).load_config()
+        assert EngineSettings(config=config).allowed_providers == expected

@@ -193,3 +193,27 @@ def test_a_kernel_that_dies_mid_turn_is_cleaned_up_by_the_server(
     finally:
         kernel.kill()
         kernel.wait()
+
+
+def test_a_server_interrupted_without_a_terminal_leaves_no_provider(
+    servers: list[Server], dirs: dict[str, Path]
+) -> None:
+    # JupyterHub stops single-user servers with SIGINT, and with no terminal Jupyter does not
+    # run its clean shutdown for it: the extension must still stop what it started.
+    pid_file = dirs["home"] / "pids.json"
+    server = new_server(servers, dirs, extra_env={"FAKE_PID_FILE": str(pid_file)})
+    sid = server.call("POST", "/sessions", {"path": "analysis/q3.ipynb"})["id"]
+    server.call("POST", f"/sessions/{sid}/messages", {"content": "scenario:ignore_term"})
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = json.loads(pid_file.read_text())
+    server.stop(signal.SIGINT)
+    assert server.proc is not None
+    assert server.proc.returncode is not None
+    assert pids_alive(pids) == []  # gone when the server is, not only at its next start
+    assert list((dirs["store"] / "processes").glob("*.json")) == []
+    again = new_server(servers, dirs)
+    last = again.call("GET", f"/sessions/{sid}")["messages"][-1]
+    assert last["status"] == "interrupted"
+    assert "pids" in last["content"]  # the partial reply, as far as it came

@@ -46,7 +46,7 @@ class ProviderRegistry:
 
     def names(self) -> list[str]:
         names = sorted(self._classes)
-        if self._allowed is not None:
+        if self._allowed:
             names = [name for name in names if name in self._allowed]
         return names
 
