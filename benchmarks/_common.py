@@ -388,6 +388,17 @@ def recorded_invocation(path: Path) -> tuple[list[str], str]:
     return [sys.executable, *data["argv"]], data["cwd"]
 
 
+def prompt_input(argv: Sequence[str], prompt: str) -> bytes:
+    """What the server writes to the provider's stdin: in Claude Code's interactive mode
+    (``--input-format stream-json``) the prompt is a stream-json ``user`` message."""
+    args = list(argv)
+    flag = args.index("--input-format") if "--input-format" in args else -1
+    if flag < 0 or args[flag + 1 : flag + 2] != ["stream-json"]:
+        return prompt.encode()
+    message = {"type": "user", "message": {"role": "user", "content": prompt}}
+    return json.dumps(message).encode() + b"\n"
+
+
 def spawn_fake(
     argv: Sequence[str], cwd: str, env: Mapping[str, str], **kw: Any
 ) -> subprocess.Popen[bytes]:

@@ -24,6 +24,7 @@ from _common import (
     make_notebook,
     open_events,
     print_results,
+    prompt_input,
     recorded_invocation,
     spawn_fake,
     sse_events,
@@ -58,7 +59,7 @@ def direct(argv: list[str], cwd: str) -> float:
     started = time.perf_counter()
     proc = spawn_fake(argv, cwd, {})
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(PROMPT.encode())
+    proc.stdin.write(prompt_input(argv, PROMPT))
     proc.stdin.close()
     first = None
     for line in proc.stdout:

@@ -23,6 +23,7 @@ from _common import (
     make_notebook,
     open_events,
     print_results,
+    prompt_input,
     ratio_row,
     recorded_invocation,
     spawn_fake,
@@ -62,7 +63,7 @@ def direct(argv: list[str], cwd: str) -> float:
     started = time.perf_counter()
     proc = spawn_fake(argv, cwd, {"FAKE_COUNT": str(COUNT)})
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(PROMPT.encode())
+    proc.stdin.write(prompt_input(argv, PROMPT))
     proc.stdin.close()
     lines = sum(1 for _ in proc.stdout)
     proc.wait()

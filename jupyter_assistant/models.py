@@ -58,6 +58,30 @@ class TurnError(_Model):
     message: str
 
 
+class PermissionRecord(_Model):
+    """A tool call the user was asked about in a turn, and how it was answered."""
+
+    request_id: str
+    tool_name: str
+    input: Any = None
+    summary: str = ""
+    decision: Literal["allow", "deny"] | None = None  # None: not answered (yet)
+    scope: Literal["once", "session"] = "once"
+    message: str | None = None
+    # user: answered; timeout: nobody answered in time (denied); ended: the turn ended first
+    by: Literal["user", "timeout", "ended"] | None = None
+
+
+class Approval(_Model):
+    """A "for this session" answer: the same tool on the same subject is not asked again."""
+
+    tool_name: str
+    pattern: str
+    decision: Literal["allow", "deny"] = "allow"
+    message: str | None = None
+    created_at: str = Field(default_factory=utcnow)
+
+
 class Message(_Model):
     id: str = Field(default_factory=new_id)
     role: Role
@@ -70,6 +94,7 @@ class Message(_Model):
     usage: Usage | None = None
     error: TurnError | None = None
     notices: list[str] = Field(default_factory=list)
+    permissions: list[PermissionRecord] = Field(default_factory=list)
 
 
 class Session(_Model):
@@ -89,6 +114,7 @@ class Session(_Model):
     usage: Usage = Field(default_factory=Usage)
     # The notebook was deleted: the conversation is kept, but no longer follows a file.
     detached: bool = False
+    approvals: list[Approval] = Field(default_factory=list)
     # Not persisted as truth: filled in from the process records when served.
     status: SessionStatus = "idle"
 

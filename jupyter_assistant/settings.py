@@ -16,6 +16,8 @@ from jupyter_core.paths import jupyter_data_dir
 from traitlets import Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Configurable
 
+from .permissions import READ_ONLY_TOOLS
+
 if TYPE_CHECKING:
     from .service import ServiceSettings
 
@@ -86,6 +88,44 @@ class EngineSettings(Configurable):
     idle_timeout_seconds = Float(
         600.0, help="A provider silent (no output) for this long is stopped with a `timeout` error."
     ).tag(config=True)
+
+    # Tool approval (permissions.py): what the agent may do without asking, and how long a
+    # question waits for its answer.
+    permission_timeout_seconds = Float(
+        300.0,
+        help="How long a tool approval question waits for the user's answer; without one the "
+        "tool call is denied (the agent is told) and the turn goes on.",
+    ).tag(config=True)
+
+    permission_allowed_tools = List(
+        Unicode(),
+        default_value=list(READ_ONLY_TOOLS),
+        help="Tools that run without asking, as rules: a tool name (wildcards allowed), or a "
+        "name with a pattern for its command or path, e.g. 'Bash(git status)', "
+        "'Bash(pytest:*)'. Default: the read-only tools. Paths outside the notebook's folder "
+        "are denied anyway.",
+    ).tag(config=True)
+
+    permission_denied_tools = List(
+        Unicode(),
+        default_value=[],
+        help="Tools that are always denied without asking, as rules (see "
+        "permission_allowed_tools), e.g. ['WebFetch', 'Bash(rm:*)'].",
+    ).tag(config=True)
+
+    permission_extra_dirs = List(
+        Unicode(),
+        default_value=[],
+        help="Absolute folders, besides the notebook's folder, that tool calls may touch "
+        "(e.g. a shared data folder). Calls naming any other path are denied.",
+    ).tag(config=True)
+
+    @validate("permission_timeout_seconds")
+    def _positive_permission_timeout(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if value <= 0:
+            raise ValueError("permission_timeout_seconds must be > 0")
+        return value
 
     max_message_bytes = Int(
         1024 * 1024, help="Largest message (content plus context, UTF-8 bytes); larger is a 413."
@@ -159,5 +199,9 @@ class EngineSettings(Configurable):
                 max_session_cost_usd=self.max_session_cost_usd,
                 checkpoint_interval_seconds=max(0.0, self.checkpoint_interval_seconds),
                 provider_env=dict(self.provider_env),
+                permission_timeout_seconds=self.permission_timeout_seconds,
+                permission_allowed_tools=tuple(self.permission_allowed_tools),
+                permission_denied_tools=tuple(self.permission_denied_tools),
+                permission_extra_dirs=tuple(self.permission_extra_dirs),
             ),
         )

@@ -13,13 +13,24 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Busy, Forbidden, NotFound
-from .models import Message, Session, ToolCall, TurnError, Usage, new_id
+from .models import (
+    Approval,
+    Message,
+    PermissionRecord,
+    Session,
+    ToolCall,
+    TurnError,
+    Usage,
+    new_id,
+)
+from .permissions import READ_ONLY_TOOLS, PermissionPolicy, SessionAnswer
 from .processes import ProcessRecord, ProcessRegistry, spawn, terminate_tree_async
 from .providers import ProviderRegistry
 from .providers.base import (
@@ -58,6 +69,11 @@ class RunnerSettings:
     max_reply_bytes: int = 10 * 1024 * 1024
     # Admin policy: a session's total reported cost may not pass this (None: no cap).
     max_session_cost_usd: float | None = None
+    # Tool approval (permissions.py): a question unanswered this long is denied.
+    permission_timeout_seconds: float = 300.0
+    permission_allowed_tools: tuple[str, ...] = READ_ONLY_TOOLS
+    permission_denied_tools: tuple[str, ...] = ()
+    permission_extra_dirs: tuple[str, ...] = ()
 
 
 class Turn:
@@ -88,6 +104,14 @@ class Turn:
         self.cost_before = 0.0  # the session's cost when the turn started (for the cost cap)
         self.overflow: Event | None = None
         self.stopper: asyncio.Future[None] | None = None
+        # Tool approval: the policy, the questions asked (by request id) and their timers.
+        self.policy: PermissionPolicy | None = None
+        self.permissions: dict[str, PermissionRecord] = {}
+        self.permission_timers: dict[str, asyncio.TimerHandle] = {}
+        self.last_answer = self.started
+
+    def waiting_for_answer(self) -> bool:
+        return any(record.decision is None for record in self.permissions.values())
 
     def reply(self, status: str, error: TurnError | None = None) -> Message:
         return Message(
@@ -100,6 +124,7 @@ class Turn:
             usage=self.usage.model_copy(),
             error=error,
             notices=list(self.notices),
+            permissions=[record.model_copy() for record in self.permissions.values()],
         )
 
     def publish(self, event: Event) -> None:
@@ -264,6 +289,7 @@ class TurnRunner:
             turn.publish({"type": "turn_started", "turn_id": turn.id, "provider": turn.provider})
             session, _ = await asyncio.to_thread(self.store.update, turn.session_id, _start_turn)
             provider_session_id = session.provider_session_id
+            turn.policy = self._policy(session)
             if self.settings.checkpoint_interval_seconds > 0:
                 checkpointer = asyncio.create_task(self._checkpoint_loop(turn))
             while True:
@@ -429,7 +455,9 @@ class TurnRunner:
         deadline = turn.started + settings.turn_timeout_seconds
         while not pump_task.done():
             now = time.monotonic()
-            idle_at = pump.last_output + settings.idle_timeout_seconds
+            # A provider waiting for the user's answer is silent by design: not idle.
+            active = now if turn.waiting_for_answer() else max(pump.last_output, turn.last_answer)
+            idle_at = active + settings.idle_timeout_seconds
             if now >= deadline or now >= idle_at:
                 pump.timeout = self._timeout_event(turn, idle=now < deadline)
                 await self._terminate(turn)
@@ -502,6 +530,9 @@ class TurnRunner:
                 return
         elif etype == "permission_denied":
             turn.notices.append(str(event.get("message", "")))
+        elif etype == "permission_request":
+            self._permission_request(turn, event)
+            return
         turn.publish(event)
 
     async def _interrupt(self, turn: Turn) -> None:
@@ -520,17 +551,171 @@ class TurnRunner:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.wait(), self.settings.cancel_grace_seconds)
 
+    # -- tool approval -------------------------------------------------------------------------
+
+    def _policy(self, session: Session) -> PermissionPolicy:
+        settings = self.settings
+        return PermissionPolicy(
+            working_dir=session.working_dir,
+            allowed_tools=settings.permission_allowed_tools,
+            denied_tools=settings.permission_denied_tools,
+            extra_dirs=settings.permission_extra_dirs,
+            answers=[
+                SessionAnswer(a.tool_name, a.pattern, a.decision == "allow", a.message)
+                for a in session.approvals
+            ],
+        )
+
+    def _permission_request(self, turn: Turn, event: Event) -> None:
+        """The agent asks to use a tool: the policy decides, or the user is asked."""
+        request_id = str(event.get("request_id", ""))
+        tool_name = str(event.get("tool_name", ""))
+        tool_input = event.get("input")
+        policy = turn.policy or PermissionPolicy(working_dir=os.getcwd())
+        verdict = policy.decide(tool_name, tool_input, event.get("paths") or ())
+        what = _describe_call(tool_name, tool_input)
+        if verdict.decision == "allow":
+            if self._deliver(turn, request_id, True, None):
+                message = f"Allowed {what}: {verdict.reason}."
+                turn.notices.append(message)
+                turn.publish({"type": "notice", "level": "info", "message": message})
+            return
+        if verdict.decision == "deny":
+            message = f"Denied {what}: {verdict.reason}."
+            if self._deliver(turn, request_id, False, message):
+                denied = {"type": "permission_denied", "tool_name": tool_name}
+                self._handle(turn, {**denied, "input": tool_input, "message": message})
+            return
+        record = PermissionRecord(
+            request_id=request_id,
+            tool_name=tool_name,
+            input=tool_input,
+            summary=str(event.get("summary") or ""),
+        )
+        turn.permissions[request_id] = record
+        turn.changed_since_checkpoint = True
+        turn.publish(
+            {
+                "type": "permission_request",
+                "request_id": request_id,
+                "tool_name": tool_name,
+                "input": tool_input,
+                "summary": record.summary,
+            }
+        )
+        turn.permission_timers[request_id] = asyncio.get_running_loop().call_later(
+            self.settings.permission_timeout_seconds, self._permission_timeout, turn, request_id
+        )
+
+    def _deliver(self, turn: Turn, request_id: str, allow: bool, message: str | None) -> bool:
+        """Hand an answer to the provider's parser; False if it does not know the request."""
+        answer = getattr(turn.parser, "answer_permission", None)
+        if answer is None:
+            return False
+        try:
+            return bool(answer(request_id, allow, "once", message))
+        except Exception:
+            log.exception("Could not answer permission request %s", request_id)
+            return False
+
+    def _resolve(
+        self, turn: Turn, request_id: str, allow: bool, scope: str, message: str | None, by: str
+    ) -> bool:
+        """Give a waiting question its answer; False if it is not waiting (any more)."""
+        record = turn.permissions.get(request_id)
+        if record is None or record.decision is not None or turn.finished:
+            return False
+        if allow:
+            to_agent = None
+        elif by == "timeout":
+            to_agent = (
+                f"Nobody answered within {self.settings.permission_timeout_seconds:g} seconds, "
+                "so this tool call was denied. Do not retry it; tell the user what you needed."
+            )
+        else:
+            to_agent = "The user denied this tool call" + (f": {message}" if message else ".")
+        if not self._deliver(turn, request_id, allow, to_agent):
+            return False
+        timer = turn.permission_timers.pop(request_id, None)
+        if timer is not None:
+            timer.cancel()
+        record.decision = "allow" if allow else "deny"
+        record.scope = "session" if scope == "session" else "once"
+        record.message = message
+        record.by = "timeout" if by == "timeout" else "user"
+        turn.last_answer = time.monotonic()
+        turn.changed_since_checkpoint = True
+        turn.publish(
+            {
+                "type": "permission_answered",
+                "request_id": request_id,
+                "decision": record.decision,
+                "scope": record.scope,
+                "message": message,
+                "by": record.by,
+            }
+        )
+        return True
+
+    def _permission_timeout(self, turn: Turn, request_id: str) -> None:
+        turn.permission_timers.pop(request_id, None)
+        record = turn.permissions.get(request_id)
+        if record is None or not self._resolve(turn, request_id, False, "once", None, "timeout"):
+            return
+        notice = (
+            f"Nobody answered the request to use {_describe_call(record.tool_name, record.input)}"
+            f" within {self.settings.permission_timeout_seconds:g} s, so it was denied "
+            "(c.AssistantExtension.permission_timeout_seconds)."
+        )
+        turn.notices.append(notice)
+        turn.publish({"type": "notice", "level": "warning", "message": notice})
+
     async def answer_permission(
         self, session_id: str, request_id: str, allow: bool, scope: str, message: str | None
     ) -> None:
         turn = self.turns.get(session_id)
         if turn is None or turn.finished:
             if self.registry.is_running(session_id):
-                raise Busy("The turn runs in another process (a kernel); answer it there.")
+                raise Busy(
+                    "The turn runs in another process (a %%assistant cell in a kernel); "
+                    "answer its question there."
+                )
             raise Busy("No turn is running for this session, so there is nothing to answer.")
-        answer = getattr(turn.parser, "answer_permission", None)
-        if answer is None or not answer(request_id, allow, scope, message):
+        record = turn.permissions.get(request_id)
+        if record is not None and record.decision is not None:
+            raise NotFound(
+                f"Permission request {request_id!r} is not waiting any more: it was answered "
+                f"({record.decision}, by {record.by})."
+            )
+        if record is None or not self._resolve(turn, request_id, allow, scope, message, "user"):
             raise NotFound(f"No permission request {request_id!r} is waiting in this session.")
+        if scope == "session" and turn.policy is not None:
+            remembered = turn.policy.remember(record.tool_name, record.input, allow, message)
+            await self._store_answer(turn, remembered)
+
+    async def _store_answer(self, turn: Turn, answer: SessionAnswer) -> None:
+        """Keep a "for this session" answer in the session, for the turns that follow."""
+        approval = Approval(
+            tool_name=answer.tool_name,
+            pattern=answer.pattern,
+            decision="allow" if answer.allow else "deny",
+            message=answer.message,
+        )
+
+        def change(session: Session) -> None:
+            key = (approval.tool_name, approval.pattern)
+            session.approvals = [a for a in session.approvals if (a.tool_name, a.pattern) != key]
+            session.approvals.append(approval)
+
+        try:
+            await asyncio.to_thread(self.store.update, turn.session_id, change)
+        except NotFound:
+            pass  # the session was deleted meanwhile
+        except Exception as exc:  # the answer was delivered; only its memory is lost
+            log.warning("Could not store a session approval of turn %s: %s", turn.id, exc)
+            notice = f"Your answer applies to this turn only: it could not be saved ({exc})."
+            turn.notices.append(notice)
+            turn.publish({"type": "notice", "level": "warning", "message": notice})
 
     async def _terminate(self, turn: Turn) -> None:
         if turn.record is not None:
@@ -539,6 +724,12 @@ class TurnRunner:
     async def _finish(self, turn: Turn, terminal: Event, provider_session_id: str | None) -> None:
         """Store the reply, release the session, then publish the terminal event."""
         ttype = terminal["type"]
+        for timer in turn.permission_timers.values():
+            timer.cancel()
+        turn.permission_timers.clear()
+        for record in turn.permissions.values():
+            if record.decision is None:
+                record.by = "ended"
         if turn.end_reason == "shutdown":
             status = "interrupted"
         elif ttype == "done":
@@ -615,7 +806,9 @@ class TurnRunner:
         if turn is not None and not turn.finished:
             turn.cancel_requested = True
             turn.end_reason = turn.end_reason or reason
-            await self._interrupt(turn)
+            if reason != "shutdown":
+                # A graceful stop first; at shutdown there is no time for it (signals at once).
+                await self._interrupt(turn)
             if turn.record is not None:
                 await self._terminate(turn)
             elif turn.task is not None and reason == "shutdown":
@@ -671,6 +864,20 @@ class TurnRunner:
         except Exception:
             log.exception("Could not mark turn %s as interrupted", record.turn_id)
         await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
+
+
+def _describe_call(tool_name: str, tool_input: Any) -> str:
+    """``Write (notes.txt)``: a tool call in a few words, for notices."""
+    detail = ""
+    if isinstance(tool_input, dict):
+        for key in ("command", "file_path", "path", "notebook_path", "url", "pattern"):
+            if isinstance(tool_input.get(key), str):
+                detail = tool_input[key]
+                break
+    detail = " ".join(detail.split())
+    if len(detail) > 120:
+        detail = detail[:119] + "…"
+    return f"{tool_name} ({detail})" if detail else tool_name or "a tool"
 
 
 def put_reply(session: Session, reply: Message) -> None:

@@ -62,3 +62,16 @@ def _no_leaked_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The extension exports its store dir for kernels; keep tests independent of each other.
     monkeypatch.setenv("JUPYTER_ASSISTANT_DIR", os.environ.get("JUPYTER_ASSISTANT_DIR", ""))
     monkeypatch.delenv("JUPYTER_ASSISTANT_DIR")
+
+
+@pytest.fixture
+def live_events(jp_http_port: int, jp_base_url: str, jp_auth_header: dict[str, str]) -> Any:
+    """``live_events(session_id)``: a started StreamReader on the session's event stream."""
+    from .helpers import StreamReader, events_url
+
+    def start(session_id: str) -> StreamReader:
+        reader = StreamReader(events_url(jp_http_port, jp_base_url, session_id), jp_auth_header)
+        reader.start()
+        return reader
+
+    return start

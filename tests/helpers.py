@@ -168,3 +168,26 @@ def pids_alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             pass
     return alive
+
+
+def events_url(port: int, base_url: str, session_id: str) -> str:
+    return f"http://127.0.0.1:{port}{base_url}api/assistant/sessions/{session_id}/events"
+
+
+async def permission_asked(reader: StreamReader, count: int = 1) -> dict[str, Any]:
+    """Wait for the ``count``-th ``permission_request`` of a live stream; returns its data."""
+    await reader.wait_for(lambda evs: types(evs).count("permission_request") >= count)
+    return [e["data"] for e in reader.events if e["event"] == "permission_request"][count - 1]
+
+
+async def answer_permission(fetch: Fetch, session_id: str, request_id: str, **body: Any) -> Any:
+    return await api(
+        fetch, "sessions", session_id, "permissions", request_id, method="POST", body=body
+    )
+
+
+async def turn_ended(reader: StreamReader) -> list[dict[str, Any]]:
+    """Wait for a live stream's terminal event and its end; returns all its events."""
+    await reader.wait_for(lambda evs: types(evs)[-1:] in (["done"], ["error"], ["cancelled"]))
+    await reader.future
+    return reader.events

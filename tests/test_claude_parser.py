@@ -123,12 +123,18 @@ def test_garbage_lines_are_counted_not_fatal() -> None:
     assert parser.state.invalid_lines == 3
 
 
-def test_command_line_resumes_and_carries_the_notebook_context(tmp_path: Path) -> None:
+def test_print_mode_command_line_resumes_and_carries_the_notebook_context(
+    tmp_path: Path,
+) -> None:
     fake = tmp_path / "claude"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     provider = ClaudeCodeProvider(
-        command=[str(fake)], allowed_tools=["Bash(ls:*)"], model="sonnet", extra_args=["--x"]
+        command=[str(fake)],
+        allowed_tools=["Bash(ls:*)"],
+        model="sonnet",
+        extra_args=["--x"],
+        interactive=False,
     )
     request = TurnRequest(
         session_id="s",
@@ -154,6 +160,8 @@ def test_command_line_resumes_and_carries_the_notebook_context(tmp_path: Path) -
     assert argv[-1] == "--x"
     assert launch.stdin == b"summarise sales.csv"  # the prompt goes on stdin, not argv
     assert launch.cwd == str(tmp_path)
+    assert "--input-format" not in argv
+    assert type(provider.create_parser(request)) is ClaudeStreamParser
 
 
 def test_text_blocks_around_a_tool_call_are_separate_paragraphs() -> None:

@@ -3,6 +3,7 @@ the Anthropic Messages API (tests/fakes/anthropic_standin.py), through the real 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,14 +18,17 @@ from jupyter_assistant.processes import MARKER_ENV
 
 from .fakes.anthropic_standin import AnthropicStandIn
 from .helpers import (
+    answer_permission,
     api,
     create_session,
     events,
     json_of,
+    permission_asked,
     pids_alive,
     post_message,
     run_turn,
     text_of,
+    turn_ended,
     types,
     wait_until,
 )
@@ -134,14 +138,30 @@ async def test_a_tool_call_runs_in_the_notebook_folder(jp_fetch: Any, jp_root_di
     assert stored["messages"][-1]["tools"][0]["result"].strip() == folder
 
 
-async def test_a_refused_tool_is_reported_with_the_setting_that_allows_it(jp_fetch: Any) -> None:
-    session = await create_session(jp_fetch)
-    stream = await run_turn(jp_fetch, session["id"], "RUN_BASH: curl http://example.invalid")
-    assert types(stream)[-1] == "done", stream[-1]
-    denied = [e["data"] for e in stream if e["event"] == "permission_denied"]
-    assert [d["tool_name"] for d in denied] == ["Bash"]
-    assert "Bash(curl:*)" in denied[0]["message"]
-    assert "allowed_tools" in denied[0]["message"]
+class TestPrintMode:
+    """The CLI in print mode (c.ClaudeCodeProvider.interactive = False): the prompt on stdin, a
+    tool it would ask about is refused, and the turn says which setting allows it."""
+
+    @pytest.fixture
+    def claude_settings(self, claude_env: dict[str, str]) -> dict[str, Any]:
+        return {"command": [find_real_claude()], "env": claude_env, "interactive": False}
+
+    async def test_a_reply(self, jp_fetch: Any) -> None:
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "Say hi please")
+        assert types(stream)[-1] == "done", stream[-1]
+        assert text_of(stream) == "Hello from the stand-in. You said: Say hi please"
+
+    async def test_a_refused_tool_is_reported_with_the_setting_that_allows_it(
+        self, jp_fetch: Any
+    ) -> None:
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "RUN_BASH: curl http://example.invalid")
+        assert types(stream)[-1] == "done", stream[-1]
+        denied = [e["data"] for e in stream if e["event"] == "permission_denied"]
+        assert [d["tool_name"] for d in denied] == ["Bash"]
+        assert "Bash(curl:*)" in denied[0]["message"]
+        assert "allowed_tools" in denied[0]["message"]
 
 
 class TestNotLoggedIn:
@@ -206,3 +226,148 @@ class TestCancelARunningTool:
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert stored["messages"][-1]["status"] == "cancelled"
         assert stored["messages"][-1]["tools"][0]["input"]["command"] == "sleep 300"
+
+
+# -- tool approval: the agent asks to Write a file into the notebook's folder -------------------
+
+
+def tool_results_sent(standin: AnthropicStandIn) -> list[dict[str, Any]]:
+    """The tool_result blocks the CLI sent to the model in its latest request."""
+    messages = standin.main_bodies[-1]["messages"]
+    return [
+        block
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "tool_result"
+    ]
+
+
+class TestToolApproval:
+    async def test_allow_writes_the_file(
+        self, jp_fetch: Any, live_events: Any, jp_root_dir: Path, standin: AnthropicStandIn
+    ) -> None:
+        target = jp_root_dir / "analysis" / "notes.txt"
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt hello from the agent")
+        reader = live_events(sid)
+        request = await permission_asked(reader)
+        assert request["tool_name"] == "Write"
+        assert request["input"]["file_path"] == str(target.resolve())
+        assert "+hello from the agent" in request["summary"].splitlines()
+        assert not target.exists()
+        response = await answer_permission(jp_fetch, sid, request["request_id"], decision="allow")
+        assert response.code == 200, response.body
+        stream = await turn_ended(reader)
+        assert types(stream)[-1] == "done", stream[-1]
+        assert target.read_text() == "hello from the agent\n"
+        (sent,) = tool_results_sent(standin)
+        assert not sent.get("is_error")
+        assert "File created successfully" in json.dumps(sent["content"])
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert stored["messages"][-1]["permissions"][0]["decision"] == "allow"
+
+    async def test_deny_writes_nothing_and_the_agent_is_told(
+        self, jp_fetch: Any, live_events: Any, jp_root_dir: Path, standin: AnthropicStandIn
+    ) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt hello from the agent")
+        reader = live_events(sid)
+        request = await permission_asked(reader)
+        response = await answer_permission(
+            jp_fetch, sid, request["request_id"], decision="deny", message="keep the folder clean"
+        )
+        assert response.code == 200, response.body
+        stream = await turn_ended(reader)
+        assert types(stream)[-1] == "done", stream[-1]
+        assert not (jp_root_dir / "analysis" / "notes.txt").exists()
+        (sent,) = tool_results_sent(standin)  # what the model was told
+        assert sent["is_error"] is True
+        assert sent["content"] == "The user denied this tool call: keep the folder clean"
+        assert text_of(stream).endswith(
+            "The tool failed: The user denied this tool call: keep the folder clean"
+        )
+
+    async def test_a_session_answer_is_not_asked_again(
+        self, jp_fetch: Any, live_events: Any, jp_root_dir: Path
+    ) -> None:
+        target = jp_root_dir / "analysis" / "notes.txt"
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt first version")
+        reader = live_events(sid)
+        request = await permission_asked(reader)
+        response = await answer_permission(
+            jp_fetch, sid, request["request_id"], decision="allow", scope="session"
+        )
+        assert response.code == 200, response.body
+        assert types(await turn_ended(reader))[-1] == "done"
+        assert target.read_text() == "first version\n"
+
+        # The next turn (the CLI resumes the conversation) writes the same file: not asked.
+        second = await run_turn(jp_fetch, sid, "RUN_WRITE: notes.txt second version")
+        assert types(second)[-1] == "done", second[-1]
+        assert "permission_request" not in types(second)
+        notices = [e["data"]["message"] for e in second if e["event"] == "notice"]
+        assert any("you allowed this for the rest of the session" in n for n in notices)
+        assert target.read_text() == "second version\n"
+
+    async def test_a_write_outside_the_folder_is_denied_without_asking(
+        self, jp_fetch: Any, jp_root_dir: Path, standin: AnthropicStandIn
+    ) -> None:
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "RUN_WRITE: ../escaped.txt out")
+        assert types(stream)[-1] == "done", stream[-1]
+        assert "permission_request" not in types(stream)
+        assert "permission_denied" in types(stream)
+        assert not (jp_root_dir / "escaped.txt").exists()
+        (sent,) = tool_results_sent(standin)
+        assert sent["is_error"] is True
+        assert "outside the notebook's folder" in sent["content"]
+
+    async def test_cancel_while_asking_stops_the_cli(self, jp_fetch: Any, live_events: Any) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        turn_id = await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt never")
+        reader = live_events(sid)
+        await permission_asked(reader)
+        response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
+        assert json_of(response) == {"cancelled": True}
+        stream = await turn_ended(reader)
+        assert types(stream)[-1] == "cancelled"
+        alive = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.environ().get(MARKER_ENV) == turn_id:
+                    alive.append(proc.pid)
+        assert alive == []
+        reply = json_of(await api(jp_fetch, "sessions", sid))["messages"][-1]
+        assert reply["status"] == "cancelled"
+        assert reply["permissions"][0]["by"] == "ended"
+
+
+class TestToolApprovalWithoutAnswer:
+    @pytest.fixture
+    def assistant_config(self) -> dict[str, Any]:
+        return {"permission_timeout_seconds": 3.0}
+
+    async def test_no_answer_is_a_denial_after_the_timeout(
+        self, jp_fetch: Any, live_events: Any, jp_root_dir: Path, standin: AnthropicStandIn
+    ) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt unanswered")
+        reader = live_events(sid)
+        request = await permission_asked(reader)
+        stream = await turn_ended(reader)
+        assert types(stream)[-1] == "done", stream[-1]
+        assert not (jp_root_dir / "analysis" / "notes.txt").exists()
+        notice = next(e["data"]["message"] for e in stream if e["event"] == "notice")
+        assert "Nobody answered the request to use Write" in notice
+        (sent,) = tool_results_sent(standin)
+        assert sent["is_error"] is True
+        assert "Nobody answered within 3 seconds" in sent["content"]
+        late = await answer_permission(jp_fetch, sid, request["request_id"], decision="allow")
+        assert late.code == 409

@@ -16,7 +16,15 @@ from openapi_spec_validator import validate
 
 from jupyter_assistant.handlers import NotFoundHandler, routes
 
-from .helpers import api, create_session, json_of, parse_sse, post_message, run_turn
+from .helpers import (
+    api,
+    create_session,
+    eventually,
+    json_of,
+    parse_sse,
+    post_message,
+    run_turn,
+)
 
 SPEC_FILE = Path(__file__).parent.parent / "docs" / "rest-api.yml"
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_FILE.read_text())
@@ -94,6 +102,23 @@ async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
     check(await api(jp_fetch, "sessions", sid, "events"), "/sessions/{session_id}/events", "get")
     check(await api(jp_fetch, "providers", params={"refresh": "x"}), "/providers", "get")
     await run_turn(jp_fetch, sid, "scenario:crash")
+    # A tool approval: the question shows in the saved partial reply, then is answered.
+    await post_message(jp_fetch, sid, "scenario:permission")
+    waiting: list[Any] = []
+
+    async def asked() -> bool:
+        reply = json_of(await api(jp_fetch, "sessions", sid))["messages"][-1]
+        waiting[:] = reply.get("permissions") or [] if reply["role"] == "assistant" else []
+        return bool(waiting)
+
+    await eventually(asked, message="the question was never saved")
+    check(await api(jp_fetch, "sessions", sid), "/sessions/{session_id}", "get")
+    answered = await api(
+        jp_fetch, "sessions", sid, "permissions", waiting[0]["request_id"], method="POST",
+        body={"decision": "allow", "scope": "session"},
+    )  # fmt: skip
+    check(answered, "/sessions/{session_id}/permissions/{request_id}", "post")
+    check(await api(jp_fetch, "sessions", sid, "events"), "/sessions/{session_id}/events", "get")
     check(await api(jp_fetch, "sessions"), "/sessions", "get")
     check(await api(jp_fetch, "sessions", params={"path": "analysis/q3.ipynb"}), "/sessions", "get")
     check(await api(jp_fetch, "sessions", sid), "/sessions/{session_id}", "get")

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from traitlets import Enum, List, Unicode, Union
 
 from .._version import __version__
+from ..permissions import inside
 from .base import (
     Event,
     LaunchSpec,
@@ -83,14 +84,6 @@ POLICY_HINT = (
 )
 
 
-def _inside(path: str, root: str) -> bool:
-    """Whether ``path`` (relative paths count from ``root``) stays inside ``root``, symlinks
-    resolved."""
-    target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
-    base = os.path.realpath(root)
-    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
-
-
 def tool_paths(tool_call: dict[str, Any]) -> list[str]:
     """Every file path a tool call names: its locations, its diffs and its raw input."""
     paths: list[str] = []
@@ -121,7 +114,7 @@ def decide(policy: str, tool_call: dict[str, Any], working_dir: str) -> tuple[st
     elif not paths:
         verdict, why = "reject", f"the '{kind}' call names no file, so it cannot be confined"
     else:
-        outside = [p for p in paths if not _inside(p, working_dir)]
+        outside = [p for p in paths if not inside(p, working_dir)]
         if outside:
             verdict, why = "reject", f"{outside[0]} is outside the notebook's folder"
         else:
@@ -538,6 +531,8 @@ class AcpClient:
                     "tool_name": name,
                     "input": _tool_input(call),
                     "summary": f"{summary} ({why})",
+                    # Every path the call names, for the engine's approval policy.
+                    "paths": tool_paths(call),
                 }
             )
             return events

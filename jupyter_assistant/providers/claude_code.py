@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from traitlets import Enum, List, Unicode, Union
+from traitlets import Bool, Enum, List, Unicode, Union
 
 from .base import (
     Event,
@@ -38,6 +38,9 @@ NO_CONVERSATION = "No conversation found with session ID"
 CONTEXT_HEADING = "Context sent with this request from the user's notebook:\n\n"
 MAX_ARGUMENT_BYTES = 100_000
 MAX_TOOL_RESULT_CHARS = 100_000
+CONTROL_TYPES = frozenset({"control_request", "control_response", "control_cancel_request"})
+# Tools the interactive CLI offers that need a user interface this client does not have.
+INTERACTIVE_DISALLOWED = ("AskUserQuestion",)
 
 
 def _tool_result_text(content: Any) -> str:
@@ -143,7 +146,17 @@ class ClaudeStreamParser:
             return self._user(obj)
         if kind == "result":
             return self._result(obj)
+        if kind in CONTROL_TYPES:
+            return self._control(obj)
         return []
+
+    def _control(self, obj: dict[str, Any]) -> list[Event]:
+        """Control protocol messages; only the interactive mode has any (claude_control.py)."""
+        return []
+
+    def _reported(self, denial: dict[str, Any]) -> bool:
+        """Whether a denial in the result was already reported as it happened."""
+        return False
 
     def _stream_event(self, event: dict[str, Any]) -> list[Event]:
         etype = event.get("type")
@@ -239,7 +252,7 @@ class ClaudeStreamParser:
             }
         )
         for denial in obj.get("permission_denials") or []:
-            if isinstance(denial, dict):
+            if isinstance(denial, dict) and not self._reported(denial):
                 events.append(
                     {
                         "type": "permission_denied",
@@ -328,12 +341,27 @@ class ClaudeCodeProvider(Provider):
         None, allow_none=True, help="Model name or alias passed as --model (default: the CLI's)."
     ).tag(config=True)
 
+    interactive = Bool(
+        True,
+        help=(
+            "Run the CLI with --input-format stream-json --permission-prompt-tool stdio, so "
+            "that a tool call it would ask about is decided by the approval policy "
+            "(c.AssistantExtension.permission_*) or asked to the user, and Stop first asks it "
+            "to interrupt itself. False: print mode (-p with the prompt on stdin), where such "
+            "calls are refused."
+        ),
+    ).tag(config=True)
+
     permission_mode = Enum(
         ["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"],
-        default_value="acceptEdits",
+        default_value=None,
+        allow_none=True,
         help=(
-            "--permission-mode. acceptEdits lets the agent edit files inside the notebook's "
-            "folder; shell commands need allowed_tools. bypassPermissions allows everything."
+            "--permission-mode. Default: 'default' in interactive mode (file edits and shell "
+            "commands are asked about), 'acceptEdits' in print mode (edits inside the "
+            "notebook's folder run; shell commands need allowed_tools). acceptEdits in "
+            "interactive mode lets edits inside the folder run without asking. "
+            "bypassPermissions allows everything."
         ),
     ).tag(config=True)
 
@@ -391,7 +419,9 @@ class ClaudeCodeProvider(Provider):
         argv += ["-p", "--output-format", "stream-json", "--verbose"]
         if self.include_partial_messages:
             argv.append("--include-partial-messages")
-        argv += ["--permission-mode", self.permission_mode]
+        if self.interactive:
+            argv += ["--input-format", "stream-json", "--permission-prompt-tool", "stdio"]
+        argv += ["--permission-mode", self.effective_permission_mode()]
         if request.provider_session_id:
             argv.append(f"--resume={request.provider_session_id}")
         model = request.model or self.model
@@ -399,8 +429,24 @@ class ClaudeCodeProvider(Provider):
             argv += ["--model", model]
         if self.allowed_tools:
             argv += ["--allowedTools", *self.allowed_tools]
-        if self.disallowed_tools:
-            argv += ["--disallowedTools", *self.disallowed_tools]
+        disallowed = [*INTERACTIVE_DISALLOWED] if self.interactive else []
+        disallowed += [t for t in self.disallowed_tools if t not in disallowed]
+        if disallowed:
+            argv += ["--disallowedTools", *disallowed]
+        system, prompt = self.system_and_prompt(request)
+        argv += ["--append-system-prompt", system]
+        argv += list(self.extra_args)
+        # Interactive: the parser sends the prompt as a stream-json message (start()).
+        stdin = None if self.interactive else prompt.encode()
+        return LaunchSpec(argv=argv, env=env, stdin=stdin, cwd=request.working_dir)
+
+    def effective_permission_mode(self) -> str:
+        if self.permission_mode is not None:
+            return str(self.permission_mode)
+        return "default" if self.interactive else "acceptEdits"
+
+    def system_and_prompt(self, request: TurnRequest) -> tuple[str, str]:
+        """The appended system prompt (an argument) and the prompt (sent on stdin)."""
         system = self.system_prompt(request)
         prompt = request.prompt
         if len(system.encode()) > MAX_ARGUMENT_BYTES and request.context:
@@ -408,11 +454,13 @@ class ClaudeCodeProvider(Provider):
             # prompt on stdin instead.
             system = self.system_prompt(request, with_context=False)
             prompt = f"{CONTEXT_HEADING}{_render_context(request.context)}\n\n---\n\n{prompt}"
-        argv += ["--append-system-prompt", system]
-        argv += list(self.extra_args)
-        return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
+        return system, prompt
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
+        if self.interactive:
+            from .claude_control import ClaudeControlParser
+
+            return ClaudeControlParser(self.system_and_prompt(request)[1], request.working_dir)
         return ClaudeStreamParser()
 
     def credentials_state(self, env: dict[str, str]) -> str:

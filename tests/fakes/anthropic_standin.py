@@ -23,6 +23,8 @@ Behaviour is scripted by the last user message of a main-agent request (see ``Sc
   back: ``The working directory is: <result>``;
 * ``RUN_TOUCH``: Bash ``touch standin_was_here.txt`` (denied under default permissions in -p mode);
   ``RUN_BASH: <command>``: that command (e.g. ``sleep 30`` to test cancelling a real tool run);
+* ``RUN_WRITE: <file> <content>``: a ``Write`` of that file (relative names count from the CLI's
+  working directory, read from its system prompt) with the rest of the line as content;
 * ``THINK`` in the text: a thinking block before the text;
 * ``API_ERROR`` (``API_ERROR:<status>``): an HTTP error with the real error body shape.
 Side-channel requests (no tools, e.g. title or topic generation) get a short plain answer.
@@ -48,6 +50,8 @@ PWD_TRIGGER = "RUN_PWD"  # Bash `pwd`: read-only, so the CLI runs it without ask
 TOUCH_TRIGGER = "RUN_TOUCH"  # Bash `touch`: writes, so default permissions deny it in -p mode
 TOUCH_FILE = "standin_was_here.txt"
 BASH_TRIGGER = "RUN_BASH:"  # the rest of the line is the command (e.g. `sleep 30` for cancel tests)
+WRITE_TRIGGER = "RUN_WRITE:"  # `RUN_WRITE: notes.txt some text`: the Write tool, asked for
+WORKDIR_LINE = "Primary working directory: "  # how the CLI's system prompt names its cwd
 THINK_TRIGGER = "THINK"
 ERROR_TRIGGER = "API_ERROR"  # `API_ERROR` -> HTTP 400; `API_ERROR:529` -> that status
 ERROR_TYPES = {
@@ -174,6 +178,23 @@ class Script:
         return None
 
     @staticmethod
+    def write_for(text: str, body: JSON) -> JSON | None:
+        """The Write tool input a user text asks for (WRITE_TRIGGER), if any."""
+        if WRITE_TRIGGER not in text:
+            return None
+        line = text.split(WRITE_TRIGGER, 1)[1].splitlines()[0].strip()
+        name, _, content = line.partition(" ")
+        if not name:
+            return None
+        if not name.startswith("/"):
+            system = json.dumps(body.get("system") or "")
+            start = system.find(WORKDIR_LINE)
+            if start >= 0:
+                cwd = system[start + len(WORKDIR_LINE) :].split("\\n", 1)[0]
+                name = f"{cwd.rstrip('/')}/{name}"
+        return {"file_path": name, "content": content + "\n"}
+
+    @staticmethod
     def tool_command(messages: list[JSON], tool_use_id: Any) -> str | None:
         """The Bash command of the earlier tool_use a tool_result answers."""
         for message in reversed(messages):
@@ -209,6 +230,11 @@ class Script:
                 text = f"The command output is: {out}"
             return [{"type": "text", "text": text}], "end_turn"
         text = _user_text(last)
+        write = Script.write_for(text, body)
+        if write:
+            tool = {"type": "tool_use", "id": _new_id("toolu"), "name": "Write", "input": write}
+            intro = {"type": "text", "text": f"I will write {write['file_path']}."}
+            return [intro, tool], "tool_use"
         command = Script.command_for(text)
         if command:
             tool = {

@@ -1,0 +1,171 @@
+"""The tool approval policy: which tool calls run, which are refused, which the user decides.
+
+Provider-neutral: a provider's parser turns the agent's question ("may I use Write on
+notes.txt?") into a ``permission_request`` event, and the turn runner asks ``PermissionPolicy``
+before any user sees it. In order:
+
+1. a tool named by ``denied_tools`` is refused;
+2. a call that names a path outside the notebook's folder (symlinks resolved) and outside the
+   administrator's ``extra_dirs`` is refused;
+3. an answer the user gave "for this session" to the same tool and subject decides;
+4. a tool named by ``allowed_tools`` (default: the read-only ones) runs;
+5. anything else is asked.
+
+A rule is a tool name (``Write``, shell-style wildcards allowed: ``mcp__*``) or a tool name with
+a pattern for the call's subject: ``Bash(git status)``, ``Bash(pytest*)``, or Claude Code's
+prefix form ``Bash(npm run:*)``. The subject is the command of a shell call, the resolved path
+of a file call, the URL of a fetch, else the call's input as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+Decision = Literal["allow", "deny", "ask"]
+
+# Tools that only read (Claude Code's names); they still may not read outside the folder.
+READ_ONLY_TOOLS = (
+    "Read",
+    "Glob",
+    "Grep",
+    "LS",
+    "NotebookRead",
+    "TodoWrite",
+    "TaskCreate",
+    "TaskGet",
+    "TaskList",
+    "TaskUpdate",
+    "TaskOutput",
+)
+# Input keys that name the file or folder a call works on (Claude Code and ACP agents).
+PATH_KEYS = (
+    "file_path",
+    "path",
+    "notebook_path",
+    "filePath",
+    "dir_path",
+    "absolute_path",
+    "source",
+    "destination",
+    "old_path",
+    "new_path",
+)
+SETTINGS_HINT = "c.AssistantExtension.permission_extra_dirs"
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` (relative paths count from ``root``) stays inside ``root``, with
+    symlinks resolved on both sides."""
+    target = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
+    base = os.path.realpath(root)
+    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def call_paths(tool_input: Any) -> list[str]:
+    """The paths a tool call's input names (absolute glob patterns count as paths)."""
+    if not isinstance(tool_input, dict):
+        return []
+    paths = [str(tool_input[key]) for key in PATH_KEYS if isinstance(tool_input.get(key), str)]
+    pattern = tool_input.get("pattern")
+    if isinstance(pattern, str) and pattern.startswith(("/", "~")):
+        paths.append(pattern.split("*", 1)[0] or "/")
+    return [p for p in paths if p]
+
+
+def subject(tool_input: Any, working_dir: str) -> str:
+    """What a call acts on, for rules and for "this session" answers."""
+    if isinstance(tool_input, dict):
+        command = tool_input.get("command")
+        if isinstance(command, str):
+            return command
+        for key in PATH_KEYS:
+            value = tool_input.get(key)
+            if isinstance(value, str) and value:
+                return os.path.realpath(os.path.join(working_dir, os.path.expanduser(value)))
+        url = tool_input.get("url")
+        if isinstance(url, str):
+            return url
+    return json.dumps(tool_input, sort_keys=True, default=str)
+
+
+def rule_matches(rule: str, tool_name: str, call_subject: str) -> bool:
+    name, has_pattern, rest = rule.partition("(")
+    if not fnmatchcase(tool_name, name.strip()):
+        return False
+    if not has_pattern:
+        return True
+    pattern = rest[:-1] if rest.endswith(")") else rest
+    if pattern.endswith(":*"):  # Claude Code's prefix rule: `npm run:*`
+        prefix = pattern[:-2]
+        return call_subject == prefix or call_subject.startswith(prefix + " ")
+    return fnmatchcase(call_subject, pattern)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionAnswer:
+    """An answer the user gave "for this session"."""
+
+    tool_name: str
+    pattern: str
+    allow: bool
+    message: str | None = None
+
+
+@dataclass
+class PermissionPolicy:
+    working_dir: str
+    allowed_tools: Sequence[str] = READ_ONLY_TOOLS
+    denied_tools: Sequence[str] = ()
+    extra_dirs: Sequence[str] = ()
+    answers: list[SessionAnswer] = field(default_factory=list)
+
+    def decide(self, tool_name: str, tool_input: Any, paths: Iterable[str] = ()) -> Verdict:
+        what = subject(tool_input, self.working_dir)
+        for rule in self.denied_tools:
+            if rule_matches(rule, tool_name, what):
+                return Verdict("deny", f"the administrator denies {rule} (permission_denied_tools)")
+        for path in [*call_paths(tool_input), *paths]:
+            if not self.allowed_path(path):
+                return Verdict(
+                    "deny",
+                    f"{path} is outside the notebook's folder ({self.working_dir}); an "
+                    f"administrator can allow more folders with {SETTINGS_HINT}",
+                )
+        for answer in reversed(self.answers):
+            if answer.tool_name == tool_name and answer.pattern == what:
+                verb = "allowed" if answer.allow else "denied"
+                return Verdict(
+                    "allow" if answer.allow else "deny",
+                    f"you {verb} this for the rest of the session"
+                    + (f": {answer.message}" if answer.message else ""),
+                )
+        for rule in self.allowed_tools:
+            if rule_matches(rule, tool_name, what):
+                return Verdict("allow", f"{rule} is always allowed (permission_allowed_tools)")
+        return Verdict("ask", "not decided by the policy")
+
+    def allowed_path(self, path: str) -> bool:
+        # Relative paths count from the notebook's folder, whichever root they end up in.
+        absolute = os.path.join(self.working_dir, os.path.expanduser(path))
+        return any(inside(absolute, root) for root in (self.working_dir, *self.extra_dirs) if root)
+
+    def remember(
+        self, tool_name: str, tool_input: Any, allow: bool, message: str | None = None
+    ) -> SessionAnswer:
+        """Keep a "for this session" answer; returns it, for the caller to store."""
+        answer = SessionAnswer(
+            tool_name, subject(tool_input, self.working_dir), allow, message or None
+        )
+        self.answers.append(answer)
+        return answer
