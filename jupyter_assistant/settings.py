@@ -165,6 +165,22 @@ class EngineSettings(Configurable):
         "secrets such as JUPYTER_TOKEN are removed).",
     ).tag(config=True)
 
+    # Retention (see retention.py): applied by the server at start-up.
+    max_session_age_days = Float(
+        None,
+        allow_none=True,
+        help="Conversations unchanged for more than this many days are deleted when the server "
+        "starts; one with a running turn never is. None: keep every conversation "
+        "(`jupyter assistant sessions prune --older-than 30d` prunes by hand).",
+    ).tag(config=True)
+
+    @validate("max_session_age_days")
+    def _positive_age(self, proposal: Any) -> float | None:
+        value = proposal["value"]
+        if value is not None and value <= 0:
+            raise ValueError("max_session_age_days must be > 0, or None to keep everything")
+        return None if value is None else float(value)
+
     @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
     def _positive_seconds(self, proposal: Any) -> float:
         value = float(proposal["value"])
