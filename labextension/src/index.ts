@@ -4,13 +4,14 @@
  */
 
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { AssistantClient } from './api';
+import { downloadMarkdown, ExportFormat, saveNotebookBeside } from './exporter';
 import { assistantIcon } from './icon';
 import { AssistantModel } from './model';
 import { cellContext, insertCodeBelow } from './notebook';
@@ -23,6 +24,8 @@ namespace CommandIDs {
   export const open = 'jupyter-assistant:open';
   export const newConversation = 'jupyter-assistant:new-conversation';
   export const stop = 'jupyter-assistant:stop';
+  export const exportMarkdown = 'jupyter-assistant:export-markdown';
+  export const exportNotebook = 'jupyter-assistant:export-notebook';
 }
 
 const DEFAULTS: IPanelSettings & { pollSeconds: number } = {
@@ -50,6 +53,34 @@ const plugin: JupyterFrontEndPlugin<void> = {
       makeRequest: ServerConnection.makeRequest
     });
     const model = new AssistantModel({ client, pollSeconds: DEFAULTS.pollSeconds });
+
+    // Export from the stored session: as a Markdown download, or as a notebook saved beside
+    // the followed one (with its kernelspec) and opened.
+    const exportConversation = async (format: ExportFormat): Promise<void> => {
+      const notebookPath = model.notebookPath;
+      const session = await model.loadForExport();
+      if (!session || notebookPath === null) {
+        return;
+      }
+      try {
+        if (format === 'markdown') {
+          downloadMarkdown(session, notebookPath);
+          return;
+        }
+        const panel = tracker.find(p => p.context.path === notebookPath);
+        const metadata = panel?.context.model?.metadata ?? {};
+        const path = await saveNotebookBeside(app.serviceManager.contents, session, notebookPath, {
+          kernelspec: metadata.kernelspec,
+          language_info: metadata.language_info
+        });
+        await app.commands.execute('docmanager:open', { path });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        model.reportError(`Could not export the conversation: ${message}`);
+        void showErrorMessage('Export failed', message);
+      }
+    };
+
     const sidebar = new AssistantSidebar({
       model,
       rendermime,
@@ -58,6 +89,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           insertCodeBelow(tracker.currentWidget, code);
         }
       },
+      exporter: { exportConversation },
       cellContext: () => cellContext(tracker.currentWidget),
       settings: { ...DEFAULTS }
     });
@@ -121,6 +153,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       isEnabled: () => model.busy,
       execute: () => model.cancel()
     });
+    const canExport = (): boolean => model.session !== null && model.session.messages.length > 0;
+    app.commands.addCommand(CommandIDs.exportMarkdown, {
+      label: 'Assistant: Export Conversation as Markdown',
+      isEnabled: canExport,
+      execute: () => exportConversation('markdown')
+    });
+    app.commands.addCommand(CommandIDs.exportNotebook, {
+      label: 'Assistant: Export Conversation as a New Notebook',
+      isEnabled: canExport,
+      execute: () => exportConversation('notebook')
+    });
     let wasBusy = false;
     model.changed.connect(() => {
       if (model.busy !== wasBusy) {
@@ -128,7 +171,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.commands.notifyCommandChanged(CommandIDs.stop);
       }
     });
-    for (const command of [CommandIDs.open, CommandIDs.newConversation, CommandIDs.stop]) {
+    for (const command of [
+      CommandIDs.open,
+      CommandIDs.newConversation,
+      CommandIDs.stop,
+      CommandIDs.exportMarkdown,
+      CommandIDs.exportNotebook
+    ]) {
       palette?.addItem({ command, category: 'Assistant' });
     }
   }

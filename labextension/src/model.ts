@@ -11,6 +11,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { ApiError, AssistantClient } from './api';
+import { isUsable } from './providers';
 import {
   applyEvent,
   displayMessages,
@@ -126,10 +127,24 @@ export class AssistantModel {
    */
   get setupProblem(): string | null {
     const provider = this.provider;
-    if (provider && !provider.available) {
+    if (provider && !isUsable(provider)) {
       return provider.problem || `${provider.display_name} is not available.`;
     }
     return this._setupError?.message ?? null;
+  }
+
+  /**
+   * The provider this panel would use is known not to work (not installed, or not logged in):
+   * the view shows the onboarding card instead of the message box until a check says it does.
+   */
+  get needsSetup(): boolean {
+    const provider = this.provider;
+    return provider !== null && !isUsable(provider);
+  }
+
+  /** A `GET providers` is under way (the onboarding card's "Check again"). */
+  get checkingProviders(): boolean {
+    return this._checkingProviders;
   }
 
   // -- what the view calls ---------------------------------------------------------------------
@@ -160,6 +175,8 @@ export class AssistantModel {
   }
 
   async loadProviders(refresh = false): Promise<void> {
+    this._checkingProviders = true;
+    this._emit();
     try {
       this._providers = await this._client.providers(refresh);
       if (refresh) {
@@ -167,7 +184,35 @@ export class AssistantModel {
       }
     } catch (err) {
       this._error = `Could not ask the server about providers: ${describe(err)}`;
+    } finally {
+      this._checkingProviders = false;
     }
+    this._emit();
+  }
+
+  /**
+   * The shown conversation as stored now, for an export (what is shown may lag behind a turn
+   * run elsewhere). Null, with the error shown, if there is none or it cannot be read.
+   */
+  async loadForExport(): Promise<ISession | null> {
+    const shown = this._session;
+    if (!shown) {
+      this._error = 'There is no conversation to export yet.';
+      this._emit();
+      return null;
+    }
+    try {
+      return await this._client.getSession(shown.id);
+    } catch (err) {
+      this._error = `Could not export the conversation: ${describe(err)}`;
+      this._emit();
+      return null;
+    }
+  }
+
+  /** Show an error from an action the view carried out (e.g. saving an export). */
+  reportError(message: string): void {
+    this._error = message;
     this._emit();
   }
 
@@ -623,6 +668,7 @@ export class AssistantModel {
   private _connectionError: string | null = null;
   private _setupError: ITurnError | null = null;
   private _providers: IProvidersResponse | null = null;
+  private _checkingProviders = false;
   private _polling = false;
   private _refreshSeq = 0;
   private _appliedSeq = 0;

@@ -9,10 +9,12 @@ import type { Message } from '@lumino/messaging';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
+import type { ExportFormat } from './exporter';
 import { baseName, conversationLabel, formatUsage } from './format';
 import type { ICodeActions } from './markdown';
 import { MessageView } from './message';
 import type { AssistantModel } from './model';
+import { OnboardingCard } from './onboarding';
 import type { MessageContext } from './types';
 
 /** The user's preferences (schema/plugin.json). */
@@ -21,10 +23,16 @@ export interface IPanelSettings {
   enterToSend: boolean;
 }
 
+/** "Export conversation": carried out by the plugin (it has the contents API and commands). */
+export interface IExportActions {
+  exportConversation(format: ExportFormat): Promise<void>;
+}
+
 export interface IPanelOptions {
   model: AssistantModel;
   rendermime: IRenderMimeRegistry;
   actions: ICodeActions;
+  exporter: IExportActions;
   /** The active cell or selection of the followed notebook, when the toggle is on. */
   cellContext: () => MessageContext | null;
   settings: IPanelSettings;
@@ -143,7 +151,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
   if (model.notebookPath === null) {
     return (
       <div className="jp-Assistant-body" onKeyDown={onPanelKeyDown}>
-        <Header model={model} />
+        <Header model={model} exporter={props.exporter} />
         <div className="jp-Assistant-placeholder">
           Open a notebook to talk with the assistant about it. The assistant works in the
           notebook&apos;s folder and remembers each notebook&apos;s conversations.
@@ -157,8 +165,8 @@ function AssistantView(props: IPanelOptions): JSX.Element {
     : 'Ctrl+Enter to send';
   return (
     <div className="jp-Assistant-body" onKeyDown={onPanelKeyDown}>
-      <Header model={model} />
-      <SetupBanner model={model} />
+      <Header model={model} exporter={props.exporter} />
+      {!model.needsSetup && <SetupBanner model={model} />}
       <div
         className="jp-Assistant-log"
         role="log"
@@ -190,62 +198,69 @@ function AssistantView(props: IPanelOptions): JSX.Element {
           {model.error}
         </div>
       )}
-      <form
-        className="jp-Assistant-composer"
-        onSubmit={event => {
-          event.preventDefault();
-          void send();
-        }}
-      >
-        <textarea
-          className="jp-Assistant-input"
-          aria-label="Message to the assistant"
-          placeholder={`Ask the assistant (${sendHint})`}
-          rows={3}
-          value={draft}
-          onChange={event => setDraft(event.target.value)}
-          onKeyDown={onKeyDown}
-        />
-        <div className="jp-Assistant-composerRow">
-          <label className="jp-Assistant-contextToggle">
-            <input
-              type="checkbox"
-              checked={includeContext}
-              onChange={event => setIncludeContext(event.target.checked)}
+      {/* Stop stays reachable while a turn (started elsewhere) runs. */}
+      {model.needsSetup && !model.busy ? (
+        <OnboardingCard model={model} />
+      ) : (
+        <>
+          <form
+            className="jp-Assistant-composer"
+            onSubmit={event => {
+              event.preventDefault();
+              void send();
+            }}
+          >
+            <textarea
+              className="jp-Assistant-input"
+              aria-label="Message to the assistant"
+              placeholder={`Ask the assistant (${sendHint})`}
+              rows={3}
+              value={draft}
+              onChange={event => setDraft(event.target.value)}
+              onKeyDown={onKeyDown}
             />
-            Include active cell or selection
-          </label>
-          {model.busy ? (
-            <button
-              type="button"
-              className="jp-Assistant-stop jp-mod-styled jp-mod-warn"
-              aria-label="Stop the assistant (Escape)"
-              title="Stop (Esc)"
-              disabled={model.cancelling}
-              onClick={() => void model.cancel()}
-            >
-              {model.cancelling ? 'Stopping…' : 'Stop'}
-            </button>
-          ) : (
-            <button
-              type="submit"
-              className="jp-Assistant-send jp-mod-styled jp-mod-accept"
-              aria-label="Send message"
-              disabled={!draft.trim()}
-            >
-              Send
-            </button>
-          )}
-        </div>
-      </form>
-      <div className="jp-Assistant-usage" aria-label="Tokens and cost of this conversation">
-        {formatUsage(model.usage)}
-      </div>
+            <div className="jp-Assistant-composerRow">
+              <label className="jp-Assistant-contextToggle">
+                <input
+                  type="checkbox"
+                  checked={includeContext}
+                  onChange={event => setIncludeContext(event.target.checked)}
+                />
+                Include active cell or selection
+              </label>
+              {model.busy ? (
+                <button
+                  type="button"
+                  className="jp-Assistant-stop jp-mod-styled jp-mod-warn"
+                  aria-label="Stop the assistant (Escape)"
+                  title="Stop (Esc)"
+                  disabled={model.cancelling}
+                  onClick={() => void model.cancel()}
+                >
+                  {model.cancelling ? 'Stopping…' : 'Stop'}
+                </button>
+              ) : (
+                <button
+                  type="submit"
+                  className="jp-Assistant-send jp-mod-styled jp-mod-accept"
+                  aria-label="Send message"
+                  disabled={!draft.trim()}
+                >
+                  Send
+                </button>
+              )}
+            </div>
+          </form>
+          <div className="jp-Assistant-usage" aria-label="Tokens and cost of this conversation">
+            {formatUsage(model.usage)}
+          </div>
+        </>
+      )}
     </div>
   );
 }
 
-function Header(props: { model: AssistantModel }): JSX.Element {
+function Header(props: { model: AssistantModel; exporter: IExportActions }): JSX.Element {
   const { model } = props;
   const path = model.notebookPath;
   const current = model.session?.id ?? '';
@@ -288,6 +303,73 @@ function Header(props: { model: AssistantModel }): JSX.Element {
           >
             New
           </button>
+          <ExportMenu model={model} exporter={props.exporter} />
+        </div>
+      )}
+    </div>
+  );
+}
+
+const EXPORT_CHOICES: { format: ExportFormat; label: string }[] = [
+  { format: 'markdown', label: 'Download as Markdown' },
+  { format: 'notebook', label: 'Open as a new notebook' }
+];
+
+/** "Export conversation": a button that opens a two-item menu. */
+function ExportMenu(props: { model: AssistantModel; exporter: IExportActions }): JSX.Element {
+  const { model, exporter } = props;
+  const [open, setOpen] = React.useState(false);
+  const [working, setWorking] = React.useState(false);
+  const empty = !model.session || model.session.messages.length === 0;
+  const choose = async (format: ExportFormat): Promise<void> => {
+    setOpen(false);
+    setWorking(true);
+    try {
+      await exporter.exportConversation(format);
+    } finally {
+      setWorking(false);
+    }
+  };
+  return (
+    <div
+      className="jp-Assistant-export"
+      onKeyDown={event => {
+        if (event.key === 'Escape' && open) {
+          event.stopPropagation();
+          setOpen(false);
+        }
+      }}
+      onBlur={event => {
+        if (!event.currentTarget.contains(event.relatedTarget as Node | null)) {
+          setOpen(false);
+        }
+      }}
+    >
+      <button
+        type="button"
+        className="jp-Assistant-exportButton jp-mod-styled"
+        aria-label="Export conversation"
+        aria-haspopup="menu"
+        aria-expanded={open}
+        title={empty ? 'Nothing to export yet' : 'Export this conversation'}
+        disabled={empty || working}
+        onClick={() => setOpen(!open)}
+      >
+        {working ? 'Exporting…' : 'Export'}
+      </button>
+      {open && (
+        <div className="jp-Assistant-exportMenu" role="menu" aria-label="Export conversation">
+          {EXPORT_CHOICES.map(choice => (
+            <button
+              key={choice.format}
+              type="button"
+              role="menuitem"
+              className="jp-Assistant-exportItem"
+              onClick={() => void choose(choice.format)}
+            >
+              {choice.label}
+            </button>
+          ))}
         </div>
       )}
     </div>

@@ -398,4 +398,78 @@ describe('AssistantModel', () => {
     await until(() => model.phase === 'idle');
     expect(model.setupProblem).toBe('Not logged in: run claude /login');
   });
+
+  it('asks for set-up while the provider in use cannot run, until a check says it can', async () => {
+    expect(model.needsSetup).toBe(false); // nothing known yet: the message box shows
+    server.providers.providers[0] = {
+      ...server.providers.providers[0],
+      available: false,
+      problem: 'Claude Code CLI not found'
+    };
+    await model.loadProviders();
+    expect(model.needsSetup).toBe(true);
+    expect(server.requestsTo('GET', 'providers')[0].query.get('refresh')).toBeNull();
+
+    // "Check again": a fresh check, shown while it runs; still missing.
+    const checking = model.loadProviders(true);
+    expect(model.checkingProviders).toBe(true);
+    await checking;
+    expect(model.checkingProviders).toBe(false);
+    expect(server.requestsTo('GET', 'providers')[1].query.get('refresh')).toBe('1');
+    expect(model.needsSetup).toBe(true);
+
+    // Installed, but known not to be logged in: still set-up.
+    server.providers.providers[0] = {
+      ...server.providers.providers[0],
+      available: true,
+      problem: 'Codex is not logged in',
+      credentials: 'missing'
+    };
+    await model.loadProviders(true);
+    expect(model.needsSetup).toBe(true);
+    expect(model.setupProblem).toBe('Codex is not logged in');
+
+    server.providers.providers[0] = {
+      ...server.providers.providers[0],
+      problem: null,
+      credentials: 'present'
+    };
+    await model.loadProviders(true);
+    expect(model.needsSetup).toBe(false);
+    expect(model.setupProblem).toBeNull();
+  });
+
+  it("judges the shown conversation's provider, not only the default", async () => {
+    server.providers.providers.push({
+      name: 'codex',
+      display_name: 'Codex',
+      available: true,
+      version: '0.1',
+      problem: 'Codex is not logged in',
+      credentials: 'missing'
+    });
+    server.addSession(NB, { provider: 'codex' });
+    await model.loadProviders();
+    expect(model.needsSetup).toBe(false); // the default (claude) works
+    await model.setNotebook(NB);
+    expect(model.provider?.name).toBe('codex');
+    expect(model.needsSetup).toBe(true);
+  });
+
+  it('exports the conversation as stored now, and says when there is none', async () => {
+    expect(await model.loadForExport()).toBeNull();
+    expect(model.error).toBe('There is no conversation to export yet.');
+    const stored = server.addSession(NB, {
+      messages: [message('user', 'q', 't1'), message('assistant', 'a', 't1')]
+    });
+    await model.setNotebook(NB);
+    // another process adds a turn after the panel loaded the conversation
+    server.update(stored.id, s => s.messages.push(message('user', 'later', 't2')));
+    const exported = await model.loadForExport();
+    expect(exported?.messages.map(m => m.content)).toEqual(['q', 'a', 'later']);
+
+    server.sessions.delete(stored.id);
+    expect(await model.loadForExport()).toBeNull();
+    expect(model.error).toContain('Could not export the conversation');
+  });
 });
