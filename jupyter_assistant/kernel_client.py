@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from jupyter_core.paths import jupyter_config_path, jupyter_runtime_dir
 from traitlets.config import Config
@@ -48,6 +48,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PermissionAnswer:
+    decision: Literal["allow", "deny"]
+    scope: Literal["once", "session"] = "once"
+    message: str | None = None
+
+
+# Answers a permission_request event, or None when no answer could be had.
+Decider = Callable[[Mapping[str, Any]], "PermissionAnswer | None"]
 
 # Config files the server reads (traitlets' rule: every config dir, lowest priority first).
 SERVER_CONFIG_FILES = ("jupyter_config", "jupyter_server_config")
@@ -314,13 +325,34 @@ class ToolLine:
 
 
 @dataclass
+class AskLine:
+    """A tool approval question of the turn, and how it was answered."""
+
+    request_id: str
+    name: str
+    detail: str
+    summary: str
+    outcome: str = ""  # empty while it waits
+
+
+ANSWERED = {
+    ("allow", "once"): "allowed once",
+    ("allow", "session"): "allowed for this session",
+    ("deny", "once"): "denied",
+    ("deny", "session"): "denied for this session",
+}
+SUMMARY_LINES = 40  # of a question's diff or command, in the cell
+
+
+@dataclass
 class TurnView:
     """A turn's events folded into what the cell shows: text and tool lines in order, then a
     footer. Also the source of ``--output`` (the reply text) and ``--code``."""
 
     provider: str = ""
-    parts: list[list[str] | ToolLine | str] = field(default_factory=list)
+    parts: list[list[str] | ToolLine | AskLine | str] = field(default_factory=list)
     tools: dict[str, ToolLine] = field(default_factory=dict)
+    asks: dict[str, AskLine] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
     terminal: dict[str, Any] | None = None
     after: int = 0  # sequence number of the last event folded
@@ -345,6 +377,26 @@ class TurnView:
                 known.failed = bool(event.get("is_error"))
         elif etype in ("notice", "permission_denied"):
             self.parts.append(str(event.get("message", "")))
+        elif etype == "permission_request":
+            name = str(event.get("tool_name", ""))
+            ask = AskLine(
+                str(event.get("request_id", "")),
+                name,
+                tool_detail(event.get("input")),
+                str(event.get("summary", "")),
+            )
+            self.asks[ask.request_id] = ask
+            self.parts.append(ask)
+        elif etype == "permission_answered":
+            known_ask = self.asks.get(str(event.get("request_id", "")))
+            if known_ask is not None:
+                key = (str(event.get("decision")), str(event.get("scope")))
+                outcome = ANSWERED.get(key, str(event.get("decision")))
+                if event.get("by") == "timeout":
+                    outcome = "denied: nobody answered in time"
+                elif event.get("message"):
+                    outcome += f": {event['message']}"
+                known_ask.outcome = outcome
         elif etype == "usage":
             self.usage = dict(event)
         elif etype in ("done", "error", "cancelled"):
@@ -388,6 +440,16 @@ class TurnView:
                 code = part.detail.replace("`", "'")
                 detail = f" `{code}`" if code else ""
                 chunks.append(f"\n\n> **{part.name}**{detail}{state}\n\n")
+            elif isinstance(part, AskLine):
+                code = part.detail.replace("`", "'")
+                state = part.outcome or "waiting for your answer"
+                # A tilde fence: the summary may hold backticks (code the agent writes).
+                fence = "~~~~diff" if part.summary.startswith("--- ") else "~~~~"
+                body = _clip_lines(part.summary)
+                chunks.append(
+                    f"\n\n> ❓ **{part.name}** `{code}` — {state}\n\n"
+                    + (f"{fence}\n{body}\n~~~~\n\n" if body and not part.outcome else "")
+                )
             else:
                 chunks.append(f"\n\n> ⚠ {part}\n\n")
         body = "".join(chunks).strip()
@@ -402,6 +464,11 @@ class TurnView:
             elif isinstance(part, ToolLine):
                 state = " (failed)" if part.failed else ""
                 chunks.append(f"\n[{part.name}] {part.detail}{state}\n")
+            elif isinstance(part, AskLine):
+                # Only ever appended to (a terminal prints what is new): the answer goes after.
+                chunks.append(f"\n[? {part.name}] {part.detail} — asks for your answer\n")
+                chunks.append(f"{_clip_lines(part.summary)}\n" if part.summary else "")
+                chunks.append(f"[{part.outcome}]\n" if part.outcome else "")
             else:
                 chunks.append(f"\n[!] {part}\n")
         return "".join(chunks)
@@ -409,6 +476,13 @@ class TurnView:
     def plain(self) -> str:
         body = self.plain_body().strip()
         return f"{body}\n\n-- {self.footer()}" if body else f"-- {self.footer()}"
+
+
+def _clip_lines(text: str) -> str:
+    lines = text.splitlines()
+    if len(lines) <= SUMMARY_LINES:
+        return text
+    return "\n".join([*lines[:SUMMARY_LINES], f"… ({len(lines) - SUMMARY_LINES} more lines)"])
 
 
 CODE_BLOCK = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```", re.S | re.M)
@@ -673,10 +747,16 @@ class KernelAssistant:
             raise
 
     def follow(
-        self, turn: Turn, view: TurnView, publish: Callable[[TurnView], None], interval: float
+        self,
+        turn: Turn,
+        view: TurnView,
+        publish: Callable[[TurnView], None],
+        interval: float,
+        decide: Decider | None = None,
     ) -> None:
         """Fold the turn's events into ``view`` and call ``publish`` at most once per
-        ``interval`` seconds, until the turn is over (the last call shows the end)."""
+        ``interval`` seconds, until the turn is over (the last call shows the end). A tool
+        approval question is shown at once and answered with ``decide`` (if given)."""
         last_publish = time.monotonic()
         while not view.finished:
             # Events that arrive meanwhile pile up in the turn's buffer and come as one batch.
@@ -688,8 +768,40 @@ class KernelAssistant:
                 break  # over, and everything was read
             for seq, event in batch:
                 view.fold(seq, event)
+                if event["type"] == "permission_request" and decide is not None:
+                    publish(view)
+                    self._decide(turn, view, event, decide)
             publish(view)
             last_publish = time.monotonic()
+
+    @staticmethod
+    def question_state(turn: Turn, request_id: str) -> str:
+        """``waiting``, or why a question is not waiting any more: ``answered``, ``timeout``
+        or ``ended``. Read from another thread than the engine's: plain attribute reads."""
+        record = turn.permissions.get(request_id)
+        if record is not None and record.by == "timeout":
+            return "timeout"
+        if record is not None and record.decision is not None:
+            return "answered"
+        return "ended" if turn.finished or record is None else "waiting"
+
+    def _decide(
+        self, turn: Turn, view: TurnView, event: Mapping[str, Any], decide: Decider
+    ) -> None:
+        answer = decide(event)
+        if answer is None:
+            return  # no answer could be had: the engine denies it when its time is up
+        from .errors import AssistantError
+        from .models import PermissionBody
+
+        body = PermissionBody(decision=answer.decision, scope=answer.scope, message=answer.message)
+        try:
+            self.engine.run(
+                self.service.answer_permission(turn.session_id, str(event["request_id"]), body)
+            )
+        except AssistantError as exc:
+            # Too late: it timed out, or the turn ended (the next events say how).
+            view.parts.append(f"Your answer came too late: {exc.message}")
 
     def cancel_turn(self, turn: Turn, view: TurnView) -> None:
         """Stop the turn (the provider's whole process tree) and fold what it left, including

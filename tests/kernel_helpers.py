@@ -92,6 +92,9 @@ class Execution:
     iopub: list[Message] = field(default_factory=list)
     reply: Message | None = None
     idle: bool = False
+    # input() in the cell: the input_request messages, and the replies still to give them
+    input_requests: list[Message] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
 
     @property
     def done(self) -> bool:
@@ -156,11 +159,19 @@ class Kernel:
         kc.load_connection_info(connection_info)
         return cls(kc)
 
-    def execute(self, code: str) -> Execution:
-        msg_id = self.kc.execute(code, allow_stdin=False, stop_on_error=False)
-        execution = Execution(msg_id)
+    def execute(
+        self, code: str, allow_stdin: bool = False, answers: list[str] | None = None
+    ) -> Execution:
+        """Start a cell. With ``allow_stdin`` its ``input()`` asks this client (as a notebook
+        frontend does), which replies with ``answers`` in turn, then with nothing."""
+        msg_id = self.kc.execute(code, allow_stdin=allow_stdin, stop_on_error=False)
+        execution = Execution(msg_id, answers=list(answers or []))
         self.executions[msg_id] = execution
         return execution
+
+    def reply_input(self, text: str) -> None:
+        """Answer the pending input() of the running cell, as a user typing into the box."""
+        self.kc.input(text)
 
     def _pump(self, timeout: float) -> None:
         """Read what arrived on iopub and shell, waiting up to ``timeout`` for iopub."""
@@ -176,6 +187,19 @@ class Kernel:
                 self._on_reply(self.kc.get_shell_msg(timeout=0))
             except queue.Empty:
                 break
+        while True:
+            try:
+                self._on_stdin(self.kc.get_stdin_msg(timeout=0))
+            except queue.Empty:
+                break
+
+    def _on_stdin(self, msg: Message) -> None:
+        execution = self.executions.get(msg["parent_header"].get("msg_id"))
+        if execution is None or msg["msg_type"] != "input_request":
+            return
+        execution.input_requests.append(msg)
+        if execution.answers:
+            self.kc.input(execution.answers.pop(0))
 
     def _on_iopub(self, msg: Message) -> None:
         execution = self.executions.get(msg["parent_header"].get("msg_id"))
@@ -215,8 +239,14 @@ class Kernel:
         self.wait_for(execution, lambda e: e.done, timeout, "the cell to finish")
         return execution
 
-    def run(self, code: str, timeout: float = CELL_TIMEOUT) -> Execution:
-        return self.finish(self.execute(code), timeout)
+    def run(
+        self,
+        code: str,
+        timeout: float = CELL_TIMEOUT,
+        allow_stdin: bool = False,
+        answers: list[str] | None = None,
+    ) -> Execution:
+        return self.finish(self.execute(code, allow_stdin, answers), timeout)
 
     def ok(self, code: str, timeout: float = CELL_TIMEOUT) -> Execution:
         """Run a cell that must succeed."""
