@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     except BrokenPipeError:  # `... | head`
         return 0
+    except OSError as exc:  # e.g. -o into a folder that does not exist
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

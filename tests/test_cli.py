@@ -351,6 +351,9 @@ def test_export_markdown_and_a_notebook_that_round_trips(machine: Env, tmp_path:
     assert "- **Bash** `ls`" in text
 
     target = tmp_path / "out" / "conversation.ipynb"
+    refused = machine.run("sessions", "export", session.id, "--format", "md", "-o", str(target))
+    assert refused.returncode == 1  # no such folder: said, not a traceback
+    assert "No such file or directory" in refused.stderr and "Traceback" not in refused.stderr
     target.parent.mkdir()
     result = machine.run("sessions", "export", session.id, "--format", "ipynb", "-o", str(target))
     assert result.returncode == 0, result.stderr
