@@ -10,7 +10,6 @@ the session's lock right before its file goes, so a turn cannot start in between
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreUnavailable
+from .errors import NotFound
 from .processes import ProcessRegistry
-from .store import SessionStore, fsync_dir
+from .store import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +72,11 @@ class PruneResult:
 
 
 def delete_unless_running(store: SessionStore, registry: ProcessRegistry, session_id: str) -> bool:
-    """Delete the session unless a turn runs in it. False if it runs (or is already gone).
-
-    Not ``store.delete``: the running check and the unlink must happen under one hold of the
-    session's lock (the runner claims a turn under that lock), and the store's lock is not
-    re-entrant across ``FileLock`` objects."""
-    path = store.session_file(session_id)
-    with store.lock(session_id):
-        if registry.is_running(session_id):
-            return False
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise StoreUnavailable(f"Could not delete {path}: {exc.strerror or exc}") from exc
-        with contextlib.suppress(OSError):
-            fsync_dir(store.sessions_dir)
-    return True
+    """Delete the session unless a turn runs in it. False if it runs (or is already gone)."""
+    try:
+        return store.delete(session_id, unless=lambda: registry.is_running(session_id))
+    except NotFound:
+        return False
 
 
 def prune(

@@ -227,9 +227,14 @@ class SessionStore:
             self._write(self.session_file(session_id), session)
         return session, result
 
-    def delete(self, session_id: str) -> None:
+    def delete(self, session_id: str, unless: Callable[[], bool] | None = None) -> bool:
+        """Delete the session. With ``unless``, it is checked under the session's lock first
+        and a true answer keeps the session (e.g. "a turn runs in it": the runner claims a turn
+        under the same lock). Returns whether the file was deleted."""
         path = self.session_file(session_id)
         with self.lock(session_id):
+            if unless is not None and unless():
+                return False
             try:
                 path.unlink()
             except FileNotFoundError:
@@ -240,6 +245,7 @@ class SessionStore:
                 fsync_dir(self.sessions_dir)
         with self._cache_lock:
             self._summaries.pop(session_id, None)
+        return True
 
     def _write(self, path: Path, session: Session) -> None:
         from .models import utcnow
