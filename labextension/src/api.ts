@@ -13,7 +13,9 @@ import type {
   IReceivedEvent,
   ISession,
   ISessionsResponse,
-  MessageContext
+  MessageContext,
+  PermissionDecision,
+  PermissionScope
 } from './types';
 
 /** `ServerConnection.makeRequest`'s signature: the one thing the client needs from Lab. */
@@ -101,6 +103,29 @@ export class AssistantClient {
       {}
     );
     return reply.cancelled;
+  }
+
+  /**
+   * Answer a tool approval question of the running turn (`permission_request`). Rejects with
+   * 404 if it no longer waits, 409 if the turn runs in another process (a kernel).
+   */
+  async answerPermission(
+    id: string,
+    requestId: string,
+    decision: PermissionDecision,
+    scope: PermissionScope,
+    message?: string | null
+  ): Promise<void> {
+    const body: { decision: string; scope: string; message?: string } = { decision, scope };
+    if (message) {
+      body.message = message;
+    }
+    await this._send(
+      'POST',
+      `sessions/${encodeURIComponent(id)}/permissions/${encodeURIComponent(requestId)}`,
+      undefined,
+      body
+    );
   }
 
   /**

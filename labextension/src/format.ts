@@ -2,7 +2,7 @@
  * Short texts the panel shows: one-line tool summaries, usage, result bodies.
  */
 
-import type { IUsage } from './types';
+import type { IPermissionRecord, IUsage } from './types';
 
 const SUMMARY_CHARS = 100;
 
@@ -102,4 +102,36 @@ export function conversationLabel(
     ? when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
     : when.toLocaleDateString([], { month: 'short', day: 'numeric' });
   return `${name} (${stamp})`;
+}
+
+/** What became of a tool approval question, in words (null: it still waits). */
+export function permissionOutcome(record: IPermissionRecord): string | null {
+  const reason = record.message ? `: ${record.message}` : '';
+  if (record.by === 'timeout') {
+    return 'Denied: nobody answered in time';
+  }
+  if (record.decision === 'allow') {
+    return record.scope === 'session' ? 'Allowed for this session' : 'Allowed once';
+  }
+  if (record.decision === 'deny') {
+    return (record.scope === 'session' ? 'Denied for this session' : 'Denied') + reason;
+  }
+  if (record.by === 'ended') {
+    return 'Not answered: the turn ended first';
+  }
+  return null;
+}
+
+/** How a line of a question's summary shows: a unified diff's added or removed lines stand out. */
+export function summaryLineKind(line: string): 'add' | 'remove' | 'hunk' | 'plain' {
+  if (line.startsWith('+++') || line.startsWith('---')) {
+    return 'plain';
+  }
+  if (line.startsWith('+')) {
+    return 'add';
+  }
+  if (line.startsWith('-')) {
+    return 'remove';
+  }
+  return line.startsWith('@@') ? 'hunk' : 'plain';
 }

@@ -6,10 +6,10 @@
 import type { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import * as React from 'react';
 
-import { displayValue, toolSummary } from './format';
+import { displayValue, permissionOutcome, summaryLineKind, toolSummary } from './format';
 import { ICodeActions, Markdown } from './markdown';
 import type { IDisplayMessage } from './turn';
-import type { IToolCall } from './types';
+import type { IPermissionRecord, IToolCall, PermissionDecision, PermissionScope } from './types';
 
 const STATUS_TEXT: Record<string, string> = {
   cancelled: 'Cancelled',
@@ -47,6 +47,130 @@ export function ToolCard(props: { call: IToolCall; running: boolean }): JSX.Elem
   );
 }
 
+/** What a permission card can do: answer its question, and tell whether an answer is on its way. */
+export interface IPermissionActions {
+  answer: (
+    requestId: string,
+    decision: PermissionDecision,
+    scope: PermissionScope,
+    message?: string
+  ) => void;
+  answering: (requestId: string) => boolean;
+}
+
+function Summary(props: { text: string }): JSX.Element {
+  return (
+    <pre className="jp-Assistant-permissionSummary">
+      {props.text.split('\n').map((line, i) => (
+        <span key={i} className={`jp-Assistant-diffLine jp-mod-${summaryLineKind(line)}`}>
+          {line + '\n'}
+        </span>
+      ))}
+    </pre>
+  );
+}
+
+/**
+ * A tool approval question: the tool, what it will do (the command, or the diff of a file
+ * change), and Allow once / Allow for this session / Deny with an optional reason. Answered
+ * (or over), it shows the outcome. `actions` is null for a turn that runs elsewhere (a kernel
+ * asks in its cell), whose question cannot be answered from here.
+ */
+export function PermissionCard(props: {
+  record: IPermissionRecord;
+  actions: IPermissionActions | null;
+}): JSX.Element {
+  const { record, actions } = props;
+  const [reason, setReason] = React.useState('');
+  const outcome = permissionOutcome(record);
+  const busy = actions?.answering(record.request_id) ?? false;
+  const what = toolSummary(record.tool_name, record.input);
+  const titleId = `jp-Assistant-permission-${record.request_id}`;
+  const state = outcome === null ? 'waiting' : (record.decision ?? 'ended');
+  const card = React.useRef<HTMLDivElement>(null);
+  const answer = (decision: PermissionDecision, scope: PermissionScope): void => {
+    actions?.answer(record.request_id, decision, scope, decision === 'deny' ? reason.trim() : '');
+    card.current?.focus(); // the buttons go away: keep the keyboard focus on the card
+  };
+  return (
+    <div
+      ref={card}
+      tabIndex={-1}
+      className={`jp-Assistant-permission jp-mod-${state}`}
+      role="group"
+      aria-labelledby={titleId}
+      data-request-id={record.request_id}
+      data-state={state}
+    >
+      <div className="jp-Assistant-permissionTitle" id={titleId}>
+        {outcome === null ? 'Asks to use' : 'Asked to use'}
+        <span className="jp-Assistant-toolName">{record.tool_name || 'a tool'}</span>
+        {what && <code className="jp-Assistant-toolSummary">{what}</code>}
+      </div>
+      {record.summary && outcome === null && <Summary text={record.summary} />}
+      {record.summary && outcome !== null && (
+        <details className="jp-Assistant-permissionDetails">
+          <summary>What it asked</summary>
+          <Summary text={record.summary} />
+        </details>
+      )}
+      {outcome === null && actions && (
+        <div className="jp-Assistant-permissionActions">
+          <button
+            type="button"
+            className="jp-mod-styled jp-mod-accept"
+            disabled={busy}
+            onClick={() => answer('allow', 'once')}
+          >
+            Allow once
+          </button>
+          <button
+            type="button"
+            className="jp-mod-styled"
+            disabled={busy}
+            title="Also allow the same call (same command or file) again in this conversation"
+            onClick={() => answer('allow', 'session')}
+          >
+            Allow for this session
+          </button>
+          <input
+            type="text"
+            className="jp-Assistant-permissionReason"
+            aria-label="Reason for denying (optional, the assistant is told)"
+            placeholder="Reason (optional)"
+            value={reason}
+            disabled={busy}
+            onChange={event => setReason(event.target.value)}
+            onKeyDown={event => {
+              if (event.key === 'Enter' && !event.nativeEvent.isComposing) {
+                event.preventDefault();
+                answer('deny', 'once');
+              } else if (event.key === 'Escape' && reason) {
+                event.stopPropagation(); // clears the reason; Escape does not stop the turn here
+                setReason('');
+              }
+            }}
+          />
+          <button
+            type="button"
+            className="jp-mod-styled jp-mod-warn"
+            disabled={busy}
+            onClick={() => answer('deny', 'once')}
+          >
+            Deny
+          </button>
+        </div>
+      )}
+      {outcome === null && !actions && (
+        <div className="jp-Assistant-permissionNote">
+          Waiting for an answer in the notebook cell that runs this turn.
+        </div>
+      )}
+      {outcome !== null && <div className="jp-Assistant-permissionOutcome">{outcome}</div>}
+    </div>
+  );
+}
+
 function contextNote(context: Record<string, unknown> | null | undefined): string | null {
   if (!context) {
     return null;
@@ -66,6 +190,8 @@ export function MessageView(props: {
   message: IDisplayMessage;
   rendermime: IRenderMimeRegistry;
   actions: ICodeActions;
+  /** Answers questions of the turn streamed here; questions of other turns only show. */
+  permissionActions?: IPermissionActions;
 }): JSX.Element {
   const { message, rendermime, actions } = props;
   if (message.role === 'user') {
@@ -100,6 +226,13 @@ export function MessageView(props: {
       )}
       {message.tools.map(call => (
         <ToolCard key={call.id} call={call} running={running} />
+      ))}
+      {(message.permissions ?? []).map(record => (
+        <PermissionCard
+          key={record.request_id}
+          record={record}
+          actions={message.status === 'running' ? (props.permissionActions ?? null) : null}
+        />
       ))}
       {message.content && (
         <Markdown source={message.content} rendermime={rendermime} actions={actions} />

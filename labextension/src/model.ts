@@ -32,7 +32,9 @@ import type {
   ISessionSummary,
   ITurnError,
   IUsage,
-  MessageContext
+  MessageContext,
+  PermissionDecision,
+  PermissionScope
 } from './types';
 
 export type TurnPhase = 'idle' | 'sending' | 'streaming' | 'elsewhere';
@@ -302,6 +304,44 @@ export class AssistantModel {
     if (epoch === this._epoch && this._phase === 'elsewhere') {
       await this._refreshSession(epoch, session.id);
     }
+  }
+
+  /**
+   * Answer a tool approval question of the turn streamed here. The card shows the outcome when
+   * the server's `permission_answered` event arrives; a refusal (409: the turn runs in a
+   * kernel, 404: it no longer waits) is shown as an error.
+   */
+  async answerPermission(
+    requestId: string,
+    decision: PermissionDecision,
+    scope: PermissionScope = 'once',
+    message?: string | null
+  ): Promise<void> {
+    const session = this._session;
+    if (!session || this._answering.has(requestId)) {
+      return;
+    }
+    const epoch = this._epoch;
+    this._answering.add(requestId);
+    this._error = null;
+    this._emit();
+    try {
+      await this._client.answerPermission(session.id, requestId, decision, scope, message);
+    } catch (err) {
+      if (epoch === this._epoch) {
+        this._error = `The answer was not taken: ${describe(err)}`;
+      }
+    } finally {
+      this._answering.delete(requestId);
+      if (epoch === this._epoch) {
+        this._emit();
+      }
+    }
+  }
+
+  /** Whether an answer to this question is on its way to the server. */
+  answering(requestId: string): boolean {
+    return this._answering.has(requestId);
   }
 
   /** Start a new conversation for the notebook; it is created with its first message. */
@@ -659,6 +699,7 @@ export class AssistantModel {
   private _phase: TurnPhase = 'idle';
   private _cancelling = false;
   private _cancelWhenStarted = false;
+  private _answering = new Set<string>();
   private _live: ILiveTurn | null = null;
   private _localUser: IMessage | null = null;
   private _elsewhereTurn: string | null = null;

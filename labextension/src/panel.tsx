@@ -99,14 +99,20 @@ function AssistantView(props: IPanelOptions): JSX.Element {
   );
 
   const messages = model.messages;
+  const permissionActions = {
+    answer: (id: string, decision: 'allow' | 'deny', scope: 'once' | 'session', reason?: string) =>
+      void model.answerPermission(id, decision, scope, reason),
+    answering: (id: string) => model.answering(id)
+  };
   const lastText = messages.length ? messages[messages.length - 1].content : '';
+  const questions = messages.reduce((n, m) => n + (m.permissions?.length ?? 0), 0);
   React.useLayoutEffect(() => {
     // Follow the reply as it streams, unless the user scrolled up to read.
     const node = log.current;
     if (node && stuckToBottom.current) {
       node.scrollTop = node.scrollHeight;
     }
-  }, [messages.length, lastText, model.session?.id]);
+  }, [messages.length, lastText, questions, model.session?.id]);
 
   const onScroll = (): void => {
     const node = log.current;
@@ -189,6 +195,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
             message={message}
             rendermime={rendermime}
             actions={actions}
+            permissionActions={permissionActions}
           />
         ))}
       </div>

@@ -6,6 +6,7 @@
 import type {
   AssistantEvent,
   IMessage,
+  IPermissionRecord,
   IToolCall,
   ITurnError,
   IUsage,
@@ -20,6 +21,8 @@ export interface ILiveTurn {
   thinking: string;
   tools: IToolCall[];
   notices: string[];
+  /** Tool approval questions, in the order asked. */
+  permissions: IPermissionRecord[];
   usage: IUsage | null;
   status: LiveStatus;
   error: ITurnError | null;
@@ -32,6 +35,7 @@ export function emptyTurn(turnId: string | null = null): ILiveTurn {
     thinking: '',
     tools: [],
     notices: [],
+    permissions: [],
     usage: null,
     status: 'running',
     error: null
@@ -84,19 +88,68 @@ export function applyEvent(turn: ILiveTurn, event: AssistantEvent): ILiveTurn {
     case 'permission_denied':
     case 'notice':
       return { ...turn, notices: [...turn.notices, event.message] };
-    case 'done':
-      return { ...turn, status: 'complete' };
-    case 'cancelled':
-      return { ...turn, status: 'cancelled' };
-    case 'error':
+    case 'permission_request': {
+      const asked: IPermissionRecord = {
+        request_id: event.request_id,
+        tool_name: event.tool_name,
+        input: event.input,
+        summary: event.summary,
+        decision: null,
+        scope: 'once',
+        message: null,
+        by: null
+      };
+      const others = turn.permissions.filter(p => p.request_id !== event.request_id);
+      return { ...turn, permissions: [...others, asked] };
+    }
+    case 'permission_answered':
       return {
         ...turn,
+        permissions: turn.permissions.map(p =>
+          p.request_id === event.request_id
+            ? {
+                ...p,
+                decision: event.decision,
+                scope: event.scope,
+                message: event.message,
+                by: event.by
+              }
+            : p
+        )
+      };
+    case 'done':
+      return { ...ended(turn), status: 'complete' };
+    case 'cancelled':
+      return { ...ended(turn), status: 'cancelled' };
+    case 'error':
+      return {
+        ...ended(turn),
         status: 'error',
         error: { code: event.code, message: event.message }
       };
     default:
-      return turn; // e.g. permission_request: answered by a later version of the panel
+      return turn; // an event type of a newer server
   }
+}
+
+/** The turn is over: a question still waiting will never be answered. */
+function ended(turn: ILiveTurn): ILiveTurn {
+  if (!turn.permissions.some(p => p.decision === null && p.by === null)) {
+    return turn;
+  }
+  return {
+    ...turn,
+    permissions: turn.permissions.map(p =>
+      p.decision === null && p.by === null ? { ...p, by: 'ended' } : p
+    )
+  };
+}
+
+/** The questions that still wait for the user's answer. */
+export function waitingPermissions(
+  permissions: IPermissionRecord[] | undefined
+): IPermissionRecord[] {
+  return (permissions ?? []).filter(p => p.decision === null && p.by === null);
 }
 
 function upsertTool(tools: IToolCall[], call: IToolCall): IToolCall[] {
@@ -127,6 +180,7 @@ export function liveMessage(turn: ILiveTurn): IDisplayMessage {
     usage: turn.usage,
     error: turn.error,
     notices: turn.notices,
+    permissions: turn.permissions,
     thinking: turn.thinking
   };
 }

@@ -57,6 +57,22 @@ export interface ITurnError {
   message: string;
 }
 
+/** A tool call the user was asked about, and its answer (null while it waits). */
+export interface IPermissionRecord {
+  request_id: string;
+  tool_name: string;
+  input?: unknown;
+  summary: string;
+  decision: 'allow' | 'deny' | null;
+  scope: 'once' | 'session';
+  message?: string | null;
+  /** `user`: answered; `timeout`: nobody answered in time; `ended`: the turn ended first. */
+  by: 'user' | 'timeout' | 'ended' | null;
+}
+
+export type PermissionDecision = 'allow' | 'deny';
+export type PermissionScope = 'once' | 'session';
+
 export interface IMessage {
   id: string;
   role: Role;
@@ -69,6 +85,7 @@ export interface IMessage {
   usage?: IUsage | null;
   error?: ITurnError | null;
   notices?: string[];
+  permissions?: IPermissionRecord[];
 }
 
 export interface ISession {
@@ -139,6 +156,14 @@ export interface IPermissionRequestEvent {
   input: unknown;
   summary: string;
 }
+export interface IPermissionAnsweredEvent {
+  type: 'permission_answered';
+  request_id: string;
+  decision: PermissionDecision;
+  scope: PermissionScope;
+  message: string | null;
+  by: 'user' | 'timeout';
+}
 export interface IDoneEvent {
   type: 'done';
   provider_session_id: string | null;
@@ -166,6 +191,7 @@ export type AssistantEvent =
   | IPermissionDeniedEvent
   | INoticeEvent
   | IPermissionRequestEvent
+  | IPermissionAnsweredEvent
   | TerminalEvent;
 
 export const TERMINAL_TYPES: ReadonlySet<string> = new Set(['done', 'error', 'cancelled']);

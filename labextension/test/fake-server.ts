@@ -121,6 +121,8 @@ export class FakeServer {
   /** Hold `POST messages` until released (to act while it is in flight). */
   holdMessages: Promise<void> | null = null;
   cancelled: string[] = [];
+  /** Status code and message to answer `POST .../permissions/{id}` with, instead of 200. */
+  refusePermission: { status: number; message: string } | null = null;
   /** The server cannot be reached: every request fails as fetch does. */
   down = false;
   private _next = 1;
@@ -224,6 +226,12 @@ export class FakeServer {
     }
     if (method === 'POST' && path === 'sessions') {
       return json(201, this.addSession(body.path));
+    }
+    if (method === 'POST' && /^sessions\/[^/]+\/permissions\/[^/]+$/.test(path)) {
+      const refusal = this.refusePermission;
+      return refusal
+        ? json(refusal.status, { message: refusal.message })
+        : json(200, { answered: true });
     }
     const match = /^sessions\/([^/]+)(?:\/(messages|cancel|events))?$/.exec(path);
     const session = match ? this.sessions.get(decodeURIComponent(match[1])) : undefined;

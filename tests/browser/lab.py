@@ -74,11 +74,20 @@ def write_notebook(root: Path, path: str) -> str:
 class LabServer:
     """`python -m jupyter lab` on a free port with a private config, data and store."""
 
-    def __init__(self, home: Path, claude_command: list[str]) -> None:
+    def __init__(
+        self,
+        home: Path,
+        claude_command: list[str],
+        claude_settings: dict[str, Any] | None = None,
+        assistant_settings: dict[str, Any] | None = None,
+    ) -> None:
         self.home = home
         self.root = home / "root"
         self.store = home / "store"
         self.claude_command = claude_command
+        # More c.ClaudeCodeProvider / c.AssistantExtension settings (e.g. the real CLI's env).
+        self.claude_settings = claude_settings or {}
+        self.assistant_settings = assistant_settings or {}
         self.port = free_port()
         self.log = home / "lab.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -118,8 +127,9 @@ class LabServer:
                     "AssistantExtension": {
                         "store_dir": str(self.store),
                         "cancel_grace_seconds": 1.0,
+                        **self.assistant_settings,
                     },
-                    "ClaudeCodeProvider": {"command": self.claude_command},
+                    "ClaudeCodeProvider": {"command": self.claude_command, **self.claude_settings},
                 }
             )
         )
