@@ -8,6 +8,7 @@ The same flows with the REAL CLI are in test_real_claude.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,14 @@ pytestmark = pytest.mark.usefixtures("notebook_dir")
 
 
 async def test_allow_once_runs_the_tool_and_the_answer_is_kept(
-    jp_fetch: Any, live_events: Any, notebook_dir: Path
+    jp_fetch: Any,
+    live_events: Any,
+    notebook_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    control_log = tmp_path / "control.jsonl"
+    monkeypatch.setenv("FAKE_CONTROL_LOG", str(control_log))
     session = await create_session(jp_fetch)
     sid = session["id"]
     await post_message(jp_fetch, sid, "scenario:permission please save a note")
@@ -68,6 +75,13 @@ async def test_allow_once_runs_the_tool_and_the_answer_is_kept(
     assert (record["decision"], record["scope"], record["by"]) == ("allow", "once", "user")
     assert record["summary"] == request["summary"]
     assert stored["approvals"] == []  # "once" is not remembered
+    # The CLI got the answer with the input to run, then its stdin was closed (so it exits).
+    received = [json.loads(line) for line in control_log.read_text().splitlines()]
+    assert [m["type"] for m in received] == ["control_request", "control_response", "stdin_closed"]
+    assert received[1]["response"]["response"] == {
+        "behavior": "allow",
+        "updatedInput": request["input"],
+    }
     again = await answer_permission(jp_fetch, sid, request["request_id"], decision="deny")
     assert again.code == 409  # the turn is over
 
@@ -153,8 +167,14 @@ async def test_a_path_outside_the_folder_is_denied_without_asking(
 
 
 async def test_cancel_while_waiting_ends_the_turn_as_usual(
-    jp_fetch: Any, live_events: Any, notebook_dir: Path
+    jp_fetch: Any,
+    live_events: Any,
+    notebook_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    control_log = tmp_path / "control.jsonl"
+    monkeypatch.setenv("FAKE_CONTROL_LOG", str(control_log))
     session = await create_session(jp_fetch)
     sid = session["id"]
     await post_message(jp_fetch, sid, "scenario:permission")
@@ -165,6 +185,10 @@ async def test_cancel_while_waiting_ends_the_turn_as_usual(
     stream = await turn_ended(reader)
     assert types(stream)[-1] == "cancelled"
     assert not (notebook_dir / "fake_written.txt").exists()
+    # Stop asked the CLI to interrupt itself (before any signal), after the initialize.
+    received = [json.loads(line) for line in control_log.read_text().splitlines()]
+    subtypes = [m["request"]["subtype"] for m in received if m["type"] == "control_request"]
+    assert subtypes == ["initialize", "interrupt"]
     stored = json_of(await api(jp_fetch, "sessions", sid))
     assert stored["status"] == "idle"
     reply = stored["messages"][-1]
