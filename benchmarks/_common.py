@@ -460,6 +460,7 @@ def machine() -> dict[str, str]:
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "data folder": f"{bench_base()} ({filesystem(bench_base())})",
+        "jupyter_assistant source": source_version(),
     }
     for package in ("jupyter_server", "jupyterlab", "tornado", "pydantic", "jupyter-assistant"):
         try:
@@ -467,6 +468,29 @@ def machine() -> dict[str, str]:
         except PackageNotFoundError:
             info[package] = "not installed"
     return info
+
+
+def source_version() -> str:
+    """The commit of the package measured, and whether its working tree had changes."""
+    import jupyter_assistant
+
+    folder = Path(jupyter_assistant.__file__).parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "log", "-1", "--format=%h %cd", "--date=iso"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(folder)
+    return f"{folder} at {commit}" + (" + uncommitted changes" if dirty else "")
 
 
 def filesystem(path: Path) -> str:

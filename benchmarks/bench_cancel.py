@@ -1,12 +1,15 @@
 """Measure 4: ``POST cancel`` until every process of a 3-level provider tree is gone.
 
 The fake (``scenario:tree``) starts a child that starts a grandchild, all in its process group,
-and prints their pids as its first text. The Claude provider sends SIGINT to the CLI (the fake,
-like the real one, then stops its children and exits) and SIGTERM to the rest. With
-``scenario:ignore_term`` all three ignore SIGINT and SIGTERM, so only SIGKILL after
-``cancel_grace_seconds`` ends them. Figure: from sending ``POST cancel`` until the last pid is
-gone (polled every millisecond from this process; a zombie counts as gone). Reference (obeying
-tree only): the same tree, spawned directly, ended by one ``killpg(SIGTERM)``.
+and prints their pids as its first text. Both ways the Claude provider runs are measured: in
+interactive mode (the default) Stop first sends the CLI an ``interrupt`` control request and
+waits for it to exit, then signals; in print mode (``interactive=False``) the CLI gets SIGINT
+(the fake, like the real one, then stops its children and exits) and the rest SIGTERM. With
+``scenario:ignore_term`` the CLI ignores the interrupt and all three ignore SIGINT and SIGTERM,
+so only SIGKILL after ``cancel_grace_seconds`` ends them. Figure: from sending ``POST cancel``
+until the last pid is gone (polled every millisecond from this process; a zombie counts as
+gone). Reference (obeying tree): the same tree, spawned directly, ended by one
+``killpg(SIGTERM)``.
 Targets: p50 <= 50 ms when the tree obeys; <= grace + 100 ms when it ignores SIGTERM.
 """
 
@@ -115,9 +118,20 @@ def direct_killpg(pid_file: Path) -> float:
     return ended - started
 
 
-def run(quick: bool = False) -> list[Result]:
-    obey_runs, ignore_runs = (2, 1) if quick else (15, 5)
-    config = {"AssistantExtension": {"cancel_grace_seconds": GRACE}}
+# (row keys, label, ClaudeCodeProvider.interactive)
+MODES = [
+    (("4a", "4b"), "interactive (default)", True),
+    (("4c", "4d"), "print mode", False),
+]
+
+
+def measure_mode(
+    interactive: bool, obey_runs: int, ignore_runs: int, with_reference: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[float]]:
+    config = {
+        "AssistantExtension": {"cancel_grace_seconds": GRACE},
+        "ClaudeCodeProvider": {"interactive": interactive},
+    }
     with workspace("cancel") as home, Server(home, config=config) as server:
         client = server.client()
         obey_session = client.create_session(make_notebook(server.root, "cancel/obey.ipynb"))
@@ -127,46 +141,69 @@ def run(quick: bool = False) -> list[Result]:
         reference: list[float] = []
         for _ in range(obey_runs):
             obey.append(cancel_once(server, client, obey_session, "tree"))
-            reference.append(direct_killpg(home / "pids.json"))
+            if with_reference:
+                reference.append(direct_killpg(home / "pids.json"))
         ignore = [
             cancel_once(server, client, ignore_session, "ignore_term") for _ in range(ignore_runs)
         ]
         client.close()
+    return obey, ignore, reference
+
+
+def mode_rows(
+    keys: tuple[str, str],
+    label: str,
+    obey: list[dict[str, Any]],
+    ignore: list[dict[str, Any]],
+    reference: list[float],
+) -> list[Result]:
     obey_gone = [r["gone"] * 1000 for r in obey]
     ignore_gone = [r["gone"] * 1000 for r in ignore]
-    limit = GRACE * 1000 + IGNORE_SLACK_MS
+    p50 = statistics.median(obey_gone)
+    ref = statistics.median(reference) * 1000
     return [
         Result(
-            "4a",
-            "cancel -> 3-level tree gone, provider obeys SIGINT/SIGTERM (p50)",
-            statistics.median(obey_gone),
+            keys[0],
+            f"cancel -> 3-level tree gone, tree obeys, {label} (p50)",
+            p50,
             "ms",
-            statistics.median(reference) * 1000,
-            compare=f"{statistics.median(obey_gone) - statistics.median(reference) * 1000:+.1f} ms",
+            ref,
+            compare=f"{p50 - ref:+.1f} ms",
             target=f"p50 <= {OBEY_P50_MS:g} ms",
-            met=statistics.median(obey_gone) <= OBEY_P50_MS,
+            met=p50 <= OBEY_P50_MS,
             notes=[
-                f"{obey_runs} runs, max {max(obey_gone):.1f} ms; baseline: one killpg(SIGTERM) "
+                f"{len(obey)} runs, max {max(obey_gone):.1f} ms; baseline: one killpg(SIGTERM) "
                 "of the same tree spawned directly",
                 "POST cancel answered after "
                 f"{statistics.median(r['answered'] for r in obey) * 1000:.1f} ms (median)",
             ],
         ),
         Result(
-            "4b",
-            f"cancel -> tree gone, tree ignores SIGTERM (grace {GRACE:g} s, worst run)",
+            keys[1],
+            f"cancel -> tree gone, tree ignores SIGTERM, {label} (grace {GRACE:g} s, worst run)",
             max(ignore_gone),
             "ms",
             GRACE * 1000,
             compare=f"grace {max(ignore_gone) - GRACE * 1000:+.0f} ms",
             target=f"<= grace + {IGNORE_SLACK_MS:g} ms",
-            met=max(ignore_gone) <= limit,
+            met=max(ignore_gone) <= GRACE * 1000 + IGNORE_SLACK_MS,
             notes=[
-                f"{ignore_runs} runs, median {statistics.median(ignore_gone):.0f} ms; POST cancel "
+                f"{len(ignore)} runs, median {statistics.median(ignore_gone):.0f} ms; POST cancel "
                 f"answered after {statistics.median(r['answered'] for r in ignore) * 1000:.0f} ms"
             ],
         ),
     ]
+
+
+def run(quick: bool = False) -> list[Result]:
+    obey_runs, ignore_runs = (2, 1) if quick else (15, 5)
+    results: list[Result] = []
+    reference: list[float] = []
+    for keys, label, interactive in MODES:
+        obey, ignore, measured = measure_mode(interactive, obey_runs, ignore_runs, not reference)
+        reference = reference or measured
+        results += mode_rows(keys, label, obey, ignore, reference)
+    return results
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 the server's RSS growth.
 
 The server allows 32 turns at once (``max_concurrent_turns``; the default is 8). Each turn runs the
-fake's ``scenario:slow`` (a text delta every 40 ms for about 10 s), each followed by its own SSE
+fake's ``scenario:slow`` (a text delta every 40 ms for about 12 s), each followed by its own SSE
 client; the 32 clients run in a separate process so that they do not compete with the measuring
 client for this process's GIL. The measuring client calls ``GET sessions`` (all sessions, and the
 one-notebook form the sidebar polls, alternately) every 20 ms on a keep-alive connection: while
@@ -37,7 +37,7 @@ from _common import (
 )
 
 TURNS = 32
-DELTAS, DELAY = 250, 0.04
+DELTAS, DELAY = 300, 0.04
 LIMIT_MS = 50.0
 
 
@@ -104,7 +104,7 @@ class RssWatch(threading.Thread):
 
 
 def run(quick: bool = False) -> list[Result]:
-    turns, deltas, samples = (4, 40, 40) if quick else (TURNS, DELTAS, 200)
+    turns, deltas, samples = (4, 40, 40) if quick else (TURNS, DELTAS, 300)
     env = {"FAKE_COUNT": str(deltas), "FAKE_DELAY": str(DELAY)}
     config = {"AssistantExtension": {"max_concurrent_turns": turns}}
     with workspace("concurrent") as home, Server(home, env=env, config=config) as server:

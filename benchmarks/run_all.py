@@ -1,6 +1,6 @@
 """Run every benchmark of docs/performance.md and print one table.
 
-python benchmarks/run_all.py            # the full run (about 6 minutes on 2 cores)
+python benchmarks/run_all.py            # the full run (~3 minutes on a quiet 2-core VM)
 python benchmarks/run_all.py --quick    # a short smoke run: every measure, few repetitions
 python benchmarks/run_all.py --only 2,5 --json results.json
 """
