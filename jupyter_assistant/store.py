@@ -22,6 +22,7 @@ import stat
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,11 @@ INDEX_FILE = "index.json"
 # A folder mtime this close to "now" may still change within the same clock tick, so a scan
 # that saw it is not trusted to be complete (the "racy git" problem).
 RACY_SECONDS = 0.1
+# Sessions kept parsed for update(): those of the turns running here, plus some.
+PARSED_CACHE_SIZE = 32
+# The summary index is a cache (checked against each file's stat), so it is rewritten at most
+# this often: writing 10,000 summaries costs more than the listing that triggers it.
+INDEX_SAVE_SECONDS = 30.0
 
 
 class SessionCorrupt(NotFound):
@@ -146,6 +152,13 @@ class SessionStore:
         self._scanned_dir_mtime: int | None = None
         self._index_loaded = False
         self._index_dirty = False
+        self._index_saved_at = -INDEX_SAVE_SECONDS
+        # The summaries sorted newest first; None after any change (see list_summaries).
+        self._order: list[dict[str, Any]] | None = None
+        # id -> (the file's bytes as this store last wrote them, the Session they hold): an
+        # update of a file nobody changed since skips parsing it again (most of an append).
+        self._parsed: OrderedDict[str, tuple[bytes, Session]] = OrderedDict()
+        self._parsed_lock = threading.Lock()
         self.problems: list[str] = []
         self._sweep_temp_files(stale_temp_seconds)
 
@@ -197,12 +210,17 @@ class SessionStore:
 
     def load(self, session_id: str) -> Session:
         path = self.session_file(session_id)
+        return self._parse(path, session_id, self._read(path, session_id))
+
+    def _read(self, path: Path, session_id: str) -> bytes:
         try:
-            raw = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"Unknown session: {session_id}") from None
         except OSError as exc:
             raise StoreUnavailable(f"Could not read {path}: {exc.strerror or exc}") from exc
+
+    def _parse(self, path: Path, session_id: str, raw: bytes) -> Session:
         try:
             session = Session.model_validate_json(raw)
             if session.id != session_id:
@@ -221,11 +239,26 @@ class SessionStore:
     def update(self, session_id: str, change: Callable[[Session], T]) -> tuple[Session, T]:
         """Read-modify-write under the session's lock. ``change`` mutates the session in place;
         if it raises, nothing is written."""
+        path = self.session_file(session_id)
         with self.lock(session_id):
-            session = self.load(session_id)
+            raw = self._read(path, session_id)
+            # Taken out of the cache while `change` runs: if it or the write fails, the
+            # half-changed object is dropped, never reused.
+            with self._parsed_lock:
+                cached = self._parsed.pop(session_id, None)
+            if cached is not None and cached[0] == raw:
+                session = cached[1]  # the file is as we wrote it: nothing to parse
+            else:
+                session = self._parse(path, session_id, raw)
             result = change(session)
-            self._write(self.session_file(session_id), session)
-        return session, result
+            data = self._write(path, session)
+            with self._parsed_lock:
+                self._parsed[session_id] = (data, session)
+                while len(self._parsed) > PARSED_CACHE_SIZE:
+                    self._parsed.popitem(last=False)
+        # The caller gets its own top-level object and message list (the cached one must only
+        # change under the lock); treat the messages themselves as read-only.
+        return session.model_copy(update={"messages": list(session.messages)}), result
 
     def delete(self, session_id: str, unless: Callable[[], bool] | None = None) -> bool:
         """Delete the session. With ``unless``, it is checked under the session's lock first
@@ -243,11 +276,14 @@ class SessionStore:
                 raise _storage_error(path, exc) from exc
             with contextlib.suppress(OSError):
                 fsync_dir(self.sessions_dir)
+        with self._parsed_lock:
+            self._parsed.pop(session_id, None)
         with self._cache_lock:
             self._summaries.pop(session_id, None)
+            self._order = None
         return True
 
-    def _write(self, path: Path, session: Session) -> None:
+    def _write(self, path: Path, session: Session) -> bytes:
         from .models import utcnow
 
         session.updated_at = utcnow()
@@ -257,6 +293,8 @@ class SessionStore:
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
             self._summaries[session.id] = (key, session.summary())
             self._index_dirty = True
+            self._order = None
+        return data
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -264,12 +302,16 @@ class SessionStore:
         """Summaries, newest first, optionally for one notebook. Cheap when nothing changed."""
         with self._cache_lock:
             self._refresh()
-            rows = [summary for _, summary in self._summaries.values()]
+            if self._order is None:
+                self._order = sorted(
+                    (summary for _, summary in self._summaries.values()),
+                    key=lambda row: (row["updated_at"], row["id"]),
+                    reverse=True,
+                )
+            order = self._order
         if notebook_key is not None:
-            rows = [row for row in rows if row["notebook_key"] == notebook_key]
-        rows = [dict(row) for row in rows]
-        rows.sort(key=lambda row: (row["updated_at"], row["id"]), reverse=True)
-        return rows
+            return [dict(row) for row in order if row["notebook_key"] == notebook_key]
+        return [dict(row) for row in order]
 
     def _refresh(self) -> None:
         if not self._index_loaded:
@@ -301,9 +343,10 @@ class SessionStore:
         for gone in set(self._summaries) - seen:
             del self._summaries[gone]
             self._index_dirty = True
+            self._order = None
         trusted = (started - dir_mtime) / 1e9 > RACY_SECONDS
         self._scanned_dir_mtime = dir_mtime if trusted else None
-        if self._index_dirty:
+        if self._index_dirty and time.monotonic() - self._index_saved_at >= INDEX_SAVE_SECONDS:
             self._save_index()
 
     def _read_summary(self, session_id: str, path: Path, key: tuple[int, int, int]) -> None:
@@ -315,14 +358,17 @@ class SessionStore:
         except (ValueError, NotFound) as exc:
             self._set_aside(path, str(exc))
             self._summaries.pop(session_id, None)
+            self._order = None
             return
         self._summaries[session_id] = (key, session.summary())
         self._index_dirty = True
+        self._order = None
 
     # The index file is only a cache of summaries (rebuilt from the session files when it is
     # missing or stale), so it is written without fsync.
     def _load_index(self) -> None:
         self._index_loaded = True
+        self._order = None
         try:
             data = json.loads((self.root / INDEX_FILE).read_bytes())
             rows = data["summaries"] if data.get("version") == 1 else {}
@@ -337,6 +383,7 @@ class SessionStore:
         try:
             atomic_write(self.root / INDEX_FILE, data, durable=False)
             self._index_dirty = False
+            self._index_saved_at = time.monotonic()
         except StoreUnavailable as exc:
             log.debug("Summary cache not written: %s", exc)
 

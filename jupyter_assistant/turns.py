@@ -535,9 +535,9 @@ class TurnRunner:
             return
         turn.publish(event)
 
-    async def _interrupt(self, turn: Turn) -> None:
-        """Ask an interactive provider to stop through its protocol, and give it the grace
-        period to do so before signals."""
+    async def _interrupt(self, turn: Turn, timeout: float) -> None:
+        """Ask an interactive provider to stop through its protocol, and give it ``timeout``
+        seconds to do so before signals."""
         parser, proc = turn.parser, turn.process
         interrupt = getattr(parser, "interrupt", None)
         if interrupt is None or proc is None or proc.returncode is not None:
@@ -549,7 +549,7 @@ class TurnRunner:
             log.exception("Provider interrupt failed for turn %s", turn.id)
             return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(proc.wait(), self.settings.cancel_grace_seconds)
+            await asyncio.wait_for(proc.wait(), timeout)
 
     # -- tool approval -------------------------------------------------------------------------
 
@@ -717,9 +717,11 @@ class TurnRunner:
             turn.notices.append(notice)
             turn.publish({"type": "notice", "level": "warning", "message": notice})
 
-    async def _terminate(self, turn: Turn) -> None:
+    async def _terminate(self, turn: Turn, grace: float | None = None) -> None:
         if turn.record is not None:
-            await terminate_tree_async(turn.record, self.settings.cancel_grace_seconds)
+            if grace is None:
+                grace = self.settings.cancel_grace_seconds
+            await terminate_tree_async(turn.record, grace)
 
     async def _finish(self, turn: Turn, terminal: Event, provider_session_id: str | None) -> None:
         """Store the reply, release the session, then publish the terminal event."""
@@ -806,11 +808,15 @@ class TurnRunner:
         if turn is not None and not turn.finished:
             turn.cancel_requested = True
             turn.end_reason = turn.end_reason or reason
+            grace = self.settings.cancel_grace_seconds
+            started = time.monotonic()
             if reason != "shutdown":
-                # A graceful stop first; at shutdown there is no time for it (signals at once).
-                await self._interrupt(turn)
+                # A graceful stop first, for half the grace period, so that the interrupt,
+                # SIGTERM and SIGKILL together take cancel_grace_seconds; at shutdown there is
+                # no time for it (signals at once).
+                await self._interrupt(turn, grace / 2)
             if turn.record is not None:
-                await self._terminate(turn)
+                await self._terminate(turn, max(0.0, grace - (time.monotonic() - started)))
             elif turn.task is not None and reason == "shutdown":
                 turn.task.cancel()
             if turn.task is not None:
