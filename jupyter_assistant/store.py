@@ -4,33 +4,52 @@ The Jupyter server and any number of kernels (the magics) read and write the sam
 
 * every write is atomic (temp file in the same folder, fsync, ``os.replace``, fsync the folder),
   so a reader sees the old or the new file, never half of one, even after a crash;
-* every read-modify-write holds a per-session cross-process file lock, so no update is lost;
+* every read-modify-write holds a per-session cross-process lock (``flock``), so no update is
+  lost;
 * a corrupt file is moved to ``corrupt/`` and reported, and never breaks the other sessions;
-* listing never parses every file: summaries are cached per file (keyed by inode, size and
-  mtime) and the whole scan is skipped while the folder's mtime has not moved.
+* a turn's writes (``edit``) cost the same whatever the length of the history: the file is
+  laid out as its other fields followed by the messages, and this store remembers where each
+  message's JSON lies in the bytes it last wrote, so appending or replacing a message splices
+  bytes instead of parsing and serializing the history. The stored messages are never handed
+  out as objects on that path, so none can be changed in place and then silently not saved;
+  ``update`` (any change) parses and serializes everything;
+* listing never parses every file: each summary is cached with the stat key of its file and
+  its JSON encoding; every writer appends the id it saved or deleted to ``changes.log``, so a
+  lister re-reads only the files named since its last look, with a full scan of the folder's
+  stats when the log is missing, replaced or unreadable, and every ``FULL_SCAN_SECONDS`` (for
+  writers that do not log: older versions of this package, hand edits);
+* pydantic is imported only to parse or serialize a session, never to list (the server's first
+  ``GET sessions`` does not wait for it).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import fcntl
+import functools
+import gc
 import json
 import logging
+import mmap
 import os
 import secrets
 import stat
 import threading
 import time
 import uuid
+import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
+from itertools import chain
 from pathlib import Path
-from typing import Any, TypeVar
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from .errors import InsufficientStorage, NotFound, StoreUnavailable
-from .models import Session
+
+if TYPE_CHECKING:
+    from .models import Message, Session
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +58,37 @@ T = TypeVar("T")
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 SUFFIX = ".json"
-INDEX_FILE = "index.json"
+LOCK_POLL_SECONDS = 0.002
+
+# -- edit(): the remembered layout of a session file
+# Between a session's other fields and its messages, in every file this store writes.
+_MESSAGES_KEY = b',"messages":['
+_FILE_END = b"]}"
+# Sessions whose file layout is remembered: those of the turns running here, plus some.
+LAYOUT_CACHE_SIZE = 32
+# Chunks of messages kept apart in a layout before the older ones are merged into one.
+MAX_CHUNKS = 16
+IOV_MAX = 1024  # buffers per writev
+
+# -- listing
+CHANGES_FILE = "changes.log"
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+# The change log is replaced by an empty one past this size (about 28,000 saves); listers
+# notice the new file and rescan once.
+CHANGES_MAX_BYTES = 1 << 20
+# Listers rescan every file's stat at least this often, for changes nobody logged.
+FULL_SCAN_SECONDS = 10.0
 # A folder mtime this close to "now" may still change within the same clock tick, so a scan
 # that saw it is not trusted to be complete (the "racy git" problem).
 RACY_SECONDS = 0.1
-# Sessions kept parsed for update(): those of the turns running here, plus some.
-PARSED_CACHE_SIZE = 32
-# The summary index is a cache (checked against each file's stat), so it is rewritten at most
-# this often: writing 10,000 summaries costs more than the listing that triggers it.
+INDEX_FILE = "index.json"
+INDEX_VERSION = 2
+# The summary index is a cache (checked against the change log and each file's stat), so it is
+# rewritten at most this often: writing 10,000 summaries costs more than a listing.
 INDEX_SAVE_SECONDS = 30.0
+# The end of a summary row as the HTTP API sends it (a row's JSON is kept without its "}").
+_IDLE = ',"status":"idle"}'
+_RUNNING = ',"status":"running"}'
 
 
 class SessionCorrupt(NotFound):
@@ -105,8 +146,22 @@ def _storage_error(path: Path, exc: OSError) -> StoreUnavailable:
     return StoreUnavailable(f"Could not write {path}: {exc.strerror or exc}")
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_result:
-    """Replace ``path`` with ``data`` atomically; the file is created ``0600``.
+def _write_all(fd: int, buffers: list[memoryview]) -> None:
+    """Write the buffers one after the other (``writev``: no joining them first)."""
+    buffers = [buffer for buffer in buffers if len(buffer)]
+    while buffers:
+        written = os.writev(fd, buffers[:IOV_MAX])
+        while buffers and written >= len(buffers[0]):
+            written -= len(buffers.pop(0))
+        if written:
+            buffers[0] = buffers[0][written:]
+
+
+def atomic_write(
+    path: Path, data: bytes | list[memoryview], *, durable: bool = True
+) -> os.stat_result:
+    """Replace ``path`` with ``data`` (bytes, or buffers written one after the other)
+    atomically; the file is created ``0600``.
 
     Returns the stat of the new file, taken before it became visible, so that a concurrent
     writer cannot make the caller cache someone else's version."""
@@ -114,10 +169,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, [memoryview(data)] if isinstance(data, bytes) else data)
             if durable:
                 os.fsync(fd)
             written_stat = os.fstat(fd)
@@ -133,8 +185,337 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> os.stat_re
     return written_stat
 
 
+# -- the messages of a session on the edit() path -----------------------------------------------
+
+
+class _NotLoaded:
+    """Kept inside a MessageLog's own list storage, so that code reading it below the Python
+    level (a pydantic or json dump of the session) fails instead of seeing no messages."""
+
+    def __repr__(self) -> str:
+        return "<stored messages, not loaded>"
+
+
+_NOT_LOADED = _NotLoaded()
+
+
+class MessageLog(list["Message"]):
+    """``session.messages`` inside ``SessionStore.edit``: the stored history, write-only.
+
+    ``append`` adds a message, ``put`` replaces the message with the same id (or appends), and
+    ``len`` counts them all. The stored messages are not loaded, so reading them (iterating,
+    indexing, ``in``) raises TypeError: a change that needs them goes through
+    ``SessionStore.update``, which loads and re-serializes everything. The messages given to
+    ``append``/``put`` are serialized when ``change`` returns, so changes made to them inside
+    ``change`` are saved too."""
+
+    __slots__ = ("_added", "_replaced", "_stored_ids")
+
+    def __init__(self, stored_ids: Sequence[str]) -> None:
+        super().__init__()
+        list.append(self, _NOT_LOADED)  # type: ignore[misc]
+        self._stored_ids = stored_ids
+        self._replaced: dict[int, Message] = {}
+        self._added: list[Message] = []
+
+    def __len__(self) -> int:
+        return len(self._stored_ids) + len(self._added)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __repr__(self) -> str:
+        return f"<MessageLog: {len(self)} messages, not loaded>"
+
+    def append(self, message: Message) -> None:
+        self._added.append(_checked(message))
+
+    def put(self, message: Message) -> None:
+        """Replace the message with ``message.id`` (searched from the end), or append."""
+        message = _checked(message)
+        for index in range(len(self._added) - 1, -1, -1):
+            if self._added[index].id == message.id:
+                self._added[index] = message
+                return
+        for index in range(len(self._stored_ids) - 1, -1, -1):
+            if self._stored_ids[index] == message.id:
+                self._replaced[index] = message
+                return
+        self._added.append(message)
+
+    def _not_loaded(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            "The stored messages are not loaded in SessionStore.edit (it only appends or "
+            "replaces them); use SessionStore.update to read or change them in place."
+        )
+
+    __iter__ = __reversed__ = __getitem__ = __setitem__ = __delitem__ = _not_loaded
+    __contains__ = __iadd__ = __imul__ = __add__ = __mul__ = __rmul__ = _not_loaded
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _not_loaded
+    extend = insert = pop = remove = index = count = _not_loaded
+    sort = reverse = clear = copy = _not_loaded
+
+
+# Plain classes rather than dataclasses: this module is imported by the server's first listing,
+# and generating a dataclass's methods costs about a millisecond each.
+class _Chunk:
+    """Whole messages as this store wrote them, comma-separated: ``base[start:stop]``, with each
+    message's end (relative to ``start``) and id. Never changed once made."""
+
+    __slots__ = ("base", "ends", "ids", "start", "stop")
+
+    def __init__(
+        self, base: bytes, start: int, stop: int, ends: tuple[int, ...], ids: tuple[str, ...]
+    ) -> None:
+        self.base, self.start, self.stop, self.ends, self.ids = base, start, stop, ends, ids
+
+    @classmethod
+    def of(cls, messages: Sequence[Message]) -> _Chunk:
+        encoded = [_checked(m).model_dump_json().encode() for m in messages]
+        ends, pos = [], -1
+        for data in encoded:
+            pos += 1 + len(data)
+            ends.append(pos)
+        base = b",".join(encoded)
+        return cls(base, 0, len(base), tuple(ends), tuple(m.id for m in messages))
+
+    def replace(self, index: int, message: Message) -> list[_Chunk]:
+        """This chunk with its message ``index`` replaced: up to three chunks, the unchanged
+        messages on either side still pointing into ``base`` (nothing copied)."""
+        out = []
+        if index > 0:
+            stop = self.start + self.ends[index - 1]
+            out.append(_Chunk(self.base, self.start, stop, self.ends[:index], self.ids[:index]))
+        out.append(_Chunk.of([message]))
+        if index + 1 < len(self.ids):
+            after = self.ends[index] + 1
+            ends = tuple(end - after for end in self.ends[index + 1 :])
+            out.append(
+                _Chunk(self.base, self.start + after, self.stop, ends, self.ids[index + 1 :])
+            )
+        return out
+
+    def view(self) -> memoryview:
+        return memoryview(self.base)[self.start : self.stop]
+
+
+def _merged(chunks: Sequence[_Chunk]) -> _Chunk:
+    """One chunk for several (one copy of their bytes)."""
+    ends: list[int] = []
+    pos = 0
+    for chunk in chunks:
+        ends.extend(end + pos for end in chunk.ends)
+        pos += chunk.stop - chunk.start + 1
+    base = b",".join(chunk.view() for chunk in chunks)
+    ids = tuple(chain.from_iterable(chunk.ids for chunk in chunks))
+    return _Chunk(base, 0, len(base), tuple(ends), ids)
+
+
+class _Layout:
+    """A session file as this store wrote it: ``head`` (``{<other fields>,"messages":[``), the
+    messages in chunks (with commas between them), then ``]}``. Only bytes, never changed once
+    made: nothing in it can change after the write it describes. An edit adds a chunk, or
+    splits the chunk of a replaced message, instead of copying the history; past MAX_CHUNKS
+    the older chunks are merged."""
+
+    __slots__ = ("chunks", "head")
+
+    def __init__(self, head: bytes, chunks: tuple[_Chunk, ...]) -> None:
+        self.head, self.chunks = head, chunks
+
+    def pieces(self) -> Iterator[tuple[bytes, int, int]]:
+        """The file as (buffer, start, stop) pieces."""
+        yield self.head, 0, len(self.head)
+        for number, chunk in enumerate(self.chunks):
+            if number:
+                yield b",", 0, 1
+            yield chunk.base, chunk.start, chunk.stop
+        yield _FILE_END, 0, len(_FILE_END)
+
+    def buffers(self) -> list[memoryview]:
+        return [memoryview(base)[start:stop] for base, start, stop in self.pieces()]
+
+    def size(self) -> int:
+        return sum(stop - start for _, start, stop in self.pieces())
+
+    def ids(self) -> tuple[str, ...]:
+        return tuple(chain.from_iterable(chunk.ids for chunk in self.chunks))
+
+    def head_json(self) -> bytes:
+        """The session's JSON without its messages."""
+        return self.head[: -len(_MESSAGES_KEY)] + b"}"
+
+
+def _checked(message: Message) -> Message:
+    from .models import Message
+
+    if not isinstance(message, Message):
+        raise TypeError(f"a session's messages are Message objects, not {type(message)}")
+    return message
+
+
+def _head(session: Session) -> bytes:
+    head = session.model_dump_json(exclude={"messages", "status"}).encode()
+    if not (head.startswith(b"{") and head.endswith(b"}")) or head == b"{}":
+        raise ValueError("a session serializes to a non-empty JSON object")
+    return head[:-1] + _MESSAGES_KEY
+
+
+def _layout_of(session: Session) -> _Layout:
+    """Serialize a whole session, each message on its own (to know where it lies); the last
+    message in a chunk of its own, as it is the one a running turn replaces."""
+    messages = session.messages
+    groups = [messages[:-1], messages[-1:]] if len(messages) > 1 else [messages]
+    return _Layout(_head(session), tuple(_Chunk.of(group) for group in groups if group))
+
+
+def _edited(layout: _Layout, head: Session, messages: MessageLog) -> _Layout:
+    """The file after an edit: the unchanged messages as they were (bytes of ``layout``), the
+    other fields and the replaced and added messages serialized now."""
+    chunks = list(layout.chunks)
+    for index in sorted(messages._replaced, reverse=True):
+        first = 0
+        for number, chunk in enumerate(chunks):
+            if index < first + len(chunk.ids):
+                chunks[number : number + 1] = chunk.replace(
+                    index - first, messages._replaced[index]
+                )
+                break
+            first += len(chunk.ids)
+    if messages._added:
+        chunks.append(_Chunk.of(messages._added))
+    if len(chunks) > MAX_CHUNKS:  # the newest stay apart: they are the ones a turn replaces
+        chunks[:-2] = [_merged(chunks[:-2])]
+    return _Layout(_head(head), tuple(chunks))
+
+
+def _holds(path: Path, layout: _Layout) -> bool:
+    """Whether the file holds exactly what ``layout`` describes: compared in place (mapped, not
+    read into a new buffer: a session of 1 MB would cost an allocation and a copy per check)."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size != layout.size():
+                return False
+            with (
+                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+                memoryview(mapped) as view,
+            ):
+                pos = 0
+                for base, start, stop in layout.pieces():
+                    if not base.startswith(view[pos : pos + stop - start], start):
+                        return False
+                    pos += stop - start
+                return True
+    except (OSError, ValueError):
+        return False
+
+
+# -- summaries ---------------------------------------------------------------------------------
+
+
+class _Row(NamedTuple):
+    """One session's summary as listed: the stat key of the file it was read from, what sorting
+    and filtering need, and its JSON as the HTTP API sends it (without ``notebook_key``,
+    ``status`` and the closing brace), encoded once. (A tuple: ten thousand of them are made
+    at once when the index is loaded.)"""
+
+    id: str
+    ino: int
+    size: int
+    mtime_ns: int
+    updated_at: str
+    notebook_key: str
+    json: str
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return self.ino, self.size, self.mtime_ns
+
+
+def _row_of(key: tuple[int, int, int], summary: dict[str, Any]) -> tuple[_Row, dict[str, Any]]:
+    """The row of a summary (``Session.summary()``), and the summary as listed."""
+    public = {k: v for k, v in summary.items() if k not in ("notebook_key", "status")}
+    encoded = json.dumps(public, separators=(",", ":"))[:-1]
+    listed = {**public, "notebook_key": summary["notebook_key"], "status": "idle"}
+    row = _Row(public["id"], *key, public["updated_at"], summary["notebook_key"], encoded)
+    return row, listed
+
+
+def _listed_lines(lines: str, running: Collection[str]) -> str:
+    """The JSON array of the index's row lines (newest first), each with its status."""
+    if not lines:
+        return "[]"
+    body = "[" + lines.replace("\n", _IDLE + ",") + _IDLE + "]"
+    for session_id in running:
+        # A row starts with its id, and its first status is its own (a quote inside a JSON
+        # string is escaped, so this text cannot occur inside a value).
+        start = body.find('{"id":' + json.dumps(session_id) + ",")
+        if start >= 0:
+            at = body.find(_IDLE, start)
+            body = body[:at] + _RUNNING + body[at + len(_IDLE) :]
+    return body
+
+
+# A row from its fields: tuple.__new__ without a Python-level call (10,000 rows at start-up).
+_make_row = functools.partial(tuple.__new__, _Row)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of rows or summaries are made at once
+    (they hold no cycles): in a server's large heap, the collections their allocations trigger
+    cost several times the work itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _order_key(row: _Row) -> tuple[str, str]:
+    return row.updated_at, row.id
+
+
+# The fields a summary reads, with the type a file written by this package holds.
+_SUMMARY_TEXT = ("id", "path", "notebook_key", "working_dir", "provider", "title")
+_SUMMARY_TIMES = ("created_at", "updated_at")
+
+
+def summary_from_json(data: Any) -> dict[str, Any] | None:
+    """``Session.summary()`` of a session file's parsed JSON, without pydantic; None when the
+    file is not plainly what this package writes (then the caller validates it properly)."""
+    if not isinstance(data, dict) or "status" in data:
+        return None
+    for name in (*_SUMMARY_TEXT, *_SUMMARY_TIMES):
+        if type(data.get(name)) is not str:
+            return None
+    messages, pending = data.get("messages"), data.get("pending_message", None)
+    if type(messages) is not list or not (pending is None or type(pending) is dict):
+        return None
+    if type(data.get("detached", False)) is not bool or type(data.get("version")) is not int:
+        return None
+    return {
+        "id": data["id"],
+        "path": data["path"],
+        "notebook_key": data["notebook_key"],
+        "title": data["title"],
+        "provider": data["provider"],
+        "status": "idle",
+        "created_at": data["created_at"],
+        "updated_at": data["updated_at"],
+        "message_count": len(messages) + (1 if pending is not None else 0),
+        "detached": data.get("detached", False),
+    }
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
 class SessionStore:
-    """Sessions on disk under ``root``: ``sessions/<uuid>.json``, ``locks/``, ``corrupt/``."""
+    """Sessions on disk under ``root``: ``sessions/<uuid>.json``, ``locks/``, ``corrupt/``,
+    ``changes.log`` and ``index.json`` (caches for listing)."""
 
     def __init__(
         self, root: Path | str, *, lock_timeout: float = 30.0, stale_temp_seconds: float = 60.0
@@ -143,34 +524,45 @@ class SessionStore:
         self.sessions_dir = self.root / "sessions"
         self.locks_dir = self.root / "locks"
         self.corrupt_dir = self.root / "corrupt"
+        self.changes_file = self.root / CHANGES_FILE
         self.lock_timeout = lock_timeout
         for folder in (self.root, self.sessions_dir, self.locks_dir):
             ensure_private_dir(folder)
+        # Listing state, under _cache_lock: id -> row (see _rows); the index's rows while
+        # still text; the rows sorted oldest first (None: to be sorted); how far the change
+        # log was read (inode, offset); the last full scan.
         self._cache_lock = threading.Lock()
-        # id -> (stat key, summary); see list_summaries
-        self._summaries: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+        self._by_id: dict[str, _Row] = {}
+        self._unparsed: tuple[bytes, str] | None = None
+        self._summaries: dict[str, dict[str, Any]] = {}  # id -> summary, parsed when asked for
+        self._order: list[_Row] | None = None
+        self._log_pos: tuple[int, int] | None = None
+        self._scanned_at = -FULL_SCAN_SECONDS
         self._scanned_dir_mtime: int | None = None
         self._index_loaded = False
         self._index_dirty = False
         self._index_saved_at = -INDEX_SAVE_SECONDS
-        # The summaries sorted newest first; None after any change (see list_summaries).
-        self._order: list[dict[str, Any]] | None = None
-        # id -> (the file's bytes as this store last wrote them, the Session they hold): an
-        # update of a file nobody changed since skips parsing it again (most of an append).
-        self._parsed: OrderedDict[str, tuple[bytes, Session]] = OrderedDict()
-        self._parsed_lock = threading.Lock()
+        # id -> the layout of the file as this store last wrote it (see edit)
+        self._layouts: OrderedDict[str, _Layout] = OrderedDict()
+        self._layouts_lock = threading.Lock()
         self.problems: list[str] = []
         self._sweep_temp_files(stale_temp_seconds)
 
     def _sweep_temp_files(self, older_than: float) -> None:
         """Remove temp files of writers killed mid-save (a live save takes milliseconds)."""
         cutoff = time.time() - older_than
-        with contextlib.suppress(OSError), os.scandir(self.sessions_dir) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                    with contextlib.suppress(OSError):
-                        if entry.stat().st_mtime <= cutoff:
-                            os.unlink(entry.path)
+        try:
+            names = os.listdir(self.sessions_dir)  # names only: cheaper than scandir
+        except OSError:
+            return
+        if not any(name[:1] == "." for name in names):
+            return
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                path = self.sessions_dir / name
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime <= cutoff:
+                        path.unlink()
 
     # -- paths and locks -------------------------------------------------------------------
 
@@ -179,21 +571,59 @@ class SessionStore:
 
     @contextlib.contextmanager
     def lock(self, session_id: str) -> Iterator[None]:
-        """Hold the cross-process lock of one session."""
+        """Hold the cross-process lock of one session: ``flock`` on ``locks/<id>.lock`` (the
+        lock files stay, so that every process locks the same inode). Released when the
+        descriptor is closed, also when the holder dies."""
         lock_file = self.locks_dir / f"{validate_session_id(session_id)}.lock"
-        lock = FileLock(lock_file, timeout=self.lock_timeout, mode=FILE_MODE)
         try:
-            lock.acquire(poll_interval=0.002)
-        except Timeout:
-            raise StoreUnavailable(
-                f"Session {session_id} is locked by another process; try again."
-            ) from None
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         except OSError as exc:
             raise _storage_error(lock_file, exc) from exc
         try:
+            if not self._flock(fd, lock_file):
+                with self._soft_lock(lock_file):
+                    yield
+                return
             yield
         finally:
-            lock.release()
+            os.close(fd)
+
+    def _flock(self, fd: int, lock_file: Path) -> bool:
+        """Take the flock, polling until ``lock_timeout``; False if the file system has none."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                if exc.errno == errno.ENOSYS:
+                    return False
+                raise _storage_error(lock_file, exc) from exc
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"Session {lock_file.stem} is locked by another process; try again."
+                )
+            time.sleep(LOCK_POLL_SECONDS)
+
+    @contextlib.contextmanager
+    def _soft_lock(self, lock_file: Path) -> Iterator[None]:
+        # A file system without flock (ENOSYS, some FUSE mounts): filelock, which falls back to
+        # a lock file of its own there (what this store used before it took flock itself).
+        from filelock import FileLock, Timeout
+
+        soft = FileLock(lock_file.with_suffix(".softlock"), timeout=self.lock_timeout)
+        try:
+            soft.acquire(poll_interval=LOCK_POLL_SECONDS)
+        except Timeout:
+            raise StoreUnavailable(
+                f"Session {lock_file.stem} is locked by another process; try again."
+            ) from None
+        try:
+            yield
+        finally:
+            soft.release()
 
     # -- single sessions -------------------------------------------------------------------
 
@@ -221,6 +651,8 @@ class SessionStore:
             raise StoreUnavailable(f"Could not read {path}: {exc.strerror or exc}") from exc
 
     def _parse(self, path: Path, session_id: str, raw: bytes) -> Session:
+        from .models import Session
+
         try:
             session = Session.model_validate_json(raw)
             if session.id != session_id:
@@ -237,28 +669,47 @@ class SessionStore:
         self._write(self.session_file(session.id), session)
 
     def update(self, session_id: str, change: Callable[[Session], T]) -> tuple[Session, T]:
-        """Read-modify-write under the session's lock. ``change`` mutates the session in place;
-        if it raises, nothing is written."""
+        """Read-modify-write under the session's lock. ``change`` may change anything in place;
+        the session is parsed from the file and serialized whole, every time (nothing of it is
+        kept between calls, so no change can go unsaved). If ``change`` raises, nothing is
+        written. Returns the session as saved (the caller's own object)."""
         path = self.session_file(session_id)
         with self.lock(session_id):
-            raw = self._read(path, session_id)
-            # Taken out of the cache while `change` runs: if it or the write fails, the
-            # half-changed object is dropped, never reused.
-            with self._parsed_lock:
-                cached = self._parsed.pop(session_id, None)
-            if cached is not None and cached[0] == raw:
-                session = cached[1]  # the file is as we wrote it: nothing to parse
-            else:
-                session = self._parse(path, session_id, raw)
+            session = self._parse(path, session_id, self._read(path, session_id))
             result = change(session)
-            data = self._write(path, session)
-            with self._parsed_lock:
-                self._parsed[session_id] = (data, session)
-                while len(self._parsed) > PARSED_CACHE_SIZE:
-                    self._parsed.popitem(last=False)
-        # The caller gets its own top-level object and message list (the cached one must only
-        # change under the lock); treat the messages themselves as read-only.
-        return session.model_copy(update={"messages": list(session.messages)}), result
+            self._write(path, session)
+        return session, result
+
+    def edit(self, session_id: str, change: Callable[[Session], T]) -> tuple[Session, T]:
+        """``update`` for changes that only add or replace messages (a turn's writes): its cost
+        does not grow with the history. ``change`` gets the session with every field loaded
+        except ``messages``, which is a ``MessageLog`` (append, put, len; reading it raises).
+
+        The file is checked to be byte for byte the one this store last wrote (else it is
+        parsed, as by ``update``); the unchanged messages are copied as bytes, everything else
+        (the other fields, the new messages) is serialized after ``change`` returns. Returns
+        the session as saved, its messages still a ``MessageLog``."""
+        from .models import Session
+
+        path = self.session_file(session_id)
+        with self.lock(session_id):
+            with self._layouts_lock:
+                layout = self._layouts.get(session_id)
+            if layout is not None and _holds(path, layout):
+                head = Session.model_validate_json(layout.head_json())
+            else:  # written by another process, or not since this store started: parse it
+                head = self._parse(path, session_id, self._read(path, session_id))
+                layout = _layout_of(head)
+            messages = MessageLog(layout.ids())
+            head.messages = messages
+            result = change(head)
+            if head.messages is not messages:
+                raise TypeError("SessionStore.edit: use update() to replace session.messages")
+            self._stamp(head)
+            new = _edited(layout, head, messages)
+            st = atomic_write(path, new.buffers())
+            self._saved(head, new, st)
+        return head, result
 
     def delete(self, session_id: str, unless: Callable[[], bool] | None = None) -> bool:
         """Delete the session. With ``unless``, it is checked under the session's lock first
@@ -276,25 +727,111 @@ class SessionStore:
                 raise _storage_error(path, exc) from exc
             with contextlib.suppress(OSError):
                 fsync_dir(self.sessions_dir)
-        with self._parsed_lock:
-            self._parsed.pop(session_id, None)
-        with self._cache_lock:
-            self._summaries.pop(session_id, None)
-            self._order = None
+            self._log_change(session_id)
+        self._forget(session_id)
         return True
 
-    def _write(self, path: Path, session: Session) -> bytes:
+    def _forget(self, session_id: str) -> None:
+        with self._layouts_lock:
+            self._layouts.pop(session_id, None)
+        with self._cache_lock:
+            self._drop_row(session_id)
+
+    @staticmethod
+    def _stamp(session: Session) -> None:
         from .models import utcnow
 
         session.updated_at = utcnow()
-        data = session.model_dump_json(exclude={"status"}).encode()
-        st = atomic_write(path, data)
+
+    def _write(self, path: Path, session: Session) -> None:
+        self._stamp(session)
+        layout = _layout_of(session)
+        st = atomic_write(path, layout.buffers())
+        self._saved(session, layout, st)
+
+    def _saved(self, session: Session, layout: _Layout, st: os.stat_result) -> None:
+        """After a write: remember the file's layout and summary, and log the change."""
+        with self._layouts_lock:
+            self._layouts[session.id] = layout
+            self._layouts.move_to_end(session.id)
+            while len(self._layouts) > LAYOUT_CACHE_SIZE:
+                self._layouts.popitem(last=False)
+        row, summary = _row_of((st.st_ino, st.st_size, st.st_mtime_ns), session.summary())
         with self._cache_lock:
-            key = (st.st_ino, st.st_size, st.st_mtime_ns)
-            self._summaries[session.id] = (key, session.summary())
-            self._index_dirty = True
-            self._order = None
-        return data
+            self._set_row(row, summary)
+        self._log_change(session.id)
+
+    # -- the change log --------------------------------------------------------------------
+
+    def _log_change(self, session_id: str) -> None:
+        """Append the id to the change log (after the file changed: a lister that reads the
+        entry sees the change). Never fails the save: listers rescan within
+        FULL_SCAN_SECONDS, and a log that could not be written is removed so that they rescan
+        at once."""
+        try:
+            fd = os.open(self.changes_file, _LOG_FLAGS, FILE_MODE)
+            try:
+                os.write(fd, f"{session_id}\n".encode())  # one write: O_APPEND keeps it whole
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size > CHANGES_MAX_BYTES:
+                atomic_write(self.changes_file, b"", durable=False)
+        except (OSError, StoreUnavailable) as exc:
+            log.debug("Change log not written (%s); listers will rescan", exc)
+            with contextlib.suppress(OSError):
+                self.changes_file.unlink()
+
+    def _log_state(self) -> tuple[int, int] | None:
+        """(inode, offset after the last complete entry) of the change log, or None."""
+        try:
+            fd = os.open(self.changes_file, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            tail = os.pread(fd, 64, max(0, st.st_size - 64))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return st.st_ino, st.st_size - len(tail) + tail.rfind(b"\n") + 1
+
+    def _read_log(self) -> bool:
+        """Apply the sessions logged since the last look. False when the log cannot be trusted
+        (missing, replaced, shorter than read, or garbled): then the caller scans."""
+        pos = self._log_pos
+        if pos is None:
+            return False
+        try:
+            fd = os.open(self.changes_file, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_ino != pos[0] or st.st_size < pos[1]:
+                return False
+            if st.st_size == pos[1]:
+                return True
+            data = os.pread(fd, st.st_size - pos[1], pos[1])
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        end = data.rfind(b"\n") + 1  # a line still being written is read next time
+        try:
+            changed = set(data[:end].decode("ascii").split())
+            for session_id in changed:
+                validate_session_id(session_id)
+        except (UnicodeDecodeError, NotFound):
+            # Not written by a store (appends are whole lines): start a clean log.
+            with contextlib.suppress(StoreUnavailable):
+                atomic_write(self.changes_file, b"", durable=False)
+            return False
+        for session_id in changed:
+            self._refresh_one(session_id)
+        self._log_pos = (pos[0], pos[1] + end)
+        return True
 
     # -- listing ---------------------------------------------------------------------------
 
@@ -302,86 +839,279 @@ class SessionStore:
         """Summaries, newest first, optionally for one notebook. Cheap when nothing changed."""
         with self._cache_lock:
             self._refresh()
-            if self._order is None:
-                self._order = sorted(
-                    (summary for _, summary in self._summaries.values()),
-                    key=lambda row: (row["updated_at"], row["id"]),
-                    reverse=True,
-                )
-            order = self._order
-        if notebook_key is not None:
-            return [dict(row) for row in order if row["notebook_key"] == notebook_key]
-        return [dict(row) for row in order]
+            rows = self._newest_first(notebook_key)
+            if not self._parse_summaries(rows):  # the index held garbage: rebuild it
+                self._reset()
+                self._refresh()
+                rows = self._newest_first(notebook_key)
+                self._parse_summaries(rows)
+            summaries = self._summaries
+            with _no_gc():  # the caller's copies: thousands of dicts at once
+                return [dict(summaries[row.id]) for row in rows if row.id in summaries]
+
+    def summaries_json(self, notebook_key: str | None = None, running: Collection[str] = ()) -> str:
+        """``list_summaries`` as a JSON array, without ``notebook_key``, ``status`` set from
+        ``running``: joined from each summary's cached encoding (no per-row work but the
+        status)."""
+        with self._cache_lock:
+            self._refresh()
+            if self._unparsed is not None and notebook_key is None:
+                return _listed_lines(self._unparsed[1], running)
+            rows = self._newest_first(notebook_key)
+        return (
+            "["
+            + ",".join(row.json + (_RUNNING if row.id in running else _IDLE) for row in rows)
+            + "]"
+        )
+
+    def _newest_first(self, notebook_key: str | None) -> list[_Row]:
+        rows = self._rows
+        if self._order is None:
+            self._order = sorted(rows.values(), key=_order_key)
+        if notebook_key is None:
+            return self._order[::-1]
+        return [row for row in reversed(self._order) if row.notebook_key == notebook_key]
+
+    def _parse_summaries(self, rows: list[_Row]) -> bool:
+        """Make sure the summaries of ``rows`` are parsed (one parse for all of them: a summary
+        is its row's JSON plus two fields). False if a row's JSON was not a summary."""
+        summaries = self._summaries
+        missing = [row for row in rows if row.id not in summaries]
+        if not missing:
+            return True
+        ids = [row.id for row in missing]
+        try:
+            with _no_gc():
+                parsed = json.loads("[" + "},".join(row.json for row in missing) + "}]")
+                if [summary["id"] for summary in parsed] != ids:
+                    return False
+                for row, summary in zip(missing, parsed, strict=True):
+                    summary["notebook_key"] = row.notebook_key
+                    summary["status"] = "idle"
+        except (ValueError, TypeError, KeyError):  # not an array of summaries
+            return False
+        summaries.update(zip(ids, parsed, strict=True))
+        return True
+
+    def _set_row(self, row: _Row, summary: dict[str, Any] | None = None) -> None:
+        old = self._rows.get(row.id)
+        self._rows[row.id] = row
+        if summary is None:
+            self._summaries.pop(row.id, None)
+        else:
+            self._summaries[row.id] = summary
+        if self._order is not None:
+            if old is not None:
+                self._remove_from_order(old)
+            if self._order is not None:
+                bisect.insort(self._order, row, key=_order_key)
+        self._index_dirty = True
+
+    def _drop_row(self, session_id: str) -> None:
+        old = self._rows.pop(session_id, None)
+        self._summaries.pop(session_id, None)
+        if old is not None:
+            self._remove_from_order(old)
+            self._index_dirty = True
+
+    def _remove_from_order(self, row: _Row) -> None:
+        if self._order is None:
+            return
+        index = bisect.bisect_left(self._order, _order_key(row), key=_order_key)
+        if index < len(self._order) and self._order[index] is row:
+            del self._order[index]
+        else:
+            self._order = None  # not where it should be: sort again
+
+    def _reset(self) -> None:
+        self._unparsed = None
+        self._by_id.clear()
+        self._summaries.clear()
+        self._order = None
+        self._log_pos = None
+        self._scanned_dir_mtime = None
+        self._scanned_at = -FULL_SCAN_SECONDS
+        self._index_dirty = True
 
     def _refresh(self) -> None:
         if not self._index_loaded:
             self._load_index()
+        scan_due = time.monotonic() - self._scanned_at >= FULL_SCAN_SECONDS
+        if scan_due or not self._read_log():
+            self._full_scan()
+        if self._index_dirty and time.monotonic() - self._index_saved_at >= INDEX_SAVE_SECONDS:
+            self._save_index()
+
+    def _full_scan(self) -> None:
+        """Look at every file's stat (skipped while the folder's mtime has not moved since a
+        scan that saw everything); read the files whose stat changed."""
+        log_state = self._log_state()  # before the scan: entries after it are read next time
+        if log_state is None:  # start one, so that the next listing (or start) can use it
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.changes_file, _LOG_FLAGS, FILE_MODE))
+            log_state = self._log_state()
         try:
             dir_mtime = self.sessions_dir.stat().st_mtime_ns
         except OSError:
             return
-        if dir_mtime == self._scanned_dir_mtime:
-            return
         started = time.time_ns()
-        seen: set[str] = set()
-        with os.scandir(self.sessions_dir) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.endswith(SUFFIX) or name.startswith("."):
-                    continue
-                session_id = name[: -len(SUFFIX)]
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                key = (st.st_ino, st.st_size, st.st_mtime_ns)
-                seen.add(session_id)
-                cached = self._summaries.get(session_id)
-                if cached is not None and cached[0] == key:
-                    continue
-                self._read_summary(session_id, Path(entry.path), key)
-        for gone in set(self._summaries) - seen:
-            del self._summaries[gone]
-            self._index_dirty = True
-            self._order = None
-        trusted = (started - dir_mtime) / 1e9 > RACY_SECONDS
-        self._scanned_dir_mtime = dir_mtime if trusted else None
-        if self._index_dirty and time.monotonic() - self._index_saved_at >= INDEX_SAVE_SECONDS:
-            self._save_index()
+        if dir_mtime != self._scanned_dir_mtime:
+            seen: set[str] = set()
+            with _no_gc(), os.scandir(self.sessions_dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.endswith(SUFFIX) or name.startswith("."):
+                        continue
+                    session_id = name[: -len(SUFFIX)]
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    seen.add(session_id)
+                    self._check_file(session_id, entry.path, st)
+            for gone in set(self._rows) - seen:
+                self._drop_row(gone)
+            trusted = (started - dir_mtime) / 1e9 > RACY_SECONDS
+            self._scanned_dir_mtime = dir_mtime if trusted else None
+        if log_state != self._log_pos:
+            self._index_dirty = True  # the index on disk should say where to read from
+        self._log_pos = log_state
+        self._scanned_at = time.monotonic()
 
-    def _read_summary(self, session_id: str, path: Path, key: tuple[int, int, int]) -> None:
+    def _refresh_one(self, session_id: str) -> None:
+        path = self.sessions_dir / f"{session_id}{SUFFIX}"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._drop_row(session_id)
+            return
+        except OSError:
+            return
+        self._check_file(session_id, path, st)
+
+    def _check_file(self, session_id: str, where: str | Path, st: os.stat_result) -> None:
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._rows.get(session_id)
+        if cached is not None and cached.key == key:
+            return
         try:
             validate_session_id(session_id)
-            session = Session.model_validate_json(path.read_bytes())
+            with open(where, "rb") as handle:
+                raw = handle.read()
         except FileNotFoundError:
+            self._drop_row(session_id)
             return
-        except (ValueError, NotFound) as exc:
-            self._set_aside(path, str(exc))
-            self._summaries.pop(session_id, None)
-            self._order = None
+        except NotFound as exc:
+            self._set_aside(Path(where), str(exc))
+            self._drop_row(session_id)
             return
-        self._summaries[session_id] = (key, session.summary())
-        self._index_dirty = True
-        self._order = None
+        except OSError:
+            return
+        try:
+            summary = summary_from_json(json.loads(raw))
+        except ValueError:
+            summary = None
+        if summary is None or summary["id"] != session_id:
+            try:  # not plainly ours: validate it properly (and set it aside if corrupt)
+                summary = self._parse(Path(where), session_id, raw).summary()
+            except NotFound:
+                self._drop_row(session_id)
+                return
+        self._set_row(*_row_of(key, summary))
 
-    # The index file is only a cache of summaries (rebuilt from the session files when it is
-    # missing or stale), so it is written without fsync.
+    # The index file is only a cache of the rows (rebuilt from the session files when it is
+    # missing or damaged), so it is written without fsync. Lines: a CRC of the rest; a header
+    # (version, where the change log was read to); the rows' columns as JSON; then each row's
+    # JSON on a line of its own (JSON text holds no raw newline), newest first. Loading keeps
+    # the columns and rows as text until something needs the rows: until a session changes,
+    # "list all" is the row lines with their status added, without parsing any row.
     def _load_index(self) -> None:
         self._index_loaded = True
-        self._order = None
         try:
-            data = json.loads((self.root / INDEX_FILE).read_bytes())
-            rows = data["summaries"] if data.get("version") == 1 else {}
-            for session_id, (key, summary) in rows.items():
-                self._summaries.setdefault(session_id, (tuple(key), summary))
-        except (OSError, ValueError, KeyError, TypeError):
+            # Mapped and sliced, not read and split: each copy of a few MB costs milliseconds
+            # of page faults in a server's heap.
+            with (
+                open(self.root / INDEX_FILE, "rb") as handle,
+                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data,
+                memoryview(data) as view,
+            ):
+                first = data.find(b"\n")
+                second = data.find(b"\n", first + 1)
+                third = data.find(b"\n", second + 1)
+                if min(first, second, third) < 0:
+                    return
+                if int(data[:first], 16) != zlib.crc32(view[first + 1 :]):
+                    return
+                header = json.loads(data[first + 1 : second])
+                if header.get("version") != INDEX_VERSION:
+                    return
+                columns = data[second + 1 : third]
+                lines = str(view[third + 1 :], "ascii")
+            log_pos = (int(header["log"][0]), int(header["log"][1])) if header["log"] else None
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             return
+        self._unparsed = (columns, lines)
+        if self._by_id:  # this store wrote sessions before its first listing: merge now
+            self._parse_index()
+        if log_pos is not None:
+            # Trusted like a scan that has just been made: what changed since, the log says.
+            self._log_pos = log_pos
+            self._scanned_at = time.monotonic()
+
+    @property
+    def _rows(self) -> dict[str, _Row]:
+        """id -> row, the index's rows parsed first if they are still text."""
+        if self._unparsed is not None:
+            self._parse_index()
+        return self._by_id
+
+    def _parse_index(self) -> None:
+        assert self._unparsed is not None
+        columns, lines = self._unparsed
+        self._unparsed = None
+        try:
+            with _no_gc():
+                meta = json.loads(columns)
+                ids, keys, times, notebooks = (
+                    meta[name] for name in ("ids", "keys", "updated", "notebook_keys")
+                )
+                texts = lines.split("\n") if ids else []
+                if len(keys) != 3 * len(ids):
+                    raise ValueError("index columns differ in length")
+                inos, sizes, mtimes = keys[0::3], keys[1::3], keys[2::3]
+                columns_ = zip(ids, inos, sizes, mtimes, times, notebooks, texts, strict=True)
+                rows = list(map(_make_row, columns_))
+        except (ValueError, KeyError, TypeError):
+            self._reset()
+            self._full_scan()  # the rows from the files themselves
+            return
+        rows.reverse()  # oldest first
+        if self._by_id:  # what this store wrote before its first listing is newer
+            for row in rows:
+                self._by_id.setdefault(row.id, row)
+            self._order = None
+        else:
+            self._by_id = {row.id: row for row in rows}
+            self._order = rows
 
     def _save_index(self) -> None:
-        rows = {sid: [list(key), summary] for sid, (key, summary) in self._summaries.items()}
-        data = json.dumps({"version": 1, "summaries": rows}, separators=(",", ":")).encode()
+        rows = self._newest_first(None)
+        header = {"version": INDEX_VERSION, "log": self._log_pos}
+        columns = {
+            "ids": [row.id for row in rows],
+            "keys": [number for row in rows for number in row.key],
+            "updated": [row.updated_at for row in rows],
+            "notebook_keys": [row.notebook_key for row in rows],
+        }
+        rest = b"\n".join(
+            [
+                json.dumps(header, separators=(",", ":")).encode(),
+                json.dumps(columns, separators=(",", ":")).encode(),
+                "\n".join(row.json for row in rows).encode("ascii"),
+            ]
+        )
         try:
-            atomic_write(self.root / INDEX_FILE, data, durable=False)
+            atomic_write(self.root / INDEX_FILE, b"%08x\n" % zlib.crc32(rest) + rest, durable=False)
             self._index_dirty = False
             self._index_saved_at = time.monotonic()
         except StoreUnavailable as exc:
@@ -399,8 +1129,20 @@ class SessionStore:
                 "Session file %s is unreadable (%s) and could not be moved: %s", path, reason, exc
             )
             return path
+        if _is_session_id(path.stem):
+            self._log_change(path.stem)
+        with self._layouts_lock:
+            self._layouts.pop(path.stem, None)
         message = f"Session file {path.name} was unreadable ({reason[:200]}); moved to {target}"
         log.error(message)
         self.problems.append(message)
         del self.problems[:-20]
         return target
+
+
+def _is_session_id(name: str) -> bool:
+    try:
+        validate_session_id(name)
+    except NotFound:
+        return False
+    return True

@@ -40,7 +40,7 @@ from .providers.base import (
     TurnRequest,
     provider_environment,
 )
-from .store import SessionStore
+from .store import MessageLog, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class TurnRunner:
             self.registry.claim(session_id, turn_id)
 
         try:
-            session, _ = self.store.update(session_id, change)
+            session, _ = self.store.edit(session_id, change)
         except BaseException:
             # The claim may be on disk while the session could not be saved (disk full):
             # release it, or the session would look busy forever.
@@ -287,7 +287,7 @@ class TurnRunner:
         checkpointer: asyncio.Task[None] | None = None
         try:
             turn.publish({"type": "turn_started", "turn_id": turn.id, "provider": turn.provider})
-            session, _ = await asyncio.to_thread(self.store.update, turn.session_id, _start_turn)
+            session, prompt = await asyncio.to_thread(self.store.edit, turn.session_id, _start_turn)
             provider_session_id = session.provider_session_id
             turn.policy = self._policy(session)
             if self.settings.checkpoint_interval_seconds > 0:
@@ -296,11 +296,11 @@ class TurnRunner:
                 request = TurnRequest(
                     session_id=session.id,
                     turn_id=turn.id,
-                    prompt=session.messages[-1].content,
+                    prompt=prompt.content,
                     working_dir=session.working_dir,
                     notebook_path=session.path,
                     provider_session_id=provider_session_id,
-                    context=session.messages[-1].context,
+                    context=prompt.context,
                     model=model,
                 )
                 terminal, new_provider_session_id, resume_failed = await self._attempt(
@@ -708,7 +708,7 @@ class TurnRunner:
             session.approvals.append(approval)
 
         try:
-            await asyncio.to_thread(self.store.update, turn.session_id, change)
+            await asyncio.to_thread(self.store.edit, turn.session_id, change)
         except NotFound:
             pass  # the session was deleted meanwhile
         except Exception as exc:  # the answer was delivered; only its memory is lost
@@ -757,7 +757,7 @@ class TurnRunner:
             session.usage.add(turn.usage)
 
         try:
-            await asyncio.to_thread(self.store.update, turn.session_id, change)
+            await asyncio.to_thread(self.store.edit, turn.session_id, change)
         except NotFound:
             pass  # the session was deleted during the turn
         except Exception:
@@ -788,7 +788,7 @@ class TurnRunner:
             reply = turn.reply("streaming")
             try:
                 await asyncio.to_thread(
-                    self.store.update, turn.session_id, functools.partial(put_reply, reply=reply)
+                    self.store.edit, turn.session_id, functools.partial(put_reply, reply=reply)
                 )
             except NotFound:
                 return
@@ -888,6 +888,9 @@ def _describe_call(tool_name: str, tool_input: Any) -> str:
 
 def put_reply(session: Session, reply: Message) -> None:
     """Insert or replace the turn's reply (same id) in the history."""
+    if isinstance(session.messages, MessageLog):  # SessionStore.edit: by id, without reading
+        session.messages.put(reply)
+        return
     for index, message in enumerate(session.messages):
         if message.id == reply.id:
             session.messages[index] = reply
@@ -895,13 +898,14 @@ def put_reply(session: Session, reply: Message) -> None:
     session.messages.append(reply)
 
 
-def _start_turn(session: Session) -> Session:
-    """Move the pending user message into the history as the turn starts."""
-    if session.pending_message is None:
+def _start_turn(session: Session) -> Message:
+    """Move the pending user message into the history as the turn starts; returns it."""
+    prompt = session.pending_message
+    if prompt is None:
         raise NotFound("The message to answer is gone (the session changed).")
-    session.messages.append(session.pending_message)
+    session.messages.append(prompt)
     session.pending_message = None
-    return session
+    return prompt
 
 
 def mark_interrupted(session: Session, turn_id: str) -> None:

@@ -33,9 +33,9 @@ WRITER = textwrap.dedent(
     mine = [m.content for m in store.load(session_id).messages if m.content.startswith(tag)]
     start = max((int(c.split("-")[1]) for c in mine), default=-1) + 1
     for i in range(start, total):
-        store.update(
-            session_id, lambda s: s.messages.append(Message(role="user", content=f"{tag}-{i}"))
-        )
+        # Both write paths: edit (a turn's: splices the stored bytes) and update (parses all).
+        write = store.edit if i % 2 else store.update
+        write(session_id, lambda s: s.messages.append(Message(role="user", content=f"{tag}-{i}")))
         print(i, flush=True)  # acknowledged: the save returned
     """
 )
