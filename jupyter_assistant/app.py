@@ -20,6 +20,7 @@ from ._version import __version__
 from .settings import STORE_ENV, EngineSettings, default_store_dir
 
 if TYPE_CHECKING:
+    from .listing import SessionListing
     from .service import AssistantService
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -45,6 +46,7 @@ class AssistantExtension(ExtensionApp, EngineSettings):
     ).tag(config=True)
 
     _service: AssistantService | None = None
+    _listing: SessionListing | None = None
 
     def initialize_settings(self) -> None:
         # Kernels started by this server find the same store (see magics).
@@ -67,13 +69,39 @@ class AssistantExtension(ExtensionApp, EngineSettings):
 
             settings = self.service_settings(self.serverapp.root_dir if self.serverapp else None)
             parent = self.serverapp if self.serverapp is not None else self
+            listing = self.listing
             self._service = AssistantService(
-                settings, ProviderRegistry(parent=parent, allowed=self.allowed_providers)
+                settings,
+                ProviderRegistry(parent=parent, allowed=self.allowed_providers),
+                store=listing.store,
+                registry=listing.registry,
             )
             # If the server exits without its clean shutdown (SIGINT without a terminal, as
             # JupyterHub stops servers), no provider it started may outlive it.
             atexit.register(self._service.stop_now)
         return self._service
+
+    @property
+    def listing(self) -> SessionListing:
+        """The session list without the engine (see listing.py); shares the service's store."""
+        if self._listing is None:
+            from .listing import SessionListing
+            from .processes import ProcessRegistry
+            from .store import SessionStore
+
+            root_dir = self.serverapp.root_dir if self.serverapp else None
+            self._listing = SessionListing(
+                SessionStore(self.store_dir),
+                ProcessRegistry(self.store_dir),
+                Path(root_dir) if root_dir else None,
+            )
+        return self._listing
+
+    def running_here(self) -> set[str]:
+        """Sessions with a turn running in this server (none before the engine is built)."""
+        if self._service is None:
+            return set()
+        return {turn.session_id for turn in self._service.runner.running_here()}
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         self._reap_if_needed()

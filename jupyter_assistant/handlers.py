@@ -6,6 +6,7 @@ All under ``{base_url}api/assistant/``, JSON, behind Jupyter's authentication an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -120,8 +121,12 @@ class SessionsHandler(AssistantHandler):
     @authorized
     @engine_errors
     async def get(self) -> None:
+        # Not through the service: the first listing must not wait for the engine to load.
         path = self.get_query_argument("path", None)
-        self.write_json(await self.service.list_sessions(path))
+        listing, running_here = self.assistant.listing, self.assistant.running_here()
+        body = await asyncio.to_thread(listing.as_json, path, running_here)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
 
     @web.authenticated
     @authorized

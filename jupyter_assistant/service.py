@@ -42,11 +42,19 @@ class ServiceSettings:
 
 
 class AssistantService:
-    def __init__(self, settings: ServiceSettings, providers: ProviderRegistry) -> None:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        providers: ProviderRegistry,
+        store: SessionStore | None = None,
+        registry: ProcessRegistry | None = None,
+    ) -> None:
+        """``store`` and ``registry``: those of ``settings.store_dir`` already in use here (the
+        server's listing), so that their caches are shared."""
         self.settings = settings
         self.providers = providers
-        self.store = SessionStore(settings.store_dir)
-        self.registry = ProcessRegistry(settings.store_dir)
+        self.store = store or SessionStore(settings.store_dir)
+        self.registry = registry or ProcessRegistry(settings.store_dir)
         self.runner = TurnRunner(self.store, self.registry, providers, settings.runner)
         self._health: dict[str, tuple[float, dict[str, Any]]] = {}
 
