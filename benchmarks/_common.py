@@ -33,6 +33,23 @@ NOTEBOOK_JSON = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 
 FAKE_COMMAND = [sys.executable, str(FAKE_CLAUDE)]
 
 
+def compile_package() -> None:
+    """Write the bytecode of jupyter_assistant, as ``pip install`` does. From a source checkout
+    (an editable install) with ``PYTHONDONTWRITEBYTECODE`` set, every process would otherwise
+    compile the changed modules again (about 10 ms for ``store.py``), which no installed copy
+    pays."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("jupyter_assistant")
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            compileall.compile_dir(folder, quiet=2)
+
+
+compile_package()
+
+
 # -- results -------------------------------------------------------------------------------
 
 

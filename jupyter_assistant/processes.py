@@ -21,11 +21,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from .store import atomic_write, ensure_private_dir, validate_session_id
+
+if TYPE_CHECKING:
+    # Imported where used: listing sessions (the first request after start-up) needs psutil
+    # only when a process record exists.
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +38,16 @@ START_TIME_TOLERANCE = 0.05
 
 
 def process_identity(pid: int | None = None) -> tuple[int, float]:
+    import psutil
+
     proc = psutil.Process(pid)
     return proc.pid, proc.create_time()
 
 
 def identity_alive(pid: int, create_time: float) -> bool:
     """True if the process ``pid`` started at ``create_time`` is still alive (not a zombie)."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if abs(proc.create_time() - create_time) > START_TIME_TOLERANCE:
@@ -77,7 +84,15 @@ class ProcessRegistry:
     def __init__(self, root: Path | str) -> None:
         self.dir = Path(root) / "processes"
         ensure_private_dir(self.dir)
-        self._me = process_identity()
+        self._identity: tuple[int, float] | None = None
+
+    @property
+    def _me(self) -> tuple[int, float]:
+        """This process's (pid, start time), the owner of the records it writes (looked up on
+        first use: listing, the first request after start-up, does not need psutil)."""
+        if self._identity is None:
+            self._identity = process_identity()
+        return self._identity
 
     def _file(self, session_id: str, suffix: str = ".json") -> Path:
         return self.dir / f"{validate_session_id(session_id)}{suffix}"
@@ -105,6 +120,8 @@ class ProcessRegistry:
         interrupt_signal: int = int(signal.SIGTERM),
     ) -> ProcessRecord:
         """Record the spawned provider (the leader of its own process group)."""
+        import psutil
+
         try:
             create_time = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
@@ -204,6 +221,8 @@ async def spawn(
 
 
 def _carries_marker(proc: psutil.Process, turn_id: str) -> bool:
+    import psutil
+
     try:
         return bool(proc.environ().get(MARKER_ENV) == turn_id)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
@@ -213,6 +232,8 @@ def _carries_marker(proc: psutil.Process, turn_id: str) -> bool:
 def find_tree(rec: ProcessRecord) -> list[psutil.Process]:
     """Every live process of the turn: the verified leader, its descendants, and any process
     carrying the turn's marker (e.g. one that left the group). Nothing unverified."""
+    import psutil
+
     found: dict[int, psutil.Process] = {}
     if rec.pid > 0 and identity_alive(rec.pid, rec.create_time):
         try:
@@ -236,6 +257,8 @@ def find_tree(rec: ProcessRecord) -> list[psutil.Process]:
 
 
 def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
     try:
         return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -243,6 +266,8 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def _signal_all(rec: ProcessRecord, procs: Iterable[psutil.Process], sig: int) -> None:
+    import psutil
+
     # The group first (one syscall reaches every member, even one forked a moment ago), but
     # only while the verified leader holds it: a group id is not reused while its leader lives.
     if rec.pgid > 0 and rec.pid > 0 and identity_alive(rec.pid, rec.create_time):
@@ -270,6 +295,8 @@ def terminate_tree(rec: ProcessRecord, grace: float) -> dict[str, Any]:
 
     Blocking; run it in a thread from async code. Returns what was done, for logs and tests.
     """
+    import psutil
+
     procs = find_tree(rec)
     if not procs:
         return {"terminated": 0, "killed": 0}

@@ -546,11 +546,15 @@ class SessionStore:
         self._layouts: OrderedDict[str, _Layout] = OrderedDict()
         self._layouts_lock = threading.Lock()
         self.problems: list[str] = []
-        self._sweep_temp_files(stale_temp_seconds)
+        self._stale_temp_seconds = stale_temp_seconds
+        self._swept = False
 
-    def _sweep_temp_files(self, older_than: float) -> None:
-        """Remove temp files of writers killed mid-save (a live save takes milliseconds)."""
-        cutoff = time.time() - older_than
+    def sweep_temp_files(self) -> None:
+        """Remove temp files of writers killed mid-save (a live save takes milliseconds). Done
+        once, before this store's first write: not at construction, where listing the folder
+        (10,000 names: about 10 ms) would delay the server's first listing."""
+        self._swept = True
+        cutoff = time.time() - self._stale_temp_seconds
         try:
             names = os.listdir(self.sessions_dir)  # names only: cheaper than scandir
         except OSError:
@@ -575,6 +579,8 @@ class SessionStore:
         lock files stay, so that every process locks the same inode). Released when the
         descriptor is closed, also when the holder dies."""
         lock_file = self.locks_dir / f"{validate_session_id(session_id)}.lock"
+        if not self._swept:
+            self.sweep_temp_files()
         try:
             fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         except OSError as exc:

@@ -108,6 +108,21 @@ def test_update_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in store.sessions_dir.iterdir()] == [f"{session.id}.json"]
 
 
+def test_temp_files_of_killed_writers_are_swept_before_the_first_write(tmp_path: Path) -> None:
+    session = make_session(SessionStore(tmp_path / "store"))
+    sessions_dir = tmp_path / "store" / "sessions"
+    stale, fresh = sessions_dir / ".dead.json.1.tmp", sessions_dir / ".live.json.2.tmp"
+    for temp in (stale, fresh):
+        temp.write_bytes(b'{"half": ')
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    store = SessionStore(tmp_path / "store", stale_temp_seconds=60)
+    assert [s["id"] for s in store.list_summaries()] == [session.id]
+    store.edit(session.id, lambda s: s.messages.append(Message(role="user", content="q")))
+    assert not stale.exists()
+    assert fresh.exists()  # may belong to a save in progress
+    assert [m.content for m in store.load(session.id).messages] == ["q"]
+
+
 def test_corrupt_file_is_set_aside_and_others_still_list(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "store")
     good = make_session(store, key="/nb/good.ipynb")

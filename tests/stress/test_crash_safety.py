@@ -89,7 +89,8 @@ def test_sigkill_during_saves_loses_no_acknowledged_message(tmp_path: Path) -> N
     assert stored == set(range(total))
     assert list(store.root.glob("corrupt/*")) == []
     killed_mid_save = [p.name for p in store.sessions_dir.iterdir() if p.name.startswith(".")]
-    SessionStore(store.root, stale_temp_seconds=0)  # the next start sweeps them
+    # The next writer sweeps them, before its first save.
+    SessionStore(store.root, stale_temp_seconds=0).update(sid, lambda s: None)
     leftovers = [p.name for p in store.sessions_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     report(
