@@ -3,6 +3,7 @@
 python benchmarks/run_all.py            # the full run (~3 minutes on a quiet 2-core VM)
 python benchmarks/run_all.py --quick    # a short smoke run: every measure, few repetitions
 python benchmarks/run_all.py --only 2,5 --json results.json
+python benchmarks/run_all.py --only 1 --peers   # measure 1 next to the peers' (installs them)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import bench_cancel
 import bench_concurrent
 import bench_first_event
 import bench_list
+import bench_peers
 import bench_startup
 import bench_stream
 from _common import Result, load_average, machine, print_results
@@ -40,6 +42,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few repetitions: a smoke run")
     parser.add_argument("--only", default="", help="comma-separated measure numbers, e.g. 2,5")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also measure 1 for jupyter-ai and notebook-intelligence (bench_peers.py: installs "
+        "them in venvs of their own on first use)",
+    )
     args = parser.parse_args()
     chosen = [m.strip() for m in args.only.split(",") if m.strip()] or list(MEASURES)
     unknown = set(chosen) - set(MEASURES)
@@ -50,10 +58,13 @@ def main() -> int:
     results: list[Result] = []
     failed = []
     started = time.monotonic()
-    for key in chosen:
+    runs = [(key, MEASURES[key]) for key in chosen]
+    if args.peers:
+        runs.append(("1p", bench_peers.run))
+    for key, measure in runs:
         print(f"measure {key} ...", file=sys.stderr, flush=True)
         try:
-            results += MEASURES[key](args.quick)
+            results += measure(args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(key)
