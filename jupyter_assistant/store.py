@@ -12,12 +12,12 @@ The Jupyter server and any number of kernels (the magics) read and write the sam
   message's JSON lies in the bytes it last wrote, so appending or replacing a message splices
   bytes instead of parsing and serializing the history. The stored messages are never handed
   out as objects on that path, so none can be changed in place and then silently not saved;
-  ``update`` (any change) parses and serializes everything;
+  ``update`` (any change) parses and serializes everything (the layout: session_layout.py);
 * listing never parses every file: each summary is cached with the stat key of its file and
-  its JSON encoding; every writer appends the id it saved or deleted to ``changes.log``, so a
-  lister re-reads only the files named since its last look, with a full scan of the folder's
-  stats when the log is missing, replaced or unreadable, and every ``FULL_SCAN_SECONDS`` (for
-  writers that do not log: older versions of this package, hand edits);
+  its JSON encoding (summaries.py); every writer appends the id it saved or deleted to
+  ``changes.log``, so a lister re-reads only the files named since its last look, with a full
+  scan of the folder's stats when the log is missing, replaced or unreadable, and every
+  ``FULL_SCAN_SECONDS`` (for writers that do not log: older versions, hand edits);
 * pydantic is imported only to parse or serialize a session, never to list (the server's first
   ``GET sessions`` does not wait for it).
 """
@@ -28,8 +28,6 @@ import bisect
 import contextlib
 import errno
 import fcntl
-import functools
-import gc
 import json
 import logging
 import mmap
@@ -41,15 +39,26 @@ import time
 import uuid
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Sequence
-from itertools import chain
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import InsufficientStorage, NotFound, StoreUnavailable
+from .session_layout import Layout, MessageLog, edited, holds, layout_of
+from .summaries import (
+    IDLE_END,
+    RUNNING_END,
+    Row,
+    listed_lines,
+    make_row,
+    no_gc,
+    order_key,
+    row_of,
+    summary_from_json,
+)
 
 if TYPE_CHECKING:
-    from .models import Message, Session
+    from .models import Session
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +69,7 @@ FILE_MODE = 0o600
 SUFFIX = ".json"
 LOCK_POLL_SECONDS = 0.002
 
-# -- edit(): the remembered layout of a session file
-# Between a session's other fields and its messages, in every file this store writes.
-_MESSAGES_KEY = b',"messages":['
-_FILE_END = b"]}"
-# Sessions whose file layout is remembered: those of the turns running here, plus some.
-LAYOUT_CACHE_SIZE = 32
-# Chunks of messages kept apart in a layout before the older ones are merged into one.
-MAX_CHUNKS = 16
+LAYOUT_CACHE_SIZE = 32  # sessions whose file layout is remembered (see edit)
 IOV_MAX = 1024  # buffers per writev
 
 # -- listing
@@ -86,9 +88,6 @@ INDEX_VERSION = 2
 # The summary index is a cache (checked against the change log and each file's stat), so it is
 # rewritten at most this often: writing 10,000 summaries costs more than a listing.
 INDEX_SAVE_SECONDS = 30.0
-# The end of a summary row as the HTTP API sends it (a row's JSON is kept without its "}").
-_IDLE = ',"status":"idle"}'
-_RUNNING = ',"status":"running"}'
 
 
 class SessionCorrupt(NotFound):
@@ -185,331 +184,6 @@ def atomic_write(
     return written_stat
 
 
-# -- the messages of a session on the edit() path -----------------------------------------------
-
-
-class _NotLoaded:
-    """Kept inside a MessageLog's own list storage, so that code reading it below the Python
-    level (a pydantic or json dump of the session) fails instead of seeing no messages."""
-
-    def __repr__(self) -> str:
-        return "<stored messages, not loaded>"
-
-
-_NOT_LOADED = _NotLoaded()
-
-
-class MessageLog(list["Message"]):
-    """``session.messages`` inside ``SessionStore.edit``: the stored history, write-only.
-
-    ``append`` adds a message, ``put`` replaces the message with the same id (or appends), and
-    ``len`` counts them all. The stored messages are not loaded, so reading them (iterating,
-    indexing, ``in``) raises TypeError: a change that needs them goes through
-    ``SessionStore.update``, which loads and re-serializes everything. The messages given to
-    ``append``/``put`` are serialized when ``change`` returns, so changes made to them inside
-    ``change`` are saved too."""
-
-    __slots__ = ("_added", "_replaced", "_stored_ids")
-
-    def __init__(self, stored_ids: Sequence[str]) -> None:
-        super().__init__()
-        list.append(self, _NOT_LOADED)  # type: ignore[misc]
-        self._stored_ids = stored_ids
-        self._replaced: dict[int, Message] = {}
-        self._added: list[Message] = []
-
-    def __len__(self) -> int:
-        return len(self._stored_ids) + len(self._added)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def __repr__(self) -> str:
-        return f"<MessageLog: {len(self)} messages, not loaded>"
-
-    def append(self, message: Message) -> None:
-        self._added.append(_checked(message))
-
-    def put(self, message: Message) -> None:
-        """Replace the message with ``message.id`` (searched from the end), or append."""
-        message = _checked(message)
-        for index in range(len(self._added) - 1, -1, -1):
-            if self._added[index].id == message.id:
-                self._added[index] = message
-                return
-        for index in range(len(self._stored_ids) - 1, -1, -1):
-            if self._stored_ids[index] == message.id:
-                self._replaced[index] = message
-                return
-        self._added.append(message)
-
-    def _not_loaded(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError(
-            "The stored messages are not loaded in SessionStore.edit (it only appends or "
-            "replaces them); use SessionStore.update to read or change them in place."
-        )
-
-    __iter__ = __reversed__ = __getitem__ = __setitem__ = __delitem__ = _not_loaded
-    __contains__ = __iadd__ = __imul__ = __add__ = __mul__ = __rmul__ = _not_loaded
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _not_loaded
-    extend = insert = pop = remove = index = count = _not_loaded
-    sort = reverse = clear = copy = _not_loaded
-
-
-# Plain classes rather than dataclasses: this module is imported by the server's first listing,
-# and generating a dataclass's methods costs about a millisecond each.
-class _Chunk:
-    """Whole messages as this store wrote them, comma-separated: ``base[start:stop]``, with each
-    message's end (relative to ``start``) and id. Never changed once made."""
-
-    __slots__ = ("base", "ends", "ids", "start", "stop")
-
-    def __init__(
-        self, base: bytes, start: int, stop: int, ends: tuple[int, ...], ids: tuple[str, ...]
-    ) -> None:
-        self.base, self.start, self.stop, self.ends, self.ids = base, start, stop, ends, ids
-
-    @classmethod
-    def of(cls, messages: Sequence[Message]) -> _Chunk:
-        encoded = [_checked(m).model_dump_json().encode() for m in messages]
-        ends, pos = [], -1
-        for data in encoded:
-            pos += 1 + len(data)
-            ends.append(pos)
-        base = b",".join(encoded)
-        return cls(base, 0, len(base), tuple(ends), tuple(m.id for m in messages))
-
-    def replace(self, index: int, message: Message) -> list[_Chunk]:
-        """This chunk with its message ``index`` replaced: up to three chunks, the unchanged
-        messages on either side still pointing into ``base`` (nothing copied)."""
-        out = []
-        if index > 0:
-            stop = self.start + self.ends[index - 1]
-            out.append(_Chunk(self.base, self.start, stop, self.ends[:index], self.ids[:index]))
-        out.append(_Chunk.of([message]))
-        if index + 1 < len(self.ids):
-            after = self.ends[index] + 1
-            ends = tuple(end - after for end in self.ends[index + 1 :])
-            out.append(
-                _Chunk(self.base, self.start + after, self.stop, ends, self.ids[index + 1 :])
-            )
-        return out
-
-    def view(self) -> memoryview:
-        return memoryview(self.base)[self.start : self.stop]
-
-
-def _merged(chunks: Sequence[_Chunk]) -> _Chunk:
-    """One chunk for several (one copy of their bytes)."""
-    ends: list[int] = []
-    pos = 0
-    for chunk in chunks:
-        ends.extend(end + pos for end in chunk.ends)
-        pos += chunk.stop - chunk.start + 1
-    base = b",".join(chunk.view() for chunk in chunks)
-    ids = tuple(chain.from_iterable(chunk.ids for chunk in chunks))
-    return _Chunk(base, 0, len(base), tuple(ends), ids)
-
-
-class _Layout:
-    """A session file as this store wrote it: ``head`` (``{<other fields>,"messages":[``), the
-    messages in chunks (with commas between them), then ``]}``. Only bytes, never changed once
-    made: nothing in it can change after the write it describes. An edit adds a chunk, or
-    splits the chunk of a replaced message, instead of copying the history; past MAX_CHUNKS
-    the older chunks are merged."""
-
-    __slots__ = ("chunks", "head")
-
-    def __init__(self, head: bytes, chunks: tuple[_Chunk, ...]) -> None:
-        self.head, self.chunks = head, chunks
-
-    def pieces(self) -> Iterator[tuple[bytes, int, int]]:
-        """The file as (buffer, start, stop) pieces."""
-        yield self.head, 0, len(self.head)
-        for number, chunk in enumerate(self.chunks):
-            if number:
-                yield b",", 0, 1
-            yield chunk.base, chunk.start, chunk.stop
-        yield _FILE_END, 0, len(_FILE_END)
-
-    def buffers(self) -> list[memoryview]:
-        return [memoryview(base)[start:stop] for base, start, stop in self.pieces()]
-
-    def size(self) -> int:
-        return sum(stop - start for _, start, stop in self.pieces())
-
-    def ids(self) -> tuple[str, ...]:
-        return tuple(chain.from_iterable(chunk.ids for chunk in self.chunks))
-
-    def head_json(self) -> bytes:
-        """The session's JSON without its messages."""
-        return self.head[: -len(_MESSAGES_KEY)] + b"}"
-
-
-def _checked(message: Message) -> Message:
-    from .models import Message
-
-    if not isinstance(message, Message):
-        raise TypeError(f"a session's messages are Message objects, not {type(message)}")
-    return message
-
-
-def _head(session: Session) -> bytes:
-    head = session.model_dump_json(exclude={"messages", "status"}).encode()
-    if not (head.startswith(b"{") and head.endswith(b"}")) or head == b"{}":
-        raise ValueError("a session serializes to a non-empty JSON object")
-    return head[:-1] + _MESSAGES_KEY
-
-
-def _layout_of(session: Session) -> _Layout:
-    """Serialize a whole session, each message on its own (to know where it lies); the last
-    message in a chunk of its own, as it is the one a running turn replaces."""
-    messages = session.messages
-    groups = [messages[:-1], messages[-1:]] if len(messages) > 1 else [messages]
-    return _Layout(_head(session), tuple(_Chunk.of(group) for group in groups if group))
-
-
-def _edited(layout: _Layout, head: Session, messages: MessageLog) -> _Layout:
-    """The file after an edit: the unchanged messages as they were (bytes of ``layout``), the
-    other fields and the replaced and added messages serialized now."""
-    chunks = list(layout.chunks)
-    for index in sorted(messages._replaced, reverse=True):
-        first = 0
-        for number, chunk in enumerate(chunks):
-            if index < first + len(chunk.ids):
-                chunks[number : number + 1] = chunk.replace(
-                    index - first, messages._replaced[index]
-                )
-                break
-            first += len(chunk.ids)
-    if messages._added:
-        chunks.append(_Chunk.of(messages._added))
-    if len(chunks) > MAX_CHUNKS:  # the newest stay apart: they are the ones a turn replaces
-        chunks[:-2] = [_merged(chunks[:-2])]
-    return _Layout(_head(head), tuple(chunks))
-
-
-def _holds(path: Path, layout: _Layout) -> bool:
-    """Whether the file holds exactly what ``layout`` describes: compared in place (mapped, not
-    read into a new buffer: a session of 1 MB would cost an allocation and a copy per check)."""
-    try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size != layout.size():
-                return False
-            with (
-                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-                memoryview(mapped) as view,
-            ):
-                pos = 0
-                for base, start, stop in layout.pieces():
-                    if not base.startswith(view[pos : pos + stop - start], start):
-                        return False
-                    pos += stop - start
-                return True
-    except (OSError, ValueError):
-        return False
-
-
-# -- summaries ---------------------------------------------------------------------------------
-
-
-class _Row(NamedTuple):
-    """One session's summary as listed: the stat key of the file it was read from, what sorting
-    and filtering need, and its JSON as the HTTP API sends it (without ``notebook_key``,
-    ``status`` and the closing brace), encoded once. (A tuple: ten thousand of them are made
-    at once when the index is loaded.)"""
-
-    id: str
-    ino: int
-    size: int
-    mtime_ns: int
-    updated_at: str
-    notebook_key: str
-    json: str
-
-    @property
-    def key(self) -> tuple[int, int, int]:
-        return self.ino, self.size, self.mtime_ns
-
-
-def _row_of(key: tuple[int, int, int], summary: dict[str, Any]) -> tuple[_Row, dict[str, Any]]:
-    """The row of a summary (``Session.summary()``), and the summary as listed."""
-    public = {k: v for k, v in summary.items() if k not in ("notebook_key", "status")}
-    encoded = json.dumps(public, separators=(",", ":"))[:-1]
-    listed = {**public, "notebook_key": summary["notebook_key"], "status": "idle"}
-    row = _Row(public["id"], *key, public["updated_at"], summary["notebook_key"], encoded)
-    return row, listed
-
-
-def _listed_lines(lines: str, running: Collection[str]) -> str:
-    """The JSON array of the index's row lines (newest first), each with its status."""
-    if not lines:
-        return "[]"
-    body = "[" + lines.replace("\n", _IDLE + ",") + _IDLE + "]"
-    for session_id in running:
-        # A row starts with its id, and its first status is its own (a quote inside a JSON
-        # string is escaped, so this text cannot occur inside a value).
-        start = body.find('{"id":' + json.dumps(session_id) + ",")
-        if start >= 0:
-            at = body.find(_IDLE, start)
-            body = body[:at] + _RUNNING + body[at + len(_IDLE) :]
-    return body
-
-
-# A row from its fields: tuple.__new__ without a Python-level call (10,000 rows at start-up).
-_make_row = functools.partial(tuple.__new__, _Row)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while thousands of rows or summaries are made at once
-    (they hold no cycles): in a server's large heap, the collections their allocations trigger
-    cost several times the work itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _order_key(row: _Row) -> tuple[str, str]:
-    return row.updated_at, row.id
-
-
-# The fields a summary reads, with the type a file written by this package holds.
-_SUMMARY_TEXT = ("id", "path", "notebook_key", "working_dir", "provider", "title")
-_SUMMARY_TIMES = ("created_at", "updated_at")
-
-
-def summary_from_json(data: Any) -> dict[str, Any] | None:
-    """``Session.summary()`` of a session file's parsed JSON, without pydantic; None when the
-    file is not plainly what this package writes (then the caller validates it properly)."""
-    if not isinstance(data, dict) or "status" in data:
-        return None
-    for name in (*_SUMMARY_TEXT, *_SUMMARY_TIMES):
-        if type(data.get(name)) is not str:
-            return None
-    messages, pending = data.get("messages"), data.get("pending_message", None)
-    if type(messages) is not list or not (pending is None or type(pending) is dict):
-        return None
-    if type(data.get("detached", False)) is not bool or type(data.get("version")) is not int:
-        return None
-    return {
-        "id": data["id"],
-        "path": data["path"],
-        "notebook_key": data["notebook_key"],
-        "title": data["title"],
-        "provider": data["provider"],
-        "status": "idle",
-        "created_at": data["created_at"],
-        "updated_at": data["updated_at"],
-        "message_count": len(messages) + (1 if pending is not None else 0),
-        "detached": data.get("detached", False),
-    }
-
-
 # -- the store ---------------------------------------------------------------------------------
 
 
@@ -532,10 +206,10 @@ class SessionStore:
         # still text; the rows sorted oldest first (None: to be sorted); how far the change
         # log was read (inode, offset); the last full scan.
         self._cache_lock = threading.Lock()
-        self._by_id: dict[str, _Row] = {}
+        self._by_id: dict[str, Row] = {}
         self._unparsed: tuple[bytes, str] | None = None
         self._summaries: dict[str, dict[str, Any]] = {}  # id -> summary, parsed when asked for
-        self._order: list[_Row] | None = None
+        self._order: list[Row] | None = None
         self._log_pos: tuple[int, int] | None = None
         self._scanned_at = -FULL_SCAN_SECONDS
         self._scanned_dir_mtime: int | None = None
@@ -543,7 +217,7 @@ class SessionStore:
         self._index_dirty = False
         self._index_saved_at = -INDEX_SAVE_SECONDS
         # id -> the layout of the file as this store last wrote it (see edit)
-        self._layouts: OrderedDict[str, _Layout] = OrderedDict()
+        self._layouts: OrderedDict[str, Layout] = OrderedDict()
         self._layouts_lock = threading.Lock()
         self.problems: list[str] = []
         self._stale_temp_seconds = stale_temp_seconds
@@ -701,18 +375,18 @@ class SessionStore:
         with self.lock(session_id):
             with self._layouts_lock:
                 layout = self._layouts.get(session_id)
-            if layout is not None and _holds(path, layout):
+            if layout is not None and holds(path, layout):
                 head = Session.model_validate_json(layout.head_json())
             else:  # written by another process, or not since this store started: parse it
                 head = self._parse(path, session_id, self._read(path, session_id))
-                layout = _layout_of(head)
+                layout = layout_of(head)
             messages = MessageLog(layout.ids())
             head.messages = messages
             result = change(head)
             if head.messages is not messages:
                 raise TypeError("SessionStore.edit: use update() to replace session.messages")
             self._stamp(head)
-            new = _edited(layout, head, messages)
+            new = edited(layout, head, messages)
             st = atomic_write(path, new.buffers())
             self._saved(head, new, st)
         return head, result
@@ -751,18 +425,18 @@ class SessionStore:
 
     def _write(self, path: Path, session: Session) -> None:
         self._stamp(session)
-        layout = _layout_of(session)
+        layout = layout_of(session)
         st = atomic_write(path, layout.buffers())
         self._saved(session, layout, st)
 
-    def _saved(self, session: Session, layout: _Layout, st: os.stat_result) -> None:
+    def _saved(self, session: Session, layout: Layout, st: os.stat_result) -> None:
         """After a write: remember the file's layout and summary, and log the change."""
         with self._layouts_lock:
             self._layouts[session.id] = layout
             self._layouts.move_to_end(session.id)
             while len(self._layouts) > LAYOUT_CACHE_SIZE:
                 self._layouts.popitem(last=False)
-        row, summary = _row_of((st.st_ino, st.st_size, st.st_mtime_ns), session.summary())
+        row, summary = row_of((st.st_ino, st.st_size, st.st_mtime_ns), session.summary())
         with self._cache_lock:
             self._set_row(row, summary)
         self._log_change(session.id)
@@ -852,7 +526,7 @@ class SessionStore:
                 rows = self._newest_first(notebook_key)
                 self._parse_summaries(rows)
             summaries = self._summaries
-            with _no_gc():  # the caller's copies: thousands of dicts at once
+            with no_gc():  # the caller's copies: thousands of dicts at once
                 return [dict(summaries[row.id]) for row in rows if row.id in summaries]
 
     def summaries_json(self, notebook_key: str | None = None, running: Collection[str] = ()) -> str:
@@ -862,23 +536,23 @@ class SessionStore:
         with self._cache_lock:
             self._refresh()
             if self._unparsed is not None and notebook_key is None:
-                return _listed_lines(self._unparsed[1], running)
+                return listed_lines(self._unparsed[1], running)
             rows = self._newest_first(notebook_key)
         return (
             "["
-            + ",".join(row.json + (_RUNNING if row.id in running else _IDLE) for row in rows)
+            + ",".join(row.json + (RUNNING_END if row.id in running else IDLE_END) for row in rows)
             + "]"
         )
 
-    def _newest_first(self, notebook_key: str | None) -> list[_Row]:
+    def _newest_first(self, notebook_key: str | None) -> list[Row]:
         rows = self._rows
         if self._order is None:
-            self._order = sorted(rows.values(), key=_order_key)
+            self._order = sorted(rows.values(), key=order_key)
         if notebook_key is None:
             return self._order[::-1]
         return [row for row in reversed(self._order) if row.notebook_key == notebook_key]
 
-    def _parse_summaries(self, rows: list[_Row]) -> bool:
+    def _parse_summaries(self, rows: list[Row]) -> bool:
         """Make sure the summaries of ``rows`` are parsed (one parse for all of them: a summary
         is its row's JSON plus two fields). False if a row's JSON was not a summary."""
         summaries = self._summaries
@@ -887,7 +561,7 @@ class SessionStore:
             return True
         ids = [row.id for row in missing]
         try:
-            with _no_gc():
+            with no_gc():
                 parsed = json.loads("[" + "},".join(row.json for row in missing) + "}]")
                 if [summary["id"] for summary in parsed] != ids:
                     return False
@@ -899,7 +573,7 @@ class SessionStore:
         summaries.update(zip(ids, parsed, strict=True))
         return True
 
-    def _set_row(self, row: _Row, summary: dict[str, Any] | None = None) -> None:
+    def _set_row(self, row: Row, summary: dict[str, Any] | None = None) -> None:
         old = self._rows.get(row.id)
         self._rows[row.id] = row
         if summary is None:
@@ -910,7 +584,7 @@ class SessionStore:
             if old is not None:
                 self._remove_from_order(old)
             if self._order is not None:
-                bisect.insort(self._order, row, key=_order_key)
+                bisect.insort(self._order, row, key=order_key)
         self._index_dirty = True
 
     def _drop_row(self, session_id: str) -> None:
@@ -920,10 +594,10 @@ class SessionStore:
             self._remove_from_order(old)
             self._index_dirty = True
 
-    def _remove_from_order(self, row: _Row) -> None:
+    def _remove_from_order(self, row: Row) -> None:
         if self._order is None:
             return
-        index = bisect.bisect_left(self._order, _order_key(row), key=_order_key)
+        index = bisect.bisect_left(self._order, order_key(row), key=order_key)
         if index < len(self._order) and self._order[index] is row:
             del self._order[index]
         else:
@@ -963,7 +637,7 @@ class SessionStore:
         started = time.time_ns()
         if dir_mtime != self._scanned_dir_mtime:
             seen: set[str] = set()
-            with _no_gc(), os.scandir(self.sessions_dir) as entries:
+            with no_gc(), os.scandir(self.sessions_dir) as entries:
                 for entry in entries:
                     name = entry.name
                     if not name.endswith(SUFFIX) or name.startswith("."):
@@ -1023,7 +697,7 @@ class SessionStore:
             except NotFound:
                 self._drop_row(session_id)
                 return
-        self._set_row(*_row_of(key, summary))
+        self._set_row(*row_of(key, summary))
 
     # The index file is only a cache of the rows (rebuilt from the session files when it is
     # missing or damaged), so it is written without fsync. Lines: a CRC of the rest; a header
@@ -1065,7 +739,7 @@ class SessionStore:
             self._scanned_at = time.monotonic()
 
     @property
-    def _rows(self) -> dict[str, _Row]:
+    def _rows(self) -> dict[str, Row]:
         """id -> row, the index's rows parsed first if they are still text."""
         if self._unparsed is not None:
             self._parse_index()
@@ -1076,7 +750,7 @@ class SessionStore:
         columns, lines = self._unparsed
         self._unparsed = None
         try:
-            with _no_gc():
+            with no_gc():
                 meta = json.loads(columns)
                 ids, keys, times, notebooks = (
                     meta[name] for name in ("ids", "keys", "updated", "notebook_keys")
@@ -1086,7 +760,7 @@ class SessionStore:
                     raise ValueError("index columns differ in length")
                 inos, sizes, mtimes = keys[0::3], keys[1::3], keys[2::3]
                 columns_ = zip(ids, inos, sizes, mtimes, times, notebooks, texts, strict=True)
-                rows = list(map(_make_row, columns_))
+                rows = list(map(make_row, columns_))
         except (ValueError, KeyError, TypeError):
             self._reset()
             self._full_scan()  # the rows from the files themselves

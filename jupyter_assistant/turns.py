@@ -40,7 +40,8 @@ from .providers.base import (
     TurnRequest,
     provider_environment,
 )
-from .store import MessageLog, SessionStore
+from .session_layout import MessageLog
+from .store import SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import pytest
 from pydantic_core import PydanticSerializationError
 
 from jupyter_assistant.models import Message, Session, ToolCall, TurnError
-from jupyter_assistant.store import MessageLog, SessionStore
+from jupyter_assistant.session_layout import MessageLog
+from jupyter_assistant.store import SessionStore
 from jupyter_assistant.turns import mark_interrupted, put_reply
 
 

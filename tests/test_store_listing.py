@@ -18,7 +18,8 @@ import pytest
 from jupyter_assistant import store as store_module
 from jupyter_assistant.errors import StoreUnavailable
 from jupyter_assistant.models import Message, Session
-from jupyter_assistant.store import SessionStore, summary_from_json
+from jupyter_assistant.store import SessionStore
+from jupyter_assistant.summaries import summary_from_json
 
 
 def make(store: SessionStore, key: str = "/nb/a.ipynb", title: str = "") -> Session:
