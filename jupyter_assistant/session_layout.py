@@ -10,7 +10,6 @@ layout describes (another process may have written it since).
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator, Sequence
 from itertools import chain
@@ -227,21 +226,23 @@ def edited(layout: Layout, head: Session, messages: MessageLog) -> Layout:
 
 
 def holds(path: Path, layout: Layout) -> bool:
-    """Whether the file holds exactly what ``layout`` describes: compared in place (mapped, not
-    read into a new buffer: a session of 1 MB would cost an allocation and a copy per check)."""
+    """Whether the file holds exactly what ``layout`` describes. Read, not mapped: a mapped file
+    that another program truncates during the comparison would kill the process (SIGBUS), and
+    reading a 1 MB session from the page cache costs about 0.05 ms."""
     try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size != layout.size():
+        with open(path, "rb", buffering=0) as handle:
+            size = layout.size()
+            if os.fstat(handle.fileno()).st_size != size:
                 return False
-            with (
-                mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-                memoryview(mapped) as view,
-            ):
-                pos = 0
-                for base, start, stop in layout.pieces():
-                    if not base.startswith(view[pos : pos + stop - start], start):
-                        return False
-                    pos += stop - start
-                return True
-    except (OSError, ValueError):
+            data = handle.read(size + 1)
+    except OSError:
         return False
+    if len(data) != size:
+        return False
+    view = memoryview(data)
+    pos = 0
+    for base, start, stop in layout.pieces():
+        if not base.startswith(view[pos : pos + stop - start], start):
+            return False
+        pos += stop - start
+    return True

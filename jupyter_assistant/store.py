@@ -17,7 +17,10 @@ The Jupyter server and any number of kernels (the magics) read and write the sam
   its JSON encoding (summaries.py); every writer appends the id it saved or deleted to
   ``changes.log``, so a lister re-reads only the files named since its last look, with a full
   scan of the folder's stats when the log is missing, replaced or unreadable, and every
-  ``FULL_SCAN_SECONDS`` (for writers that do not log: older versions, hand edits);
+  ``FULL_SCAN_SECONDS`` (for writers that do not log but replace the file: older versions of
+  this package). A file rewritten in place by another program (it leaves the folder's mtime
+  unchanged) is seen within ``FULL_SCAN_SECONDS`` of the next start, or when the store
+  writes that session;
 * pydantic is imported only to parse or serialize a session, never to list (the server's first
   ``GET sessions`` does not wait for it).
 """
@@ -337,7 +340,7 @@ class SessionStore:
             session = Session.model_validate_json(raw)
             if session.id != session_id:
                 raise ValueError(f"file holds session {session.id}")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             where = self._set_aside(path, str(exc))
             raise SessionCorrupt(
                 f"Session {session_id} could not be read and was moved to {where}."
@@ -637,6 +640,7 @@ class SessionStore:
         started = time.time_ns()
         if dir_mtime != self._scanned_dir_mtime:
             seen: set[str] = set()
+            complete = True  # every file looked at; else the next scan must look again
             with no_gc(), os.scandir(self.sessions_dir) as entries:
                 for entry in entries:
                     name = entry.name
@@ -647,11 +651,15 @@ class SessionStore:
                         st = entry.stat()
                     except FileNotFoundError:
                         continue
+                    except OSError:
+                        seen.add(session_id)  # there, but not readable now: keep its row
+                        complete = False
+                        continue
                     seen.add(session_id)
-                    self._check_file(session_id, entry.path, st)
+                    complete = self._check_file(session_id, entry.path, st) and complete
             for gone in set(self._rows) - seen:
                 self._drop_row(gone)
-            trusted = (started - dir_mtime) / 1e9 > RACY_SECONDS
+            trusted = complete and (started - dir_mtime) / 1e9 > RACY_SECONDS
             self._scanned_dir_mtime = dir_mtime if trusted else None
         if log_state != self._log_pos:
             self._index_dirty = True  # the index on disk should say where to read from
@@ -666,38 +674,43 @@ class SessionStore:
             self._drop_row(session_id)
             return
         except OSError:
+            self._scanned_dir_mtime = None  # its log entry is used up: the next scan looks
             return
-        self._check_file(session_id, path, st)
+        if not self._check_file(session_id, path, st):
+            self._scanned_dir_mtime = None
 
-    def _check_file(self, session_id: str, where: str | Path, st: os.stat_result) -> None:
+    def _check_file(self, session_id: str, where: str | Path, st: os.stat_result) -> bool:
+        """Update the row of one file if its stat changed. False if it could not be read now
+        (EMFILE, EIO...): its row is left as it was, for a later scan to try again."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._rows.get(session_id)
         if cached is not None and cached.key == key:
-            return
+            return True
         try:
             validate_session_id(session_id)
             with open(where, "rb") as handle:
                 raw = handle.read()
         except FileNotFoundError:
             self._drop_row(session_id)
-            return
+            return True
         except NotFound as exc:
             self._set_aside(Path(where), str(exc))
             self._drop_row(session_id)
-            return
+            return True
         except OSError:
-            return
+            return False
         try:
             summary = summary_from_json(json.loads(raw))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             summary = None
         if summary is None or summary["id"] != session_id:
             try:  # not plainly ours: validate it properly (and set it aside if corrupt)
                 summary = self._parse(Path(where), session_id, raw).summary()
             except NotFound:
                 self._drop_row(session_id)
-                return
+                return True
         self._set_row(*row_of(key, summary))
+        return True
 
     # The index file is only a cache of the rows (rebuilt from the session files when it is
     # missing or damaged), so it is written without fsync. Lines: a CRC of the rest; a header
@@ -728,7 +741,7 @@ class SessionStore:
                 columns = data[second + 1 : third]
                 lines = str(view[third + 1 :], "ascii")
             log_pos = (int(header["log"][0]), int(header["log"][1])) if header["log"] else None
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return
         self._unparsed = (columns, lines)
         if self._by_id:  # this store wrote sessions before its first listing: merge now

@@ -318,3 +318,40 @@ def test_a_lock_error_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(fcntl, "flock", broken)
     with pytest.raises(StoreUnavailable, match="No locks available"):
         store.update(session.id, lambda s: None)
+
+
+def test_a_file_that_could_not_be_read_during_a_scan_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "store"
+    lister = SessionStore(root)
+    session = make(lister, title="v1")
+    lister.list_summaries()
+    SessionStore(root).update(session.id, lambda s: setattr(s, "title", "v2"))
+    failures = {"left": 1}
+
+    def flaky_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).endswith(f"{session.id}.json") and failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "open", flaky_open, raising=False)
+    monkeypatch.setattr(store_module, "FULL_SCAN_SECONDS", 0.0)  # every listing scans
+    os.utime(root / "sessions", ns=(0, 0))  # an old folder mtime: a scan would be trusted
+    assert titles(lister.list_summaries()) == {session.id: "v1"}  # the read failed: kept
+    assert failures["left"] == 0
+    # The failed scan was not trusted, so the next one reads the file although the folder's
+    # mtime has not moved since.
+    assert titles(lister.list_summaries()) == {session.id: "v2"}
+
+
+def test_absurdly_nested_json_is_set_aside_and_the_others_still_list(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = SessionStore(root)
+    good = make(store, title="good")
+    bad = make(store, title="bad")
+    store.session_file(bad.id).write_bytes(b"[" * 100_000)
+    rows = SessionStore(root).list_summaries()
+    assert titles(rows) == {good.id: "good"}
+    assert [p.name.split(".")[0] for p in (root / "corrupt").iterdir()] == [bad.id]
