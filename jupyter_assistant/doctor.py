@@ -31,13 +31,6 @@ LABEXTENSION = "jupyter-assistant"
 LAB_PLUGIN = "jupyter-assistant:plugin"
 STORE_SUBDIRS = ("sessions", "locks", "processes", "corrupt")
 
-# How to log each built-in provider in, as commands a user can paste. The providers' own error
-# messages say the same; the sidebar's onboarding card (labextension/src/providers.ts) too.
-LOGIN_COMMANDS: dict[str, str] = {
-    "claude": "run `claude` and type /login, or set ANTHROPIC_API_KEY for the server",
-    "codex": "run `codex login`, or set OPENAI_API_KEY (or CODEX_API_KEY) for the server",
-    "gemini": "run `gemini` and log in with Google, or set GEMINI_API_KEY for the server",
-}
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +264,12 @@ def provider_check(provider: Any, row: dict[str, Any], default: str) -> Check:
     name = row["name"]
     is_default = name == default
     title = f"Provider {name} ({row['display_name']}{', the default' if is_default else ''})"
-    install = getattr(provider, "install_hint", "") or None
-    login = LOGIN_COMMANDS.get(name)
+    # The same steps as the sidebar's onboarding card (the provider's install_step/login_step).
+    install_step = getattr(provider, "install_step", None)
+    login_step = getattr(provider, "login_step", None)
+    install = install_step.command if install_step else None
+    install = install or getattr(provider, "install_hint", "") or None
+    login = login_step.as_sentence() if login_step else None
     details = {key: row.get(key) for key in ("executable", "version", "credentials", "available")}
     if not row.get("available"):
         summary, fix = row.get("problem") or "not available", install

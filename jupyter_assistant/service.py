@@ -90,6 +90,10 @@ class AssistantService:
                 "credentials": "unknown",
                 "executable": None,
             }
+        try:
+            row["setup"] = provider.setup_json()
+        except Exception:  # a plugin that is not a Provider subclass
+            row["setup"] = {"install": None, "login": None}
         self._health[name] = (time.monotonic(), row)
         return row
 

@@ -63,6 +63,9 @@ class TestMissingCli:
         (claude,) = [p for p in body["providers"] if p["name"] == "claude"]
         assert claude["available"] is False
         assert "npm install -g @anthropic-ai/claude-code" in claude["problem"]
+        # The sidebar's onboarding card offers the same commands, with Copy buttons.
+        assert claude["setup"]["install"]["command"] == "npm install -g @anthropic-ai/claude-code"
+        assert claude["setup"]["login"]["command"] == "claude"
 
     async def test_a_turn_ends_with_provider_not_found(self, jp_fetch: Any) -> None:
         session = await create_session(jp_fetch)

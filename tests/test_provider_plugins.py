@@ -41,6 +41,14 @@ print(json.dumps({"done": "conversation-1"}))
 """
 
 
+def doc_setup_steps() -> str:
+    """The lines docs/providers.md adds to the example for the onboarding card."""
+    section = DOC.read_text().split("## Write your own provider", 1)[1]
+    match = re.search(r"```python\n(MyCliProvider\.install_step.*?)```", section, re.S)
+    assert match, "docs/providers.md lost the example's set-up steps"
+    return match.group(1)
+
+
 def doc_example() -> str:
     """The provider code block of the "Write your own provider" section."""
     section = DOC.read_text().split("## Write your own provider", 1)[1]
@@ -69,9 +77,8 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def mycli_plugin(site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    install_distribution(
-        site, "mycli_assistant", doc_example(), "mycli = mycli_assistant:MyCliProvider"
-    )
+    source = doc_example() + "\n" + doc_setup_steps()
+    install_distribution(site, "mycli_assistant", source, "mycli = mycli_assistant:MyCliProvider")
     yield site
     sys.modules.pop("mycli_assistant", None)
 
@@ -201,3 +208,15 @@ class TestNothingInstalled:
         assert "npm install -g @google/gemini-cli" in rows["gemini"]["problem"]
         assert "c.AcpProvider.command" in rows["acp"]["problem"]
         assert "pip install mycli" in rows["mycli"]["problem"]
+        # The onboarding card's steps, from each provider's install_step and login_step.
+        setup = {name: row["setup"] for name, row in rows.items()}
+        assert setup["claude"]["install"] == {
+            "label": "Install",
+            "command": "npm install -g @anthropic-ai/claude-code",
+            "note": None,
+        }
+        assert setup["codex"]["login"]["command"] == "codex login"
+        assert "/login" in setup["claude"]["login"]["note"]
+        assert setup["acp"] == {"install": None, "login": None}  # its problem says how
+        assert setup["mycli"]["install"]["command"] == "pip install mycli"
+        assert setup["mycli"]["login"]["command"] == "mycli login"

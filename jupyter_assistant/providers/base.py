@@ -104,6 +104,26 @@ class ProviderHealth:
         }
 
 
+@dataclass(frozen=True)
+class SetupStep:
+    """A command to run in a terminal on the Jupyter server to set a provider up, with what to
+    do after it (or instead). The sidebar's onboarding card offers it with a Copy button;
+    ``jupyter assistant doctor`` prints it as the fix."""
+
+    command: str
+    note: str | None = None
+
+    def to_json(self, label: str) -> dict[str, Any]:
+        return {"label": label, "command": self.command, "note": self.note}
+
+    def as_sentence(self) -> str:
+        """``run `claude`, then type /login`` / ``run `codex login`. Or set ...``"""
+        if not self.note:
+            return f"run `{self.command}`"
+        joint = ", " if self.note[:1].islower() else ". "
+        return f"run `{self.command}`{joint}{self.note}"
+
+
 class ProviderUnavailable(Exception):
     """The turn cannot start (CLI missing, credentials missing): becomes an ``error`` event."""
 
@@ -164,6 +184,9 @@ class Provider(LoggingConfigurable):
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     install_hint: ClassVar[str] = ""
+    # How to install the CLI and how to log in (None: the provider's `problem` text says how).
+    install_step: ClassVar[SetupStep | None] = None
+    login_step: ClassVar[SetupStep | None] = None
     # The signal that asks the provider to stop its turn cleanly; its children get SIGTERM.
     interrupt_signal: ClassVar[int] = int(signal.SIGTERM)
 
@@ -174,6 +197,14 @@ class Provider(LoggingConfigurable):
 
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
         raise NotImplementedError
+
+    @classmethod
+    def setup_json(cls) -> dict[str, Any]:
+        """The ``setup`` of ``GET providers``: the install and login steps, or nulls."""
+        return {
+            "install": cls.install_step.to_json("Install") if cls.install_step else None,
+            "login": cls.login_step.to_json("Log in") if cls.login_step else None,
+        }
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         raise NotImplementedError

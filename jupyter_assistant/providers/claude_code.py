@@ -24,6 +24,7 @@ from .base import (
     Provider,
     ProviderHealth,
     ProviderUnavailable,
+    SetupStep,
     StreamParser,
     TurnRequest,
 )
@@ -327,6 +328,10 @@ class ClaudeCodeProvider(Provider):
     name: ClassVar[str] = "claude"
     display_name: ClassVar[str] = "Claude Code"
     install_hint: ClassVar[str] = INSTALL_HINT
+    install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
+    login_step: ClassVar[SetupStep | None] = SetupStep(
+        "claude", "then type /login. Or set ANTHROPIC_API_KEY in the server's environment."
+    )
     # On SIGINT the CLI aborts its running tools (which it starts in sessions of their own)
     # and saves the interrupted conversation; on SIGTERM it leaves both behind.
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)

@@ -33,6 +33,7 @@ from .base import (
     Provider,
     ProviderHealth,
     ProviderUnavailable,
+    SetupStep,
     StreamParser,
     TurnRequest,
     provider_environment,
@@ -292,6 +293,10 @@ class CodexProvider(Provider):
     name: ClassVar[str] = "codex"
     display_name: ClassVar[str] = "Codex"
     install_hint: ClassVar[str] = INSTALL_HINT
+    install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
+    login_step: ClassVar[SetupStep | None] = SetupStep(
+        "codex login", "Or set OPENAI_API_KEY (or CODEX_API_KEY) in the server's environment."
+    )
     # codex stops its sandboxed commands itself on SIGINT (checked: `sleep` in a tool is gone)
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)
 

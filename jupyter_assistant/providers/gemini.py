@@ -34,6 +34,7 @@ from .base import (
     ParserState,
     Provider,
     ProviderHealth,
+    SetupStep,
     StreamParser,
     TurnRequest,
     provider_environment,
@@ -258,6 +259,10 @@ class GeminiProvider(Provider):
     name: ClassVar[str] = "gemini"
     display_name: ClassVar[str] = "Gemini CLI"
     install_hint: ClassVar[str] = INSTALL_HINT
+    install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
+    login_step: ClassVar[SetupStep | None] = SetupStep(
+        "gemini", "then log in with Google. Or set GEMINI_API_KEY in the server's environment."
+    )
     # gemini's launcher ignores SIGINT and SIGTERM; its worker process stops on SIGTERM, and the
     # runner sends SIGTERM to every process of the turn, the tool shells included.
 

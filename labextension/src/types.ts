@@ -15,6 +15,22 @@ export interface IProvider {
   /** Why it cannot be used, with the fix (e.g. the install command). */
   problem: string | null;
   credentials?: 'present' | 'missing' | 'unknown';
+  /** How to install the CLI and log in, as the provider says (null: its `problem` says how). */
+  setup?: IProviderSetup;
+}
+
+export interface ISetupStep {
+  /** What the step does, e.g. "Install" or "Log in". */
+  label: string;
+  /** A command to run in a terminal on the Jupyter server. */
+  command: string;
+  /** What to do after, or instead. */
+  note?: string | null;
+}
+
+export interface IProviderSetup {
+  install: ISetupStep | null;
+  login: ISetupStep | null;
 }
 
 export interface IProvidersResponse {

@@ -1,5 +1,26 @@
 import { inSetupOrder, isUsable, setupState, stepsFor } from '../src/providers';
-import type { IProvider } from '../src/types';
+import type { IProvider, IProviderSetup } from '../src/types';
+
+// As `GET providers` sends them (the providers' install_step and login_step).
+const SETUP: Record<string, IProviderSetup> = {
+  claude: {
+    install: { label: 'Install', command: 'npm install -g @anthropic-ai/claude-code', note: null },
+    login: { label: 'Log in', command: 'claude', note: 'then type /login.' }
+  },
+  codex: {
+    install: { label: 'Install', command: 'npm install -g @openai/codex', note: null },
+    login: { label: 'Log in', command: 'codex login', note: 'Or set OPENAI_API_KEY.' }
+  },
+  gemini: {
+    install: { label: 'Install', command: 'npm install -g @google/gemini-cli', note: null },
+    login: { label: 'Log in', command: 'gemini', note: 'then log in with Google.' }
+  },
+  acp: { install: null, login: null },
+  plugin: {
+    install: { label: 'Install', command: 'pip install my-agent', note: null },
+    login: null
+  }
+};
 
 function provider(name: string, extra: Partial<IProvider> = {}): IProvider {
   return {
@@ -9,6 +30,7 @@ function provider(name: string, extra: Partial<IProvider> = {}): IProvider {
     version: '1.0',
     problem: null,
     credentials: 'unknown',
+    setup: SETUP[name],
     ...extra
   };
 }
@@ -37,6 +59,14 @@ describe('provider setup', () => {
     );
     expect(stepsFor(provider('claude'))).toEqual([]); // ready
     expect(stepsFor(provider('acp', { available: false }))).toEqual([]); // its problem says how
+  });
+
+  it('offers the steps a provider declares, and none from a server that sends none', () => {
+    expect(stepsFor(provider('plugin', { available: false })).map(s => s.command)).toEqual([
+      'pip install my-agent'
+    ]);
+    expect(stepsFor(provider('plugin', { credentials: 'missing' }))).toEqual([]);
+    expect(stepsFor(provider('claude', { available: false, setup: undefined }))).toEqual([]);
   });
 
   it('lists the provider in use first', () => {
