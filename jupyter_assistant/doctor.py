@@ -29,7 +29,7 @@ from .settings import CONFIG_SECTION, STORE_ENV, EngineSettings
 EXTENSION = "jupyter_assistant"
 LABEXTENSION = "jupyter-assistant"
 LAB_PLUGIN = "jupyter-assistant:plugin"
-STORE_SUBDIRS = ("sessions", "locks", "processes", "corrupt")
+STORE_SUBDIRS = ("sessions", "locks", "processes", "corrupt", "turns")
 
 
 log = logging.getLogger(__name__)

@@ -638,8 +638,11 @@ class KernelAssistant:
             from .service import AssistantService
 
             settings = self.configure()
+            service_settings = settings.service_settings(root_dir=None)
+            # The server streams this kernel's turns to the sidebar from their journals.
+            service_settings.runner.journal_events = True
             self._service = AssistantService(
-                settings.service_settings(root_dir=None),
+                service_settings,
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.
                 ProviderRegistry(parent=settings, allowed=settings.allowed_providers),
             )

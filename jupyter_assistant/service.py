@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest, NotFound, TooLarge
+from .journal import JournalReader, journal_path
 from .models import Message, Session
 from .processes import ProcessRegistry
 from .providers import ProviderRegistry
@@ -278,12 +279,17 @@ class AssistantService:
             raise NotFound(f"Unknown session: {session_id}")
         return await self.runner.cancel(session_id)
 
-    def events_of(self, session_id: str, last_event_id: str | None) -> tuple[Turn | None, int]:
-        """The turn to stream and the sequence number to start after."""
+    def events_of(
+        self, session_id: str, last_event_id: str | None
+    ) -> tuple[Turn | JournalReader | None, int]:
+        """The turn to stream and the sequence number to start after: this process's latest
+        turn of the session, or the journal of one a kernel is running."""
         validate_session_id(session_id)
         if not self.store.exists(session_id):
             raise NotFound(f"Unknown session: {session_id}")
-        turn = self.runner.latest(session_id)
+        turn: Turn | JournalReader | None = self.runner.latest(session_id)
+        if turn is None or turn.finished:
+            turn = self._journal_of(session_id) or turn
         if turn is None:
             return None, 0
         after = 0
@@ -292,6 +298,26 @@ class AssistantService:
             if turn_id == turn.id and seq.isdigit():
                 after = int(seq)
         return turn, after
+
+    def _journal_of(self, session_id: str) -> JournalReader | None:
+        """The event journal of the turn another live process (a kernel) runs, if it has one."""
+        record = self.registry.read(session_id)
+        if record is None or record.owned_by_me() or not record.owner_alive():
+            return None
+        try:
+            path = journal_path(self.store.root, session_id, record.turn_id)
+        except ValueError:
+            return None
+        if not path.exists():
+            return None
+
+        def still_running() -> bool:  # that turn, in that process (its record goes at its end)
+            current = self.registry.read(session_id)
+            return (
+                current is not None and current.turn_id == record.turn_id and current.owner_alive()
+            )
+
+        return JournalReader(path, record.turn_id, still_running)
 
     async def answer_permission(self, session_id: str, request_id: str, body: Any) -> None:
         validate_session_id(session_id)

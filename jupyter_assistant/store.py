@@ -77,6 +77,8 @@ IOV_MAX = 1024  # buffers per writev
 
 # -- listing
 CHANGES_FILE = "changes.log"
+# Event journals of turns run by kernels (journal.py), removed with their session.
+JOURNALS_DIR = "turns"
 _LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
 # The change log is replaced by an empty one past this size (about 28,000 saves); listers
 # notice the new file and rescan once.
@@ -411,6 +413,9 @@ class SessionStore:
             with contextlib.suppress(OSError):
                 fsync_dir(self.sessions_dir)
             self._log_change(session_id)
+            with contextlib.suppress(OSError):
+                for journal in (self.root / JOURNALS_DIR).glob(f"{session_id}.*.jsonl"):
+                    journal.unlink()
         self._forget(session_id)
         return True
 

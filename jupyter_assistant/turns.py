@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Busy, Forbidden, NotFound
+from .journal import EventJournal
 from .models import (
     Approval,
     Message,
@@ -75,6 +76,9 @@ class RunnerSettings:
     permission_allowed_tools: tuple[str, ...] = READ_ONLY_TOOLS
     permission_denied_tools: tuple[str, ...] = ()
     permission_extra_dirs: tuple[str, ...] = ()
+    # Also write each turn's events to a journal in the store (journal.py): set in kernels, so
+    # that the server can stream their turns to the sidebar.
+    journal_events: bool = False
 
 
 class Turn:
@@ -110,6 +114,7 @@ class Turn:
         self.permissions: dict[str, PermissionRecord] = {}
         self.permission_timers: dict[str, asyncio.TimerHandle] = {}
         self.last_answer = self.started
+        self.journal: EventJournal | None = None  # see RunnerSettings.journal_events
 
     def waiting_for_answer(self) -> bool:
         return any(record.decision is None for record in self.permissions.values())
@@ -130,8 +135,12 @@ class Turn:
 
     def publish(self, event: Event) -> None:
         self.events.append(event)
+        if self.journal is not None:
+            self.journal.write(event)
         if event["type"] in TERMINAL_EVENTS:
             self.finished = True
+            if self.journal is not None:
+                self.journal.close()
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -235,6 +244,10 @@ class TurnRunner:
             raise
         turn.provider = session.provider
         turn.cost_before = session.usage.cost_usd
+        if self.settings.journal_events:
+            turn.journal = await asyncio.to_thread(
+                EventJournal.open, self.store.root, session_id, turn_id
+            )
         turn.task = asyncio.create_task(self._run(turn, model), name=f"assistant-turn-{turn_id}")
         return turn
 

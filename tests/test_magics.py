@@ -34,7 +34,17 @@ from jupyter_assistant.processes import ProcessRegistry, terminate_tree
 from jupyter_assistant.store import SessionStore
 
 from .conftest import FAKE_CLAUDE
-from .helpers import NOTEBOOK, api, events, json_of, pids_alive, post_message, types, wait_until
+from .helpers import (
+    NOTEBOOK,
+    api,
+    events,
+    json_of,
+    pids_alive,
+    post_message,
+    text_of,
+    types,
+    wait_until,
+)
 from .kernel_helpers import (
     Execution,
     Kernel,
@@ -201,6 +211,8 @@ def test_kernels_build_the_engine_with_the_servers_settings(tmp_path: Path) -> N
     finally:
         client.close()
     server.root_dir = None  # a kernel has no server root
+    assert (server.runner.journal_events, kernel.runner.journal_events) == (False, True)
+    server.runner.journal_events = True  # a kernel journals its turns for the server to stream
     assert kernel == server
     assert kernel.runner.max_session_cost_usd == 7.5
 
@@ -643,6 +655,7 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
     store_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    live_events: Any,
 ) -> None:
     pid_file = tmp_path / "pids.json"
     monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))  # the server's kernels inherit it
@@ -678,8 +691,16 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
         running = json_of(await api(jp_fetch, "sessions", sid))
         assert running["status"] == "running"
         assert running["messages"][-1]["content"] == "scenario:tree second question"
+        # The sidebar streams it live, from the event journal the kernel writes.
+        reader = live_events(sid)
+        await reader.wait_for(lambda got: "pids:" in text_of(got))
+        assert types(reader.events)[0] == "turn_started"
+        turn_id = reader.events[0]["data"]["turn_id"]
+        assert {e["id"].rsplit(":", 1)[0] for e in reader.events} == {turn_id}
         response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
         assert json_of(response) == {"cancelled": True}
+        await reader.wait_for(lambda got: types(got)[-1] == "cancelled")
+        await reader.future  # and the stream ends there
         await in_thread(kernel.finish, execution)
         assert_one_line_error(execution, "The turn was cancelled")
         assert pids_alive(pids) == []

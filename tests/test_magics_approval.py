@@ -170,6 +170,7 @@ async def test_the_server_sends_answers_for_a_kernels_turn_back_to_the_kernel(
     store_dir: Path,
     tmp_path: Path,
     standin: AnthropicStandIn,
+    live_events: Any,
 ) -> None:
     setup = real_claude_setup(tmp_path, standin, notebook=jp_root_dir / NOTEBOOK)
     setup.store_dir = store_dir  # the server's store
@@ -183,6 +184,12 @@ async def test_the_server_sends_answers_for_a_kernels_turn_back_to_the_kernel(
         )
         [listed] = json_of(await api(jp_fetch, "sessions", params={"path": NOTEBOOK}))["sessions"]
         assert listed["status"] == "running"
+        # The sidebar streaming the kernel's turn is told where the question is answered.
+        reader = live_events(listed["id"])
+        await reader.wait_for(
+            lambda got: any("Answer it in the cell" in e["data"].get("message", "") for e in got)
+        )
+        assert "permission_request" not in [e["event"] for e in reader.events]
         # The question is in the partial reply the kernel saves; the sidebar cannot answer it.
         asked: list[dict[str, Any]] = []
 
@@ -203,6 +210,8 @@ async def test_the_server_sends_answers_for_a_kernels_turn_back_to_the_kernel(
         kernel.reply_input("y")
         await in_thread(kernel.finish, execution)
         assert status_of(execution) == "ok", execution.error_lines()
+        await reader.wait_for(lambda got: got[-1]["event"] == "done")
+        await reader.future  # the stream ends with the turn
         assert (jp_root_dir / "analysis" / "notes.txt").read_text() == "from the kernel\n"
         assert json.loads((await api(jp_fetch, "sessions", listed["id"])).body)["status"] == "idle"
 

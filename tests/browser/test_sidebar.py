@@ -273,6 +273,49 @@ def test_a_turn_run_by_another_process_shows_running_and_stops(
     expect(panel.get_by_role("button", name="Send message")).to_be_visible()
 
 
+def test_a_kernels_turn_streams_live_in_the_sidebar(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    ask(panel, "a turn this server runs")
+    expect(replies(panel).last).to_have_attribute("data-status", "complete", timeout=30_000)
+    sid = lab.sessions(notebook)[0]["id"]
+
+    with subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "other_process_turn.py"),
+            str(lab.store),
+            str(lab.root),
+            sid,
+            str(FAKE_CLAUDE),
+            "scenario:hang from a cell",
+            "--journal",  # as a kernel does
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as kernel:
+        assert kernel.stdout is not None
+        assert kernel.stdout.readline().startswith("STARTED")
+        log = panel.locator(".jp-Assistant-log")
+        expect(log).to_contain_text("from a cell", timeout=15_000)
+        # Streamed from the kernel's event journal, as a turn of this server is.
+        expect(panel.get_by_role("status")).to_contain_text(
+            "The assistant is working", timeout=15_000
+        )
+        reply = replies(panel).last
+        expect(reply).to_contain_text("Working on it", timeout=15_000)
+        # the live turn ("running"), not the partial reply saved by a checkpoint ("streaming")
+        expect(reply).to_have_attribute("data-status", "running")
+        panel.get_by_role("button", name="Stop the assistant (Escape)").click()
+        assert kernel.stdout.readline().split() == ["FINISHED", "cancelled"]
+        assert kernel.wait(30) == 0
+    expect(reply).to_have_attribute("data-status", "cancelled", timeout=15_000)
+    expect(reply).to_contain_text("Working on it")
+    expect(panel.get_by_role("status")).to_have_count(0)
+
+
 def test_the_dark_theme_applies_to_the_panel(page: Page, lab: LabServer, notebook: str) -> None:
     open_lab(page, lab, notebook)
     panel = open_assistant(page)
