@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -225,6 +225,11 @@ class SessionStore:
         self._layouts: OrderedDict[str, Layout] = OrderedDict()
         self._layouts_lock = threading.Lock()
         self.problems: list[str] = []
+        # Change-log entries this store appended and has not read back yet, per id: a logged
+        # change that is not one of ours is re-read even if its file's stat key looks the same
+        # (coarse mtimes and reused inodes can repeat a key).
+        self._own_entries: Counter[str] = Counter()
+        self._own_lock = threading.Lock()
         self._stale_temp_seconds = stale_temp_seconds
         self._swept = False
 
@@ -456,6 +461,10 @@ class SessionStore:
         entry sees the change). Never fails the save: listers rescan within
         FULL_SCAN_SECONDS, and a log that could not be written is removed so that they rescan
         at once."""
+        counted = self._log_pos is not None  # only a store that lists reads its entries back
+        if counted:
+            with self._own_lock:
+                self._own_entries[session_id] += 1
         try:
             fd = os.open(self.changes_file, _LOG_FLAGS, FILE_MODE)
             try:
@@ -469,6 +478,9 @@ class SessionStore:
             log.debug("Change log not written (%s); listers will rescan", exc)
             with contextlib.suppress(OSError):
                 self.changes_file.unlink()
+            if counted:
+                with self._own_lock:
+                    self._own_entries[session_id] -= 1
 
     def _log_state(self) -> tuple[int, int] | None:
         """(inode, offset after the last complete entry) of the change log, or None."""
@@ -498,6 +510,8 @@ class SessionStore:
         try:
             st = os.fstat(fd)
             if st.st_ino != pos[0] or st.st_size < pos[1]:
+                with self._own_lock:  # our entries in the old log will not be read back
+                    self._own_entries.clear()
                 return False
             if st.st_size == pos[1]:
                 return True
@@ -508,7 +522,7 @@ class SessionStore:
             os.close(fd)
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         try:
-            changed = set(data[:end].decode("ascii").split())
+            changed = Counter(data[:end].decode("ascii").split())
             for session_id in changed:
                 validate_session_id(session_id)
         except (UnicodeDecodeError, NotFound):
@@ -516,8 +530,15 @@ class SessionStore:
             with contextlib.suppress(StoreUnavailable):
                 atomic_write(self.changes_file, b"", durable=False)
             return False
+        with self._own_lock:
+            foreign = {}
+            for session_id, entries in changed.items():
+                ours = min(entries, self._own_entries[session_id])
+                self._own_entries[session_id] -= ours
+                foreign[session_id] = entries > ours
+            self._own_entries += Counter()  # drop the ids at zero
         for session_id in changed:
-            self._refresh_one(session_id)
+            self._refresh_one(session_id, reread=foreign[session_id])
         self._log_pos = (pos[0], pos[1] + end)
         return True
 
@@ -671,7 +692,7 @@ class SessionStore:
         self._log_pos = log_state
         self._scanned_at = time.monotonic()
 
-    def _refresh_one(self, session_id: str) -> None:
+    def _refresh_one(self, session_id: str, reread: bool = False) -> None:
         path = self.sessions_dir / f"{session_id}{SUFFIX}"
         try:
             st = path.stat()
@@ -681,15 +702,18 @@ class SessionStore:
         except OSError:
             self._scanned_dir_mtime = None  # its log entry is used up: the next scan looks
             return
-        if not self._check_file(session_id, path, st):
+        if not self._check_file(session_id, path, st, reread):
             self._scanned_dir_mtime = None
 
-    def _check_file(self, session_id: str, where: str | Path, st: os.stat_result) -> bool:
-        """Update the row of one file if its stat changed. False if it could not be read now
-        (EMFILE, EIO...): its row is left as it was, for a later scan to try again."""
+    def _check_file(
+        self, session_id: str, where: str | Path, st: os.stat_result, reread: bool = False
+    ) -> bool:
+        """Update the row of one file if its stat changed (or ``reread``: another process
+        logged a change to it). False if it could not be read now (EMFILE, EIO...): its row is
+        left as it was, for a later scan to try again."""
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         cached = self._rows.get(session_id)
-        if cached is not None and cached.key == key:
+        if cached is not None and cached.key == key and not reread:
             return True
         try:
             validate_session_id(session_id)

@@ -355,3 +355,25 @@ def test_absurdly_nested_json_is_set_aside_and_the_others_still_list(tmp_path: P
     rows = SessionStore(root).list_summaries()
     assert titles(rows) == {good.id: "good"}
     assert [p.name.split(".")[0] for p in (root / "corrupt").iterdir()] == [bad.id]
+
+
+def test_a_logged_change_is_read_even_when_the_files_stat_looks_the_same(tmp_path: Path) -> None:
+    # On coarse-mtime file systems (1 s, or a jiffy) that reuse inodes, another process's
+    # rewrite can leave (inode, size, mtime) as they were: its change-log entry still counts.
+    root = tmp_path / "store"
+    lister = SessionStore(root)
+    session = make(lister, title="aaaa")
+    lister.list_summaries()
+    path = lister.session_file(session.id)
+    before = path.stat()
+    data = path.read_bytes().replace(b'"title":"aaaa"', b'"title":"bbbb"')
+    with path.open("r+b") as handle:  # same inode, same size
+        handle.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same mtime
+    with (root / "changes.log").open("a") as log:  # what the other process's store appends
+        log.write(session.id + "\n")
+    assert titles(lister.list_summaries()) == {session.id: "bbbb"}
+    # Its own writes are not read back (their rows were set when they were written).
+    lister.update(session.id, lambda s: setattr(s, "title", "cccc"))
+    assert titles(lister.list_summaries()) == {session.id: "cccc"}
+    assert not lister._own_entries  # every entry of its own was matched
