@@ -174,7 +174,8 @@ def test_the_first_listing_of_a_restart_needs_no_row_parsed(tmp_path: Path) -> N
     # A write by this store parses them, and the listing goes on from the rows.
     first_again = restarted.edit(sessions[0].id, lambda s: setattr(s, "title", "edited"))[0]
     assert restarted._unparsed is None
-    assert json.loads(restarted.summaries_json())[0]["title"] == first_again.title == "edited"
+    rows = {row["id"]: row for row in json.loads(restarted.summaries_json())}
+    assert rows[sessions[0].id]["title"] == first_again.title == "edited"
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "old-format", "empty"])
