@@ -146,7 +146,9 @@ def spread_ms(seconds: Sequence[float]) -> str:
     )
 
 
-def interleave(n: int, first: Callable[[], float], second: Callable[[], float]) -> tuple:
+def interleave(
+    n: int, first: Callable[[], float], second: Callable[[], float]
+) -> tuple[list[float], list[float]]:
     """Run ``first`` and ``second`` ``n`` times each, alternating which goes first (ABBA), so
     that a change in machine load affects both alike. Returns their lists of timings."""
     a: list[float] = []
@@ -226,6 +228,7 @@ class Server:
             self.config.setdefault(section, {}).update(values)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = home / f"server-{self.port}.log"
+        self.python = sys.executable  # the interpreter that runs the server
 
     @property
     def pid(self) -> int:
@@ -238,18 +241,24 @@ class Server:
         (config_dir / "jupyter_server_config.json").write_text(json.dumps(self.config))
         return config_dir
 
-    def start(self, timeout: float = 90.0) -> float:
-        """Start the server; returns the seconds from spawn until ``/api/status`` answered."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
+    def jupyter_env(self) -> dict[str, str]:
+        """The private Jupyter folders of this server (its config written first)."""
+        return {
             "JUPYTER_CONFIG_DIR": str(self._write_config()),
             "JUPYTER_DATA_DIR": str(self.home / "data"),
             "JUPYTER_RUNTIME_DIR": str(self.home / "runtime"),
-            **self.env,
         }
+
+    def environment(self) -> dict[str, str]:
+        env = {**os.environ, **self.jupyter_env(), **self.env}
         env.pop("JUPYTER_ASSISTANT_DIR", None)
-        argv = [sys.executable, "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1"]
+        return env
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Start the server; returns the seconds from spawn until ``/api/status`` answered."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        argv = [self.python, "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1"]
         if os.geteuid() == 0:
             argv.append("--allow-root")
         with self.log.open("ab") as log:

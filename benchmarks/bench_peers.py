@@ -23,13 +23,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
 
-from _common import Result, Server, interleave, print_results, wait_for_status, workspace
+from _common import Result, Server, interleave, print_results, workspace
 from bench_startup import OTHERS_OFF
 
 DEFAULT_VENV_DIR = Path.home() / ".cache" / "ja-bench-peers"
@@ -165,38 +164,21 @@ def enabled_extensions(folder: Path, home: Path) -> set[str]:
 
 
 class VenvServer(Server):
-    """``_common.Server`` run by another venv's interpreter (``Server.start`` always runs
-    ``sys.executable``), with HOME in its private folder too: notebook-intelligence reads and
+    """``_common.Server`` run by another venv's interpreter and environment, with HOME in its
+    private folder too: notebook-intelligence reads and
     writes ``~/.jupyter/nbi``, and a user's real settings there would make the runs differ."""
 
     def __init__(self, home: Path, venv: Path, *, config: dict[str, Any]) -> None:
         super().__init__(home, config=config)
         self.venv = venv
+        self.python = str(venv_python(venv))
         # Ours, set by Server for jupyter_assistant, which is not installed in a peer's venv.
         self.config.pop("AssistantExtension", None)
         self.config.pop("ClaudeCodeProvider", None)
 
-    def start(self, timeout: float = 90.0) -> float:
-        """As ``Server.start``, with the venv's interpreter and environment."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        env = venv_env(
-            self.venv,
-            JUPYTER_CONFIG_DIR=str(self._write_config()),
-            JUPYTER_DATA_DIR=str(self.home / "data"),
-            JUPYTER_RUNTIME_DIR=str(self.home / "runtime"),
-            HOME=str(self.home),
-        )
-        argv = [str(venv_python(self.venv)), "-m", "jupyter_server"]
-        argv += [f"--port={self.port}", "--ip=127.0.0.1"]
-        if os.geteuid() == 0:
-            argv.append("--allow-root")
-        with self.log.open("ab") as log:
-            started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                argv, cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_status(self.port, self.proc, timeout, self.log)
-        return time.perf_counter() - started
+    def environment(self) -> dict[str, str]:
+        """The venv's environment, with this server's private Jupyter folders and HOME."""
+        return venv_env(self.venv, **self.jupyter_env(), HOME=str(self.home))
 
 
 def start_once(home: Path, venv: Path, extensions: dict[str, bool]) -> tuple[float, str]:

@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .store import FILE_MODE, JOURNALS_DIR, ensure_private_dir, validate_session_id
+from .providers.base import TERMINAL_EVENTS
+from .store import (
+    FILE_MODE,
+    JOURNALS_DIR,
+    ensure_private_dir,
+    remove_journals,
+    validate_session_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,30 +39,15 @@ ALIVE_CHECK_SECONDS = 1.0
 # the sidebar gets a notice saying so instead of a question it could not answer.
 QUESTION = "permission_request"
 NOT_STREAMED = frozenset({"permission_resolved"})
-TERMINAL = frozenset({"done", "error", "cancelled"})
 
 Event = dict[str, Any]
-
-
-def journals_dir(store_root: Path) -> Path:
-    return store_root / JOURNALS_DIR
 
 
 def journal_path(store_root: Path, session_id: str, turn_id: str) -> Path:
     validate_session_id(session_id)
     if not turn_id or not all(c.isalnum() or c in "-_" for c in turn_id):
         raise ValueError(f"not a turn id: {turn_id!r}")
-    return journals_dir(store_root) / f"{session_id}.{turn_id}.jsonl"
-
-
-def remove_journals(store_root: Path, session_id: str, keep: Path | None = None) -> None:
-    """Remove the session's journals (but ``keep``)."""
-    folder = journals_dir(store_root)
-    with contextlib.suppress(OSError):
-        for path in folder.glob(f"{validate_session_id(session_id)}.*.jsonl"):
-            if path != keep:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+    return store_root / JOURNALS_DIR / f"{session_id}.{turn_id}.jsonl"
 
 
 class EventJournal:
@@ -72,7 +64,7 @@ class EventJournal:
         fd: int | None = None
         try:
             ensure_private_dir(path.parent)
-            remove_journals(store_root, session_id)
+            remove_journals(store_root, session_id)  # the session's earlier turns'
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW
             fd = os.open(path, flags, FILE_MODE)
         except Exception as exc:
@@ -143,7 +135,7 @@ class JournalReader:
             if event.get("type") == QUESTION:
                 event = _question_notice(event)
             self._events.append((self._lines, event))
-            if event.get("type") in TERMINAL:
+            if event.get("type") in TERMINAL_EVENTS:
                 self.finished = True
 
     def _after(self, after: int) -> list[tuple[int, Event]]:

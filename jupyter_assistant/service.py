@@ -114,19 +114,6 @@ class AssistantService:
         local = {turn.session_id for turn in self.runner.running_here()}
         return local | self.registry.running_sessions()
 
-    async def list_sessions(self, api_path: str | None = None) -> dict[str, Any]:
-        key = self.locate(api_path).notebook_key if api_path is not None else None
-        rows, running = await asyncio.to_thread(
-            lambda: (self.store.list_summaries(key), self._running())
-        )
-        for row in rows:
-            row["status"] = self._status(row["id"], running)
-            row.pop("notebook_key", None)
-        result: dict[str, Any] = {"sessions": rows}
-        if self.store.problems:
-            result["problems"] = list(self.store.problems)
-        return result
-
     async def create_session(
         self, api_path: str, provider: str | None = None, context: dict[str, Any] | None = None
     ) -> Session:

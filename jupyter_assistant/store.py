@@ -142,6 +142,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def remove_journals(root: Path, session_id: str) -> None:
+    """Remove the event journals of a session's turns (journal.py), as far as possible."""
+    with contextlib.suppress(OSError):
+        for journal in (root / JOURNALS_DIR).glob(f"{validate_session_id(session_id)}.*.jsonl"):
+            with contextlib.suppress(OSError):
+                journal.unlink()
+
+
 def _storage_error(path: Path, exc: OSError) -> StoreUnavailable:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage(f"No space left to save {path.name}: free some disk space.")
@@ -418,9 +426,7 @@ class SessionStore:
             with contextlib.suppress(OSError):
                 fsync_dir(self.sessions_dir)
             self._log_change(session_id)
-            with contextlib.suppress(OSError):
-                for journal in (self.root / JOURNALS_DIR).glob(f"{session_id}.*.jsonl"):
-                    journal.unlink()
+            remove_journals(self.root, session_id)
         self._forget(session_id)
         return True
 
