@@ -114,6 +114,8 @@ class Session(_Model):
     usage: Usage = Field(default_factory=Usage)
     # The notebook was deleted: the conversation is kept, but no longer follows a file.
     detached: bool = False
+    # Why it is detached, in words for the user (deleted, or moved outside the server root).
+    detached_reason: str | None = None
     approvals: list[Approval] = Field(default_factory=list)
     # Not persisted as truth: filled in from the process records when served.
     status: SessionStatus = "idle"

@@ -171,12 +171,12 @@ class AssistantService:
 
     async def notebook_renamed(self, old_api_path: str, new_api_path: str) -> int:
         """Re-key the sessions of a renamed or moved notebook (or of every notebook in a
-        renamed folder). Returns how many sessions followed."""
+        renamed folder). Returns how many sessions followed. The new place is confined exactly
+        as at session creation: a notebook moved where the assistant may not run (outside the
+        root, e.g. through a symlinked folder) leaves its sessions detached, where they were."""
         if self.settings.root_dir is None:
             return 0
         old_abs = self._absolute(old_api_path)
-        new_abs = self._absolute(new_api_path)
-        new_real = await asyncio.to_thread(os.path.realpath, new_abs)
         rows = await asyncio.to_thread(self.store.list_summaries)
         moved = 0
         for row in rows:
@@ -184,14 +184,32 @@ class AssistantService:
             if key != old_abs and not key.startswith(old_abs + os.sep):
                 continue
             suffix = key[len(old_abs) :]
-            new_key = new_real + suffix
             new_path = new_api_path.strip("/") + suffix.replace(os.sep, "/")
+            try:
+                location: NotebookLocation | None = await asyncio.to_thread(self.locate, new_path)
+                reason = None
+            except BadRequest as exc:
+                location = None
+                reason = (
+                    f"The notebook was moved to {new_path!r}, where the assistant may not run "
+                    f"({exc.message}); this conversation stays here, detached."
+                )
+                log.warning("Session %s detached: %s", row["id"], reason)
 
-            def follow(session: Session, key: str = new_key, path: str = new_path) -> None:
-                session.notebook_key = key
-                session.path = path
-                session.working_dir = os.path.dirname(key)
+            def follow(
+                session: Session,
+                location: NotebookLocation | None = location,
+                reason: str | None = reason,
+            ) -> None:
+                if location is None:
+                    session.detached = True
+                    session.detached_reason = reason
+                    return
+                session.notebook_key = location.notebook_key
+                session.path = location.api_path
+                session.working_dir = location.working_dir
                 session.detached = False
+                session.detached_reason = None
 
             try:
                 await asyncio.to_thread(self.store.update, row["id"], follow)
@@ -207,13 +225,16 @@ class AssistantService:
         gone = self._absolute(api_path)
         rows = await asyncio.to_thread(self.store.list_summaries)
         detached = 0
+
+        def mark(session: Session) -> None:
+            session.detached = True
+            session.detached_reason = "The notebook was deleted; the conversation is kept."
+
         for row in rows:
             key = row["notebook_key"]
             if key == gone or key.startswith(gone + os.sep):
                 try:
-                    await asyncio.to_thread(
-                        self.store.update, row["id"], lambda s: setattr(s, "detached", True)
-                    )
+                    await asyncio.to_thread(self.store.update, row["id"], mark)
                     detached += 1
                 except NotFound:
                     continue

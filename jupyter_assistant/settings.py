@@ -219,5 +219,6 @@ class EngineSettings(Configurable):
                 permission_allowed_tools=tuple(self.permission_allowed_tools),
                 permission_denied_tools=tuple(self.permission_denied_tools),
                 permission_extra_dirs=tuple(self.permission_extra_dirs),
+                root_dir=str(root_dir) if root_dir else None,
             ),
         )

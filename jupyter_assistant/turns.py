@@ -43,6 +43,7 @@ from .providers.base import (
 )
 from .session_layout import MessageLog
 from .store import SessionStore
+from .workdir import working_dir_problem
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class RunnerSettings:
     # Also write each turn's events to a journal in the store (journal.py): set in kernels, so
     # that the server can stream their turns to the sidebar.
     journal_events: bool = False
+    # The server root: each turn re-checks that the session's folder is still inside it (None
+    # in a kernel that does not know the root: the folder must still resolve to itself).
+    root_dir: str | None = None
 
 
 class Turn:
@@ -366,6 +370,13 @@ class TurnRunner:
         base_env = provider_environment(self.settings.provider_env)
         launch = provider.build_launch(request, base_env)
         parser = provider.create_parser(request)
+        # Confinement is re-checked right before the spawn: the folder may have been swapped
+        # for a symlink that leads out of the root since the session was created.
+        problem = await asyncio.to_thread(
+            working_dir_problem, launch.cwd or request.working_dir, self.settings.root_dir
+        )
+        if problem is not None:
+            raise ProviderUnavailable("unsafe_working_dir", problem)
         try:
             proc = await spawn(
                 launch.argv,

@@ -71,3 +71,30 @@ def locate_notebook_file(
         raise BadRequest(f"The notebook's folder does not exist: {working_dir}")
     key = os.path.realpath(absolute)
     return NotebookLocation(display_path or os.path.basename(key), key, working_dir)
+
+
+def working_dir_problem(working_dir: str, root_dir: str | Path | None) -> str | None:
+    """Why a session's stored folder is no longer safe to run an agent in, or None.
+
+    Checked at the start of every turn: the folder was resolved and confined when the session
+    was created, but it may since have been replaced by a symlink (or moved) that leads
+    elsewhere. A folder that still resolves to itself, inside the root when there is one, is
+    safe."""
+    try:
+        real = os.path.realpath(working_dir)
+    except (OSError, ValueError) as exc:
+        return f"The notebook's folder cannot be resolved: {exc}"
+    if real != os.path.normpath(working_dir):
+        return (
+            f"The notebook's folder {working_dir} now leads to {real} (it was replaced by a "
+            "symlink or moved); the assistant does not run there. Reopen the notebook from "
+            "its real location."
+        )
+    if root_dir is not None and not _is_within(real, os.path.realpath(root_dir)):
+        return (
+            f"The notebook's folder {working_dir} is outside the server root; the assistant "
+            "does not run there."
+        )
+    if not os.path.isdir(real):
+        return f"The notebook's folder no longer exists: {working_dir}"
+    return None

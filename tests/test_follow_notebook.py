@@ -87,3 +87,47 @@ async def test_a_deleted_notebook_keeps_its_session_detached(jp_fetch: Any) -> N
     assert len(stored["messages"]) == 2  # the conversation is kept
     rows = json_of(await api(jp_fetch, "sessions"))["sessions"]
     assert [(r["id"], r["detached"]) for r in rows] == [(session["id"], True)]
+
+
+async def test_a_notebook_moved_through_a_symlink_out_of_the_root_is_detached(
+    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (jp_root_dir / "linkout").symlink_to(outside, target_is_directory=True)
+    session = await create_session(jp_fetch)
+    before = json_of(await api(jp_fetch, "sessions", session["id"]))
+    await contents(jp_fetch, "analysis/q3.ipynb", "PATCH", {"path": "linkout/q3.ipynb"})
+
+    async def detached() -> bool:
+        return bool(json_of(await api(jp_fetch, "sessions", session["id"]))["detached"])
+
+    await eventually(detached, message="the session was not detached")
+    after = json_of(await api(jp_fetch, "sessions", session["id"]))
+    assert after["working_dir"] == before["working_dir"] != str(outside)
+    assert after["path"] == before["path"]
+    assert "outside the server root" in after["detached_reason"]
+    # the next turn does not run in the folder outside the root
+    stream = await run_turn(jp_fetch, session["id"], "scenario:tool where now?")
+    ran_in = [e["data"]["content"].strip() for e in stream if e["event"] == "tool_result"]
+    assert str(outside) not in ran_in
+
+
+async def test_a_folder_swapped_for_a_symlink_refuses_the_next_turn(
+    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    session = await create_session(jp_fetch)
+    assert types(await run_turn(jp_fetch, session["id"], "hello"))[-1] == "done"
+    folder = jp_root_dir / "analysis"
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+    folder.symlink_to(outside, target_is_directory=True)
+    stream = await run_turn(jp_fetch, session["id"], "scenario:tool where now?")
+    assert types(stream)[-1] == "error"
+    error = stream[-1]["data"]
+    assert error["code"] == "unsafe_working_dir"
+    assert str(outside) in error["message"]
+    assert "tool_result" not in types(stream)
