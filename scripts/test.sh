@@ -36,7 +36,9 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
 fi
 VENV_BIN="$(cd "$VENV/bin" && pwd)"
 
-echo "== ruff"; "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
+# Only the project's own paths: notebooks or exports a user left in the checkout are not linted.
+LINTED=(jupyter_assistant tests benchmarks)
+echo "== ruff"; "$VENV/bin/ruff" check "${LINTED[@]}" && "$VENV/bin/ruff" format --check "${LINTED[@]}"
 echo "== mypy"; "$VENV/bin/mypy"
 echo "== labextension: prettier, jest"
 (cd labextension && export PATH="$VENV_BIN:$PATH" && jlpm install --immutable >/dev/null \

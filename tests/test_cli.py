@@ -78,8 +78,27 @@ class Env:
         )
 
 
+# The agent CLIs this package knows: whatever the user installed globally (the README's first
+# command puts `claude` in /usr/bin), the doctor's tests see none of them.
+PROVIDER_CLIS = {"claude", "codex", "gemini"}
+
+
+@pytest.fixture(scope="session")
+def system_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder standing in for /usr/bin and /bin: every program in them but the agent CLIs."""
+    folder = tmp_path_factory.mktemp("system-bin")
+    for source in (Path("/usr/bin"), Path("/bin")):
+        if not source.is_dir():
+            continue
+        for program in source.iterdir():
+            target = folder / program.name
+            if program.name not in PROVIDER_CLIS and not target.exists():
+                target.symlink_to(program)
+    return str(folder)
+
+
 @pytest.fixture
-def machine(tmp_path: Path) -> Env:
+def machine(tmp_path: Path, system_bin: str) -> Env:
     home, config, store, root = (tmp_path / n for n in ("home", "config", "store", "root"))
     for folder in (home, config, root / "analysis"):
         folder.mkdir(parents=True)
@@ -95,7 +114,7 @@ def machine(tmp_path: Path) -> Env:
         JUPYTER_DATA_DIR=str(tmp_path / "data"),
         JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
         # The venv (jupyter, jupyter-assistant) and the system, but no provider CLI.
-        PATH=f"{BIN}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        PATH=f"{BIN}{os.pathsep}{system_bin}",
     )
     machine = Env(home, config, store, root, env)
     machine.write_config({})
