@@ -15,6 +15,12 @@ A rule is a tool name (``Write``, shell-style wildcards allowed: ``mcp__*``) or 
 a pattern for the call's subject: ``Bash(git status)``, ``Bash(pytest*)``, or Claude Code's
 prefix form ``Bash(npm run:*)``. The subject is the command of a shell call, the resolved path
 of a file call, the URL of a fetch, else the call's input as JSON.
+
+Shell commands are compound more often than not, so for a shell call (an input with a
+``command``) a rule with a wildcard or prefix *allows* only a command that is one simple
+command (``shell.is_simple_command``): ``Bash(pytest:*)`` allows ``pytest -q`` but asks about
+``pytest -q; touch x``. A *deny* rule matches if it matches the whole command or any simple
+command in it: ``Bash(rm:*)`` refuses ``true && rm victim.txt``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Literal
+
+from .shell import is_simple_command, simple_commands
 
 Decision = Literal["allow", "deny", "ask"]
 
@@ -106,6 +114,33 @@ def rule_matches(rule: str, tool_name: str, call_subject: str) -> bool:
     return fnmatchcase(call_subject, pattern)
 
 
+def is_shell_call(tool_input: Any) -> bool:
+    return isinstance(tool_input, dict) and isinstance(tool_input.get("command"), str)
+
+
+def _has_wildcard(rule: str) -> bool:
+    _, has_pattern, rest = rule.partition("(")
+    return bool(has_pattern) and (rest.rstrip(")").endswith(":*") or any(c in rest for c in "*?["))
+
+
+def allow_rule_matches(rule: str, tool_name: str, tool_input: Any, call_subject: str) -> bool:
+    """An allow rule: on a shell call, a wildcard or prefix rule allows one simple command only."""
+    if not rule_matches(rule, tool_name, call_subject):
+        return False
+    if is_shell_call(tool_input) and _has_wildcard(rule):
+        return is_simple_command(call_subject)
+    return True
+
+
+def deny_rule_matches(rule: str, tool_name: str, tool_input: Any, call_subject: str) -> bool:
+    """A deny rule: on a shell call, matching any simple command of a compound one is enough."""
+    if rule_matches(rule, tool_name, call_subject):
+        return True
+    if not is_shell_call(tool_input):
+        return False
+    return any(rule_matches(rule, tool_name, part) for part in simple_commands(call_subject))
+
+
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision
@@ -133,7 +168,7 @@ class PermissionPolicy:
     def decide(self, tool_name: str, tool_input: Any, paths: Iterable[str] = ()) -> Verdict:
         what = subject(tool_input, self.working_dir)
         for rule in self.denied_tools:
-            if rule_matches(rule, tool_name, what):
+            if deny_rule_matches(rule, tool_name, tool_input, what):
                 return Verdict("deny", f"the administrator denies {rule} (permission_denied_tools)")
         for path in [*call_paths(tool_input), *paths]:
             if not self.allowed_path(path):
@@ -151,7 +186,7 @@ class PermissionPolicy:
                     + (f": {answer.message}" if answer.message else ""),
                 )
         for rule in self.allowed_tools:
-            if rule_matches(rule, tool_name, what):
+            if allow_rule_matches(rule, tool_name, tool_input, what):
                 return Verdict("allow", f"{rule} is always allowed (permission_allowed_tools)")
         return Verdict("ask", "not decided by the policy")
 

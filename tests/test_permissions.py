@@ -144,3 +144,75 @@ def test_subjects(folder: Path) -> None:
     assert subject({"url": "https://x.org/a"}, str(folder)) == "https://x.org/a"
     assert subject({"b": 2, "a": 1}, str(folder)) == '{"a": 1, "b": 2}'
     assert subject({"path": "."}, str(folder)) == os.path.realpath(folder)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "pytest --version; touch pwned.txt",
+        "pytest -q || touch x",
+        "pytest -q && touch x",
+        "pytest -q | tee out",
+        "pytest -q & touch x",
+        "pytest $(touch x)",
+        'pytest "$(touch x)"',
+        "pytest `touch x`",
+        'pytest "`touch x`"',
+        "pytest > ../outside.txt",
+        "pytest < /etc/passwd",
+        "pytest -q\ntouch x",
+        "pytest -q \\\ntouch x",
+        "pytest (x)",
+        "pytest 'unclosed",
+    ],
+)
+def test_a_prefix_rule_allows_no_compound_command(folder: Path, command: str) -> None:
+    policy = PermissionPolicy(working_dir=str(folder), allowed_tools=["Bash(pytest:*)"])
+    assert decision(policy, "Bash", {"command": command}) == "ask"
+    glob = PermissionPolicy(working_dir=str(folder), allowed_tools=["Bash(pytest*)"])
+    assert decision(glob, "Bash", {"command": command}) == "ask"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["pytest -q", "pytest -k 'a; b' tests", 'pytest -k "a && b"', "pytest tests/a\\;b", "pytest"],
+)
+def test_a_prefix_rule_allows_one_simple_command_quotes_included(
+    folder: Path, command: str
+) -> None:
+    policy = PermissionPolicy(working_dir=str(folder), allowed_tools=["Bash(pytest:*)"])
+    assert decision(policy, "Bash", {"command": command}) == "allow"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "true && rm victim.txt",
+        "ls; rm victim.txt",
+        "ls | rm victim.txt",
+        "echo $(rm victim.txt)",
+        "echo `rm victim.txt`",
+        "(cd sub && rm victim.txt)",
+        "X=1 rm victim.txt",
+        "ls\nrm victim.txt",
+        "{ rm victim.txt; }",
+    ],
+)
+def test_a_deny_rule_matches_any_part_of_a_compound_command(folder: Path, command: str) -> None:
+    policy = PermissionPolicy(
+        working_dir=str(folder), allowed_tools=["Bash"], denied_tools=["Bash(rm:*)"]
+    )
+    verdict = policy.decide("Bash", {"command": command})
+    assert verdict.decision == "deny", command
+    assert "Bash(rm:*)" in verdict.reason
+
+
+def test_simple_commands_splits_what_the_shell_would_run() -> None:
+    from jupyter_assistant.shell import is_simple_command, simple_commands
+
+    assert simple_commands("a 1; b && c || d | e & f") == ["a 1", "b", "c", "d", "e", "f"]
+    assert simple_commands("echo 'x; rm y' && ls") == ["echo 'x; rm y'", "ls"]
+    assert simple_commands("echo $(rm a) done") == ["rm a", "echo   done"]
+    assert is_simple_command("git status --short")
+    assert not is_simple_command("")
+    assert not is_simple_command("git status 2>&1")

@@ -371,3 +371,44 @@ class TestToolApprovalWithoutAnswer:
         assert "Nobody answered within 3 seconds" in sent["content"]
         late = await answer_permission(jp_fetch, sid, request["request_id"], decision="allow")
         assert late.code == 409
+
+
+class TestAdminRulesOnCompoundCommands:
+    """docs/security.md recommends prefix rules such as `Bash(pytest:*)`: they must not let a
+    compound command through, and a deny rule must catch any part of one (the real CLI asks,
+    the policy decides)."""
+
+    @pytest.fixture
+    def assistant_config(self) -> dict[str, Any]:
+        return {
+            "permission_allowed_tools": ["Bash(pytest:*)"],
+            "permission_denied_tools": ["Bash(rm:*)"],
+        }
+
+    async def test_a_prefix_rule_asks_about_a_compound_command(
+        self, jp_fetch: Any, live_events: Any, jp_root_dir: Path
+    ) -> None:
+        session = await create_session(jp_fetch)
+        sid = session["id"]
+        await post_message(jp_fetch, sid, "RUN_BASH: pytest --version; touch pwned.txt")
+        reader = live_events(sid)
+        request = await permission_asked(reader)
+        assert request["input"]["command"] == "pytest --version; touch pwned.txt"
+        response = await answer_permission(jp_fetch, sid, request["request_id"], decision="deny")
+        assert response.code == 200, response.body
+        stream = await turn_ended(reader)
+        assert types(stream)[-1] == "done", stream[-1]
+        assert not (jp_root_dir / "analysis" / "pwned.txt").exists()
+
+    async def test_a_deny_rule_refuses_part_of_a_compound_command(
+        self, jp_fetch: Any, jp_root_dir: Path
+    ) -> None:
+        victim = jp_root_dir / "analysis" / "victim.txt"
+        victim.write_text("keep me")
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "RUN_BASH: true && rm victim.txt")
+        assert types(stream)[-1] == "done", stream[-1]
+        assert "permission_request" not in types(stream)
+        (denied,) = [e["data"] for e in stream if e["event"] == "permission_denied"]
+        assert "Bash(rm:*)" in denied["message"]
+        assert victim.read_text() == "keep me"
