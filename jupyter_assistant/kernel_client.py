@@ -641,6 +641,8 @@ class KernelAssistant:
             service_settings = settings.service_settings(root_dir=None)
             # The server streams this kernel's turns to the sidebar from their journals.
             service_settings.runner.journal_events = True
+            # Each turn's folder stays inside the root of the server that started this kernel.
+            service_settings.runner.root_dir = server_root(os.environ)
             self._service = AssistantService(
                 service_settings,
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.

@@ -37,6 +37,8 @@ from .providers import ProviderRegistry
 from .providers.base import (
     TERMINAL_EVENTS,
     Event,
+    LaunchSpec,
+    Provider,
     ProviderUnavailable,
     TurnRequest,
     provider_environment,
@@ -54,6 +56,8 @@ MAX_TURN_EVENTS = 100_000
 TITLE_CHARS = 80
 # After the provider's final result, how long it may take to exit before it is stopped.
 EXIT_AFTER_RESULT_SECONDS = 10.0
+# In the store: files a launch must keep off the command line (0700 folder, 0600 files).
+PRIVATE_DIR = "private"
 
 
 @dataclass
@@ -320,6 +324,7 @@ class TurnRunner:
                     provider_session_id=provider_session_id,
                     context=prompt.context,
                     model=model,
+                    scratch_dir=str(self.store.root / PRIVATE_DIR),
                 )
                 terminal, new_provider_session_id, resume_failed = await self._attempt(
                     turn, request
@@ -369,6 +374,17 @@ class TurnRunner:
         provider = self.providers.get(turn.provider)
         base_env = provider_environment(self.settings.provider_env)
         launch = provider.build_launch(request, base_env)
+        try:
+            return await self._run_launch(turn, request, provider, launch)
+        finally:
+            # Private files of the launch (e.g. the system prompt with the notebook's context).
+            for path in launch.cleanup:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    async def _run_launch(
+        self, turn: Turn, request: TurnRequest, provider: Provider, launch: LaunchSpec
+    ) -> tuple[Event, str | None, bool]:
         parser = provider.create_parser(request)
         # Confinement is re-checked right before the spawn: the folder may have been swapped
         # for a symlink that leads out of the root since the session was created.
@@ -873,7 +889,18 @@ class TurnRunner:
         records = await asyncio.to_thread(self.registry.orphans)
         for record in records:
             await self._reap(record)
+        await asyncio.to_thread(self._sweep_private_files)
         return len(records)
+
+    def _sweep_private_files(self, older_than_seconds: float = 3600.0) -> None:
+        """Private launch files a killed server or kernel could not remove (a CLI reads its
+        file as it starts, so an hour-old one is no longer needed)."""
+        cutoff = time.time() - older_than_seconds
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.store.root / PRIVATE_DIR):
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
 
     async def _reap(self, record: ProcessRecord) -> None:
         log.warning(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -219,7 +221,14 @@ async def test_a_turn_streams_stores_and_resumes(
     assert launched["stdin"] == "list the csv files here"
     assert "JUPYTER_TOKEN" not in launched["env_names"]
     assert not any(a.startswith("--resume") for a in launched["argv"])
-    system_prompt = launched["argv"][launched["argv"].index("--append-system-prompt") + 1]
+    # The context (a cell may hold a secret) is not on the command line, which `ps` shows to
+    # every local user, but in a file only this user can read, gone after the turn.
+    assert "--append-system-prompt" not in launched["argv"]
+    assert not any("df.head()" in arg for arg in launched["argv"])
+    system_file = launched["argv"][launched["argv"].index("--append-system-prompt-file") + 1]
+    assert stat.S_IMODE(launched["append_system_prompt_file_mode"]) == 0o600
+    assert not await asyncio.to_thread(os.path.exists, system_file)
+    system_prompt = launched["append_system_prompt"]
     assert "analysis/q3.ipynb" in system_prompt
     assert "df.head()" in system_prompt
 
@@ -568,7 +577,7 @@ async def test_a_cancelled_reply_keeps_its_text_once(
     assert stored["messages"][-1]["content"] == text_of(reader.events) == "Working on it"
 
 
-async def test_a_large_context_travels_on_stdin(
+async def test_a_large_context_travels_in_the_private_file(
     jp_fetch: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv_file = tmp_path / "argv.json"
@@ -578,9 +587,9 @@ async def test_a_large_context_travels_on_stdin(
     stream = await run_turn(jp_fetch, session["id"], "explain", context={"cell": big})
     assert types(stream)[-1] == "done"
     launched = json.loads(argv_file.read_text())
-    assert big in launched["stdin"]
-    assert launched["stdin"].endswith("explain")
-    assert all(len(arg.encode()) < 128 * 1024 for arg in launched["argv"])
+    assert big in launched["append_system_prompt"]  # no limit of one command-line argument
+    assert launched["stdin"] == "explain"
+    assert all(len(arg.encode()) < 1024 for arg in launched["argv"])
 
 
 class TestProviderPolicy:

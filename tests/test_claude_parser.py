@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,11 @@ def test_print_mode_command_line_resumes_and_carries_the_notebook_context(
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
     assert argv[argv.index("--model") + 1] == "sonnet"
     assert argv[argv.index("--allowedTools") + 1] == "Bash(ls:*)"
-    system = argv[argv.index("--append-system-prompt") + 1]
+    assert not any("df.head()" in arg for arg in argv)  # `ps` shows argv to everyone
+    system_file = Path(argv[argv.index("--append-system-prompt-file") + 1])
+    assert launch.cleanup == [str(system_file)]
+    assert stat.S_IMODE(system_file.stat().st_mode) == 0o600
+    system = system_file.read_text()
     assert "analysis/q3.ipynb" in system
     assert "df.head()" in system
     assert argv[-1] == "--x"

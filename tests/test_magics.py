@@ -211,6 +211,8 @@ def test_kernels_build_the_engine_with_the_servers_settings(tmp_path: Path) -> N
     finally:
         client.close()
     server.root_dir = None  # a kernel has no server root
+    # ... but confines each turn to the root of the server that started it, if there is one
+    server.runner.root_dir = None
     assert (server.runner.journal_events, kernel.runner.journal_events) == (False, True)
     server.runner.journal_events = True  # a kernel journals its turns for the server to stream
     assert kernel == server
@@ -431,7 +433,8 @@ def test_with_sends_bounded_variable_summaries(
     invocation = json.loads(argv_file.read_text())
     assert invocation["stdin"] == "what do these hold?"
     argv = invocation["argv"]
-    system_prompt = argv[argv.index("--append-system-prompt") + 1]
+    assert "--append-system-prompt" not in argv  # the context stays off the command line
+    system_prompt = invocation["append_system_prompt"]
     for needle in (
         "`df`: pandas.DataFrame",
         "shape: (3, 2)",

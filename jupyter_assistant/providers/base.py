@@ -72,6 +72,9 @@ class TurnRequest:
     provider_session_id: str | None = None
     context: dict[str, Any] | None = None
     model: str | None = None
+    # A folder only this user can read (0700), for files a launch needs that must not show on
+    # the command line (``private_file``). None: the system's temporary folder.
+    scratch_dir: str | None = None
 
 
 @dataclass
@@ -80,6 +83,26 @@ class LaunchSpec:
     env: dict[str, str]
     stdin: bytes | None = None
     cwd: str = ""
+    # Files the runner removes once the process has ended (e.g. ``private_file``'s).
+    cleanup: list[str] = field(default_factory=list)
+
+
+def private_file(request: TurnRequest, text: str, prefix: str = "prompt-") -> str:
+    """Write ``text`` to a new file only this user can read (0600) and return its path: for
+    what a CLI takes as a file argument but other local users must not see in ``ps`` (a
+    notebook's cell, a secret in it). Put the path in ``LaunchSpec.cleanup``."""
+    import tempfile
+
+    if request.scratch_dir:
+        os.makedirs(request.scratch_dir, mode=0o700, exist_ok=True)
+    descriptor, path = tempfile.mkstemp(prefix=prefix, suffix=".md", dir=request.scratch_dir)
+    try:  # mkstemp creates it 0600
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
 
 
 @dataclass

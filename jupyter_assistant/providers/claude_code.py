@@ -27,6 +27,7 @@ from .base import (
     SetupStep,
     StreamParser,
     TurnRequest,
+    private_file,
 )
 
 INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
@@ -37,7 +38,6 @@ LOGIN_HINT = (
 )
 NO_CONVERSATION = "No conversation found with session ID"
 CONTEXT_HEADING = "Context sent with this request from the user's notebook:\n\n"
-MAX_ARGUMENT_BYTES = 100_000
 MAX_TOOL_RESULT_CHARS = 100_000
 CONTROL_TYPES = frozenset({"control_request", "control_response", "control_cancel_request"})
 # Tools the interactive CLI offers that need a user interface this client does not have.
@@ -398,13 +398,13 @@ class ClaudeCodeProvider(Provider):
             command = shlex.split(command)
         return list(command) or ["claude"]
 
-    def system_prompt(self, request: TurnRequest, with_context: bool = True) -> str:
+    def system_prompt(self, request: TurnRequest) -> str:
         lines = [
             f"You are assisting a Jupyter user with the notebook `{request.notebook_path}`. "
             f"Your working directory is the notebook's folder ({request.working_dir}); files "
             "the user mentions are relative to it.",
         ]
-        if request.context and with_context:
+        if request.context:
             lines.append(CONTEXT_HEADING + _render_context(request.context))
         if self.append_system_prompt:
             lines.append(self.append_system_prompt)
@@ -438,34 +438,27 @@ class ClaudeCodeProvider(Provider):
         disallowed += [t for t in self.disallowed_tools if t not in disallowed]
         if disallowed:
             argv += ["--disallowedTools", *disallowed]
-        system, prompt = self.system_and_prompt(request)
-        argv += ["--append-system-prompt", system]
+        # The system prompt holds the notebook's context (a cell may hold a secret): it goes in
+        # a private file, never on the command line, which every local user can read in `ps`.
+        system_file = private_file(request, self.system_prompt(request), "claude-system-")
+        argv += ["--append-system-prompt-file", system_file]
         argv += list(self.extra_args)
         # Interactive: the parser sends the prompt as a stream-json message (start()).
-        stdin = None if self.interactive else prompt.encode()
-        return LaunchSpec(argv=argv, env=env, stdin=stdin, cwd=request.working_dir)
+        stdin = None if self.interactive else request.prompt.encode()
+        return LaunchSpec(
+            argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=[system_file]
+        )
 
     def effective_permission_mode(self) -> str:
         if self.permission_mode is not None:
             return str(self.permission_mode)
         return "default" if self.interactive else "acceptEdits"
 
-    def system_and_prompt(self, request: TurnRequest) -> tuple[str, str]:
-        """The appended system prompt (an argument) and the prompt (sent on stdin)."""
-        system = self.system_prompt(request)
-        prompt = request.prompt
-        if len(system.encode()) > MAX_ARGUMENT_BYTES and request.context:
-            # One argument may not exceed 128 KiB (Linux): a large context goes with the
-            # prompt on stdin instead.
-            system = self.system_prompt(request, with_context=False)
-            prompt = f"{CONTEXT_HEADING}{_render_context(request.context)}\n\n---\n\n{prompt}"
-        return system, prompt
-
     def create_parser(self, request: TurnRequest) -> StreamParser:
         if self.interactive:
             from .claude_control import ClaudeControlParser
 
-            return ClaudeControlParser(self.system_and_prompt(request)[1], request.working_dir)
+            return ClaudeControlParser(request.prompt, request.working_dir)
         return ClaudeStreamParser()
 
     def credentials_state(self, env: dict[str, str]) -> str:
