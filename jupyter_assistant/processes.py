@@ -120,6 +120,18 @@ class ProcessRegistry:
         interrupt_signal: int = int(signal.SIGTERM),
     ) -> ProcessRecord:
         """Record the spawned provider (the leader of its own process group)."""
+        rec = self.new_record(session_id, turn_id, pid, interrupt_signal)
+        self.write(rec)
+        return rec
+
+    def new_record(
+        self,
+        session_id: str,
+        turn_id: str,
+        pid: int,
+        interrupt_signal: int = int(signal.SIGTERM),
+    ) -> ProcessRecord:
+        """The record of a spawned provider, not yet written (``write`` it)."""
         import psutil
 
         try:
@@ -136,7 +148,6 @@ class ProcessRegistry:
             owner_create_time=self._me[1],
             interrupt_signal=interrupt_signal,
         )
-        self.write(rec)
         return rec
 
     def write(self, rec: ProcessRecord) -> None:
@@ -218,6 +229,26 @@ async def spawn(
         start_new_session=True,
         limit=line_limit,
     )
+
+
+def spawned_providers() -> dict[int, str]:
+    """This process's children that are providers (they carry the turn marker): pid -> turn id.
+    Found from the OS, so a provider whose record was not made yet is found too."""
+    import psutil
+
+    found: dict[int, str] = {}
+    try:
+        children = psutil.Process().children(recursive=False)
+    except (psutil.Error, OSError):
+        return found
+    for child in children:
+        try:
+            turn_id = child.environ().get(MARKER_ENV)
+        except (psutil.Error, OSError):
+            continue
+        if turn_id:
+            found[child.pid] = turn_id
+    return found
 
 
 def _carries_marker(proc: psutil.Process, turn_id: str) -> bool:

@@ -351,14 +351,29 @@ class AssistantService:
         """Last resort at interpreter exit, when the server stopped without its clean shutdown
         (e.g. SIGINT without a terminal, as JupyterHub stops servers): stop every provider
         this process still owns and keep what its turn had written, marked interrupted."""
-        from .processes import terminate_tree
+        from .processes import spawned_providers, terminate_tree
         from .turns import mark_interrupted, put_reply
 
         me = os.getpid()
-        for record in self.registry.all():
-            if record.owner_pid != me:
-                continue
-            terminate_tree(record, self.settings.runner.cancel_grace_seconds)
+        records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
+        # Also the turns whose record file was not written yet: the provider was just spawned.
+        for turn in list(self.runner.turns.values()):
+            if turn.record is not None and not turn.finished:
+                records.setdefault((turn.session_id, turn.id), turn.record)
+        # And any provider child of this process at all (spawned, not yet recorded anywhere).
+        known = {record.pid for record in records.values()}
+        sessions = {turn.id: turn.session_id for turn in list(self.runner.turns.values())}
+        for pid, turn_id in spawned_providers().items():
+            if pid not in known:
+                session_id = sessions.get(turn_id, "")
+                records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
+        for record in records.values():
+            try:
+                terminate_tree(record, self.settings.runner.cancel_grace_seconds)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not stop the provider of turn %s: %s", record.turn_id, exc)
+            if not record.session_id:
+                continue  # a provider of no turn this process knows: stopped, nothing to mark
             turn = self.runner.turns.get(record.session_id)
             partial = turn.reply("interrupted") if turn is not None else None
 

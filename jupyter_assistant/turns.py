@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Busy, Forbidden, NotFound
+from .errors import Busy, Forbidden, InsufficientStorage, NotFound
 from .journal import EventJournal
 from .models import (
     Approval,
@@ -407,9 +407,16 @@ class TurnRunner:
             raise ProviderUnavailable(
                 code, f"Could not start {launch.argv[0]}: {exc.strerror or exc}"
             ) from exc
-        turn.record = await asyncio.to_thread(
-            self.registry.record, turn.session_id, turn.id, proc.pid, provider.interrupt_signal
+        # The record is known in memory before anything can interrupt this coroutine (a stop
+        # at exit, stop_now, finds the provider through it even if its file is not written yet).
+        turn.record = self.registry.new_record(
+            turn.session_id, turn.id, proc.pid, provider.interrupt_signal
         )
+        try:
+            await asyncio.to_thread(self.registry.write, turn.record)
+        except BaseException:
+            await terminate_tree_async(turn.record, self.settings.cancel_grace_seconds)
+            raise
         stderr_buffer, add_stderr = _stderr_collector(STDERR_TAIL_BYTES)
         stderr_task = asyncio.create_task(_drain(proc.stderr, add_stderr))
         turn.parser = parser
@@ -801,8 +808,11 @@ class TurnRunner:
             await asyncio.to_thread(self.store.edit, turn.session_id, change)
         except NotFound:
             pass  # the session was deleted during the turn
-        except Exception:
+        except Exception as exc:
             log.exception("Could not store the reply of turn %s", turn.id)
+            # Never report success for a reply that is not stored: end with an error, and keep
+            # what still fits (at least the provider's conversation, so the next turn resumes).
+            terminal = await self._store_what_fits(turn, reply, provider_session_id, exc)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.registry.clear, turn.session_id, turn.id)
@@ -810,6 +820,45 @@ class TurnRunner:
             asyncio.get_running_loop().call_later(
                 self.settings.finished_turn_ttl_seconds, self._forget, turn
             )
+
+    async def _store_what_fits(
+        self, turn: Turn, reply: Message, provider_session_id: str | None, exc: Exception
+    ) -> Event:
+        """After the full reply could not be stored: store a short one (no text or tool output,
+        with the error), or else only the provider's session id. Returns the error event."""
+        full = isinstance(exc, InsufficientStorage)
+        code = "storage_full" if full else "storage_failed"
+        kept = (
+            "The provider's conversation is kept, so the next message continues it."
+            if provider_session_id
+            else ""
+        )
+        message = f"The reply could not be stored: {exc} {kept}".strip()
+        error = TurnError(code=code, message=message)
+        short = reply.model_copy(update={"content": "", "tools": [], "status": "error"})
+        short.error = error
+
+        def keep_reply(session: Session) -> None:
+            if session.pending_message is not None and session.pending_message.turn_id == turn.id:
+                session.messages.append(session.pending_message)
+                session.pending_message = None
+            put_reply(session, short)
+            keep_provider_session(session)
+
+        def keep_provider_session(session: Session) -> None:
+            if provider_session_id:
+                session.provider_session_id = provider_session_id
+            session.usage.add(turn.usage)
+
+        for attempt in (keep_reply, keep_provider_session):
+            try:
+                await asyncio.to_thread(self.store.edit, turn.session_id, attempt)
+                break
+            except NotFound:
+                break
+            except Exception as again:
+                log.warning("Could not store even part of turn %s: %s", turn.id, again)
+        return {"type": "error", "code": code, "message": message}
 
     def _overflow(self, turn: Turn, message: str, code: str = "provider_failed") -> None:
         if turn.overflow is None:

@@ -91,3 +91,27 @@ async def test_read_only_store_is_a_clear_500(jp_fetch: Any, store_dir: Path) ->
         assert len(json_of(await api(jp_fetch, "sessions"))["sessions"]) == 1
     finally:
         remount(store_dir.parent, "rw")
+
+
+async def test_a_reply_that_cannot_be_stored_ends_with_an_error_and_keeps_the_conversation(
+    jp_fetch: Any, store_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .helpers import run_turn, types
+
+    session = await create_session(jp_fetch)
+    sid = session["id"]
+    fill(store_dir.parent, leave=12 * 1024)
+    monkeypatch.setenv("FAKE_COUNT", "60000")  # a 60 KB reply: more than the disk holds
+    stream = await run_turn(jp_fetch, sid, "scenario:flood write a lot")
+    assert types(stream)[-1] == "error", stream[-1]  # never `done` for a reply not stored
+    error = stream[-1]["data"]
+    assert error["code"] == "storage_full"
+    assert "space" in error["message"]
+    stored = json_of(await api(jp_fetch, "sessions", sid))
+    assert stored["status"] == "idle"
+    assert stored["provider_session_id"]  # the next turn resumes the provider's conversation
+    assert stored["messages"][-1]["status"] == "error"
+    assert stored["messages"][-1]["error"]["code"] == "storage_full"
+    (store_dir.parent / "filler").unlink()
+    again = await run_turn(jp_fetch, sid, "and now?")
+    assert types(again)[-1] == "done"

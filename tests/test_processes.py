@@ -188,3 +188,30 @@ def test_an_unreadable_record_is_ignored(registry: ProcessRegistry) -> None:
     (registry.dir / f"{session_id}.json").write_text(json.dumps({"nonsense": 1}))
     assert registry.read(session_id) is None
     assert registry.all() == []
+
+
+def test_stop_at_exit_stops_a_provider_spawned_but_not_yet_recorded(tmp_path: Path) -> None:
+    """The server can be interrupted between the spawn and the record's write (a loaded
+    machine): the last-resort stop finds its providers from the OS, by their marker."""
+    from jupyter_assistant.processes import spawn, spawned_providers
+    from jupyter_assistant.providers import ProviderRegistry
+    from jupyter_assistant.service import AssistantService, ServiceSettings
+
+    service = AssistantService(ServiceSettings(store_dir=tmp_path / "store"), ProviderRegistry())
+    service.settings.runner.cancel_grace_seconds = 0.5
+
+    async def scenario() -> int | None:
+        proc = await spawn(
+            [sys.executable, "-c", "import signal, time; signal.signal(15, 1); time.sleep(60)"],
+            cwd=str(tmp_path),
+            env=dict(os.environ),
+            turn_id=new_id(),
+            stdin=False,
+        )
+        assert proc.pid in spawned_providers()
+        assert service.registry.all() == []  # nothing recorded
+        service.stop_now()
+        return await asyncio.wait_for(proc.wait(), 10)
+
+    returncode = asyncio.run(scenario())
+    assert returncode is not None and returncode < 0  # stopped by a signal, not left running
