@@ -357,12 +357,12 @@ class AssistantService:
         me = os.getpid()
         records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
         # Also the turns whose record file was not written yet: the provider was just spawned.
-        for turn in list(self.runner.turns.values()):
-            if turn.record is not None and not turn.finished:
-                records.setdefault((turn.session_id, turn.id), turn.record)
+        for live in list(self.runner.turns.values()):
+            if live.record is not None and not live.finished:
+                records.setdefault((live.session_id, live.id), live.record)
         # And any provider child of this process at all (spawned, not yet recorded anywhere).
         known = {record.pid for record in records.values()}
-        sessions = {turn.id: turn.session_id for turn in list(self.runner.turns.values())}
+        sessions = {live.id: live.session_id for live in list(self.runner.turns.values())}
         for pid, turn_id in spawned_providers().items():
             if pid not in known:
                 session_id = sessions.get(turn_id, "")
