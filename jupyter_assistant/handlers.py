@@ -28,6 +28,31 @@ AUTH_RESOURCE = "assistant"
 UUID_RE = r"[^/]+"  # validated (UUID, canonical form) by the engine, so a bad id is a JSON 404
 
 M = TypeVar("M", bound="BaseModel")
+# Nesting deeper than this is no real request (a notebook's context is a few levels deep), and
+# would reach Python's recursion limit when validated or stored.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"The request body is nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` (parsed JSON) nests lists and objects, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 F = TypeVar("F", bound=Callable[..., Awaitable[None]])
 
 
@@ -41,7 +66,8 @@ def engine_errors(method: F) -> F:
         try:
             await method(self, *args, **kwargs)
         except AssistantError as exc:
-            raise web.HTTPError(exc.status, exc.message.replace("%", "%%")) from exc
+            # The message is an argument, never a format: a "%" in it stays one "%".
+            raise web.HTTPError(exc.status, "%s", exc.message) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -86,10 +112,14 @@ class AssistantHandler(ExtensionHandlerMixin, APIHandler):
             raise web.HTTPError(413, f"Request body over {limit} bytes")
         try:
             data = json.loads(self.request.body or b"null")
+        except RecursionError:
+            raise web.HTTPError(400, TOO_DEEP) from None
         except ValueError:
             raise web.HTTPError(400, "The request body must be JSON.") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "The request body must be a JSON object.")
+        if json_depth(data) > MAX_JSON_DEPTH:
+            raise web.HTTPError(400, TOO_DEEP)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -97,7 +127,7 @@ class AssistantHandler(ExtensionHandlerMixin, APIHandler):
                 f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
                 for err in exc.errors()
             )
-            raise web.HTTPError(400, f"Invalid request: {problems}".replace("%", "%%")) from None
+            raise web.HTTPError(400, "%s", f"Invalid request: {problems}") from None
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -154,6 +154,39 @@ async def test_create_rejects_bad_bodies_and_creates_nothing(
     assert not sessions_dir.exists() or list(sessions_dir.glob("*.json")) == []
 
 
+async def test_a_percent_in_an_error_message_is_shown_once(jp_fetch: Any) -> None:
+    body = {"path": "%2e%2e/100%/x.ipynb"}
+    message = assert_json_error(await api(jp_fetch, "sessions", method="POST", body=body), 400)
+    assert "'%2e%2e/100%'" in message, message
+    assert "%%" not in message
+    bad = {"path": NOTEBOOK, "provider": {"100%": 1}}
+    message = assert_json_error(await api(jp_fetch, "sessions", method="POST", body=bad), 400)
+    assert "%%" not in message
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+async def test_a_deeply_nested_body_is_a_400(jp_fetch: Any, depth: int) -> None:
+    raw = '{"path": "analysis/q3.ipynb", "context": {"x": ' + "[" * depth + "]" * depth + "}}"
+    message = assert_json_error(await api(jp_fetch, "sessions", method="POST", body=raw), 400)
+    assert "nested" in message
+
+
+async def test_a_deeply_nested_context_is_a_400_and_changes_nothing(jp_fetch: Any) -> None:
+    session = await create_session(jp_fetch)
+    body = {"content": "hi", "context": {"cell": nested(500)}}
+    response = await api(jp_fetch, "sessions", session["id"], "messages", method="POST", body=body)
+    assert "nested" in assert_json_error(response, 400)
+    stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+    assert stored["messages"] == [] and stored["status"] == "idle"
+
+
 async def test_symlink_out_of_the_root_is_refused(
     jp_fetch: Any, jp_root_dir: Path, tmp_path: Path
 ) -> None:
