@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Dict, Float, Int, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .permissions import READ_ONLY_TOOLS
+from .traits import StringList
 
 if TYPE_CHECKING:
     from .service import ServiceSettings
 
 STORE_ENV = "JUPYTER_ASSISTANT_DIR"
+
 CONFIG_SECTION = "AssistantExtension"
 
 
@@ -32,6 +34,8 @@ def default_store_dir() -> str:
 
 class EngineSettings(Configurable):
     """The engine's settings, in the ``AssistantExtension`` config section."""
+
+    config_name = CONFIG_SECTION  # how error messages name these settings
 
     @classmethod
     def section_names(cls) -> list[str]:
@@ -53,8 +57,7 @@ class EngineSettings(Configurable):
         "claude", help="Provider of new sessions when the request names none."
     ).tag(config=True)
 
-    allowed_providers = List(
-        Unicode(),
+    allowed_providers = StringList(
         default_value=[],
         help="If not empty, only these providers can be used (an admin policy). On the command "
         "line: --AssistantExtension.allowed_providers=claude,codex (or repeat the option).",
@@ -97,8 +100,7 @@ class EngineSettings(Configurable):
         "tool call is denied (the agent is told) and the turn goes on.",
     ).tag(config=True)
 
-    permission_allowed_tools = List(
-        Unicode(),
+    permission_allowed_tools = StringList(
         default_value=list(READ_ONLY_TOOLS),
         help="Tools that run without asking, as rules: a tool name (wildcards allowed), or a "
         "name with a pattern for its command or path, e.g. 'Bash(git status)', "
@@ -106,15 +108,13 @@ class EngineSettings(Configurable):
         "are denied anyway.",
     ).tag(config=True)
 
-    permission_denied_tools = List(
-        Unicode(),
+    permission_denied_tools = StringList(
         default_value=[],
         help="Tools that are always denied without asking, as rules (see "
         "permission_allowed_tools), e.g. ['WebFetch', 'Bash(rm:*)'].",
     ).tag(config=True)
 
-    permission_extra_dirs = List(
-        Unicode(),
+    permission_extra_dirs = StringList(
         default_value=[],
         help="Absolute folders, besides the notebook's folder, that tool calls may touch "
         "(e.g. a shared data folder). Calls naming any other path are denied.",

@@ -32,6 +32,7 @@ from traitlets import Enum, List, Unicode, Union
 
 from .._version import __version__
 from ..permissions import inside
+from ..traits import StringList
 from .base import (
     Event,
     LaunchSpec,
@@ -691,8 +692,8 @@ class AcpProvider(Provider):
         ),
     ).tag(config=True)
 
-    extra_args = List(
-        Unicode(), default_value=[], help="Further arguments for the agent, appended as given."
+    extra_args = StringList(
+        default_value=[], help="Further arguments for the agent, appended as given."
     ).tag(config=True)
 
     append_system_prompt = Unicode(

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from traitlets import Bool, Enum, List, Unicode, Union
 
+from ..traits import StringList
 from .base import (
     Event,
     LaunchSpec,
@@ -370,18 +371,17 @@ class ClaudeCodeProvider(Provider):
         ),
     ).tag(config=True)
 
-    allowed_tools = List(
-        Unicode(),
+    allowed_tools = StringList(
         default_value=[],
         help="Tools allowed without asking, as Claude Code rules, e.g. ['Bash(ls:*)', 'WebFetch'].",
     ).tag(config=True)
 
-    disallowed_tools = List(
-        Unicode(), default_value=[], help="Tools the agent must never use, e.g. ['Bash(rm:*)']."
+    disallowed_tools = StringList(
+        default_value=[], help="Tools the agent must never use, e.g. ['Bash(rm:*)']."
     ).tag(config=True)
 
-    extra_args = List(
-        Unicode(), default_value=[], help="Further command-line arguments, appended as given."
+    extra_args = StringList(
+        default_value=[], help="Further command-line arguments, appended as given."
     ).tag(config=True)
 
     append_system_prompt = Unicode(

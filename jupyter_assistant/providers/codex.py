@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from traitlets import Bool, Dict, Enum, List, Unicode, Union
 
+from ..traits import StringList
 from .base import (
     Event,
     LaunchSpec,
@@ -352,8 +353,8 @@ class CodexProvider(Provider):
         "for minutes instead of failing). Checked only for OpenAI's own model provider.",
     ).tag(config=True)
 
-    extra_args = List(
-        Unicode(), default_value=[], help="Further `codex exec` arguments, appended as given."
+    extra_args = StringList(
+        default_value=[], help="Further `codex exec` arguments, appended as given."
     ).tag(config=True)
 
     append_system_prompt = Unicode(

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 from traitlets import Bool, Enum, List, Unicode, Union
 
+from ..traits import StringList
 from .base import (
     Event,
     LaunchSpec,
@@ -302,8 +303,8 @@ class GeminiProvider(Provider):
         "starts a new gemini conversation.",
     ).tag(config=True)
 
-    extra_args = List(
-        Unicode(), default_value=[], help="Further gemini arguments, appended as given."
+    extra_args = StringList(
+        default_value=[], help="Further gemini arguments, appended as given."
     ).tag(config=True)
 
     append_system_prompt = Unicode(
