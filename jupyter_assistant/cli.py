@@ -178,6 +178,7 @@ def cmd_list(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
         out.write(f"No conversations{where} in {ctx.store_dir}.\n")
         return 0
     table = [["ID", "STATUS", "LAST ACTIVE", "MSGS", "PROVIDER", "NOTEBOOK", "TITLE"]]
+    shown = notebook_labels(rows)
     for row in rows:
         title = row["title"] if len(row["title"]) <= 50 else row["title"][:49] + "…"
         table.append(
@@ -187,12 +188,24 @@ def cmd_list(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
                 _local(row["updated_at"]),
                 str(row["message_count"]),
                 row["provider"],
-                row["path"] + (" (deleted)" if row.get("detached") else ""),
+                shown[row["id"]] + (" (deleted)" if row.get("detached") else ""),
                 title,
             ]
         )
     _table(table, out)
     return 0
+
+
+def notebook_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """How to show each row's notebook: its path under the server root, or its absolute file
+    when another row shows the same path for a different notebook (two servers' roots)."""
+    keys_of: dict[str, set[str]] = {}
+    for row in rows:
+        keys_of.setdefault(row["path"], set()).add(row["notebook_key"])
+    return {
+        row["id"]: row["notebook_key"] if len(keys_of[row["path"]]) > 1 else row["path"]
+        for row in rows
+    }
 
 
 def cmd_show(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:

@@ -406,6 +406,14 @@ class TurnView:
     def finished(self) -> bool:
         return self.terminal is not None
 
+    def tool_state(self, line: ToolLine) -> str:
+        """ "stopped" for a tool that Stop ended (no result, or the error of being killed),
+        "failed" for one that failed on its own, else ""."""
+        stopped = self.terminal is not None and self.terminal.get("type") == "cancelled"
+        if stopped and (line.failed or not line.done):
+            return "stopped"
+        return "failed" if line.failed else ""
+
     def text(self) -> str:
         """The reply text, as stored in the session."""
         return "".join("".join(part) for part in self.parts if isinstance(part, list))
@@ -436,7 +444,7 @@ class TurnView:
             if isinstance(part, list):
                 chunks.append("".join(part))
             elif isinstance(part, ToolLine):
-                state = " — failed" if part.failed else ""
+                state = f" — {self.tool_state(part)}" if self.tool_state(part) else ""
                 code = part.detail.replace("`", "'")
                 detail = f" `{code}`" if code else ""
                 chunks.append(f"\n\n> **{part.name}**{detail}{state}\n\n")
@@ -462,7 +470,7 @@ class TurnView:
             if isinstance(part, list):
                 chunks.append("".join(part))
             elif isinstance(part, ToolLine):
-                state = " (failed)" if part.failed else ""
+                state = f" ({self.tool_state(part)})" if self.tool_state(part) else ""
                 chunks.append(f"\n[{part.name}] {part.detail}{state}\n")
             elif isinstance(part, AskLine):
                 # Only ever appended to (a terminal prints what is new): the answer goes after.

@@ -507,3 +507,26 @@ def test_retention_is_off_by_default_and_checked() -> None:
     for bad in (0, -1):
         with pytest.raises(ValueError, match="max_session_age_days must be > 0"):
             EngineSettings(max_session_age_days=bad)
+
+
+def test_list_tells_apart_the_same_path_under_two_roots(machine: Env, tmp_path: Path) -> None:
+    first = make_session(machine, title="Under the first root")
+    other_root = tmp_path / "second-root"
+    (other_root / "analysis").mkdir(parents=True)
+    file = other_root / "analysis" / "q3.ipynb"
+    file.write_text("{}")
+    second = Session(
+        path="analysis/q3.ipynb",
+        notebook_key=str(file.resolve()),
+        working_dir=str(file.parent.resolve()),
+        provider="claude",
+        title="Under the second root",
+    )
+    SessionStore(machine.store).create(second)
+    unique = make_session(machine, notebook="other/b.ipynb", title="Only one")
+    listed = machine.run("sessions", "list")
+    assert listed.returncode == 0, listed.stderr
+    line = {row.split()[0]: row for row in listed.stdout.splitlines()[1:]}
+    assert str((machine.root / "analysis" / "q3.ipynb").resolve()) in line[first.id]
+    assert str(file.resolve()) in line[second.id]
+    assert " other/b.ipynb " in line[unique.id]  # a path shown once stays short

@@ -339,6 +339,22 @@ def test_turn_view_shows_text_tools_and_the_cost() -> None:
     assert "[Bash] ls `-la` (failed)" in view.plain()
 
 
+def test_a_tool_that_stop_ended_shows_as_stopped_not_failed() -> None:
+    view = TurnView()
+    events: list[dict[str, Any]] = [
+        {"type": "tool_use", "id": "1", "name": "Bash", "input": {"command": "sleep 60"}},
+        {"type": "tool_use", "id": "2", "name": "Bash", "input": {"command": "false"}},
+        {"type": "tool_result", "id": "2", "content": "killed", "is_error": True},
+        {"type": "cancelled"},
+    ]
+    for seq, event in enumerate(events, 1):
+        view.fold(seq, event)
+    assert "`sleep 60` — stopped" in view.markdown()
+    assert "`false` — stopped" in view.markdown()
+    assert "failed" not in view.markdown()
+    assert "[Bash] sleep 60 (stopped)" in view.plain()
+
+
 # -- a real kernel -----------------------------------------------------------------------------
 
 
