@@ -307,14 +307,18 @@ def provider_check(provider: Any, row: dict[str, Any], default: str) -> Check:
             required=is_default,
             details=details,
         )
+    check_command = getattr(provider, "login_check", None)
+    how = f"to check it, run `{check_command}` in a terminal" if check_command else ""
+    how += ("; " if how else "") + (f"to log in: {login}" if login else "")
     return Check(
         f"provider:{name}",
         title,
         True,
-        f"{found}; credentials unknown (a login may be kept where only a billed call could tell)",
-        note=f"if its first answer says it is not logged in: {login}" if login else None,
+        f"{found}; login unknown (no API key or credentials file found, and the CLI could not "
+        "say whether it is logged in)",
+        note=how or None,
         required=is_default,
-        details=details,
+        details={**details, "login_check": check_command},
     )
 
 
@@ -521,14 +525,19 @@ def format_report(report: Report) -> str:
     lines.append("")
     default = report.default_provider
     if report.ok:
-        unsure = any(
-            c.name == f"provider:{default}" and c.details.get("credentials") == "unknown"
+        unsure = [
+            c
             for c in report.checks
-        )
-        lines.append(
-            f"Ready: the default provider {default!r} can run"
-            + (" (its login could not be checked without a billed call)." if unsure else ".")
-        )
+            if c.name == f"provider:{default}" and c.details.get("credentials") == "unknown"
+        ]
+        if unsure:
+            command = unsure[0].details.get("login_check")
+            lines.append(
+                f"Ready, except that the login of the default provider {default!r} is unknown"
+                + (f": run `{command}` to check it." if command else ".")
+            )
+        else:
+            lines.append(f"Ready: the default provider {default!r} can run.")
     else:
         failed = [c.title for c in report.checks if c.required and not c.ok]
         lines.append("Not ready: fix " + "; ".join(failed) + ", then run this again.")

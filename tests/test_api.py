@@ -55,6 +55,21 @@ async def test_providers_lists_claude_with_its_version(jp_fetch: Any) -> None:
     assert claude["problem"] is None
 
 
+@pytest.mark.parametrize(("logged_in", "credentials"), [("1", "present"), ("0", "missing")])
+async def test_providers_asks_the_cli_whether_it_is_logged_in(
+    jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, logged_in: str, credentials: str
+) -> None:
+    # no key and no credentials file: `claude auth status` tells (the sidebar then shows its
+    # set-up card before the first message, not after a failed one)
+    for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FAKE_CLAUDE_LOGGED_IN", logged_in)
+    body = json_of(await api(jp_fetch, "providers", params={"refresh": "1"}))
+    (claude,) = [p for p in body["providers"] if p["name"] == "claude"]
+    assert claude["available"] is True
+    assert claude["credentials"] == credentials
+
+
 class TestMissingCli:
     @pytest.fixture
     def claude_command(self, tmp_path: Path) -> list[str]:

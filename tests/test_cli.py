@@ -255,7 +255,7 @@ def test_doctor_with_the_fake_provider_passes(machine: Env) -> None:
     assert titles[1].endswith("JupyterLab extension")
     assert titles[2] == "✓ Provider claude (Claude Code, the default)"
     assert titles[-2].endswith("Store") and titles[-1].endswith("Jupyter config")
-    assert f"{FAKE_CLAUDE} 2.1.197; credentials unknown" in out
+    assert f"{FAKE_CLAUDE} 2.1.197; credentials found" in out  # `claude auth status` says so
     assert "✓ Server extension: jupyter_assistant" in out
     assert f"✓ Store: {machine.store} does not exist yet" in out
     config_file = machine.config / "jupyter_server_config.json"
@@ -267,6 +267,29 @@ def test_doctor_with_the_fake_provider_passes(machine: Env) -> None:
     assert report["ok"] is True
     claude = next(c for c in report["checks"] if c["name"] == "provider:claude")
     assert claude["details"]["version"] == "2.1.197"
+
+
+def test_doctor_asks_the_cli_whether_it_is_logged_in(machine: Env) -> None:
+    machine.write_config({"ClaudeCodeProvider": {"command": [str(FAKE_CLAUDE)]}})
+    logged_out = machine.run("doctor", env={"FAKE_CLAUDE_LOGGED_IN": "0"})
+    assert logged_out.returncode == 1, logged_out.stdout
+    line = next(line for line in logged_out.stdout.splitlines() if "Provider claude" in line)
+    assert line.startswith("✗") and "not logged in" in line
+    assert "fix: " in logged_out.stdout and "login" in logged_out.stdout.lower()
+    assert logged_out.stdout.rstrip().splitlines()[-1].startswith("Not ready")
+
+
+def test_doctor_says_what_is_unknown_about_a_login_and_how_to_check(machine: Env) -> None:
+    machine.write_config({"ClaudeCodeProvider": {"command": [str(FAKE_CLAUDE)]}})
+    result = machine.run("doctor", env={"FAKE_CLAUDE_LOGGED_IN": "old"})  # no `auth status`
+    assert result.returncode == 0, result.stdout
+    out = result.stdout
+    assert "login unknown (no API key or credentials file found" in out
+    assert "note: to check it, run `claude auth status` in a terminal" in out
+    assert out.rstrip().splitlines()[-1] == (
+        "Ready, except that the login of the default provider 'claude' is unknown: "
+        "run `claude auth status` to check it."
+    )
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o777])

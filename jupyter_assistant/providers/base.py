@@ -210,6 +210,8 @@ class Provider(LoggingConfigurable):
     # How to install the CLI and how to log in (None: the provider's `problem` text says how).
     install_step: ClassVar[SetupStep | None] = None
     login_step: ClassVar[SetupStep | None] = None
+    # A command a user can run to see whether the CLI is logged in (no model call), if any.
+    login_check: ClassVar[str | None] = None
     # The signal that asks the provider to stop its turn cleanly; its children get SIGTERM.
     interrupt_signal: ClassVar[int] = int(signal.SIGTERM)
 

@@ -9,6 +9,7 @@ failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -32,6 +33,8 @@ from .base import (
 )
 
 INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
+# Asks the CLI whether it is logged in: no model call. `claude auth status` in words.
+LOGIN_CHECK_ARGS = ("auth", "status", "--json")
 LOGIN_HINT = (
     "Claude Code is not logged in. Run `claude` in a terminal on the Jupyter server and log in "
     "with /login, or set ANTHROPIC_API_KEY in the server's environment "
@@ -330,6 +333,7 @@ class ClaudeCodeProvider(Provider):
     display_name: ClassVar[str] = "Claude Code"
     install_hint: ClassVar[str] = INSTALL_HINT
     install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
+    login_check: ClassVar[str | None] = "claude auth status"
     login_step: ClassVar[SetupStep | None] = SetupStep(
         "claude", "then type /login. Or set ANTHROPIC_API_KEY in the server's environment."
     )
@@ -494,4 +498,37 @@ class ClaudeCodeProvider(Provider):
         health.credentials = self.credentials_state(env)
         if os.environ.get("CLAUDE_CODE_USE_BEDROCK") or os.environ.get("CLAUDE_CODE_USE_VERTEX"):
             health.credentials = "unknown"
+        elif health.credentials == "unknown":
+            # No key and no credentials file: the login may be in the OS keychain. The CLI's
+            # own `auth status` tells, without a model call (and so without a cost).
+            health.credentials = await self.login_state([resolved, *argv[1:]], env)
         return health
+
+    async def login_state(self, argv: list[str], env: dict[str, str]) -> str:
+        """``present``/``missing`` from ``claude auth status --json``; ``unknown`` if this CLI
+        cannot tell (an older version, or no answer in time)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                *LOGIN_CHECK_ARGS,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError:
+            return "unknown"
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), 15.0)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return "unknown"
+        try:
+            status = json.loads(out.decode(errors="replace"))  # exit 1 when logged out
+        except ValueError:
+            return "unknown"
+        if not isinstance(status, dict) or not isinstance(status.get("loggedIn"), bool):
+            return "unknown"
+        return "present" if status["loggedIn"] else "missing"

@@ -295,6 +295,7 @@ class CodexProvider(Provider):
     display_name: ClassVar[str] = "Codex"
     install_hint: ClassVar[str] = INSTALL_HINT
     install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
+    login_check: ClassVar[str | None] = "codex login status"
     login_step: ClassVar[SetupStep | None] = SetupStep(
         "codex login", "Or set OPENAI_API_KEY (or CODEX_API_KEY) in the server's environment."
     )

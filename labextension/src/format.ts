@@ -23,30 +23,52 @@ const KEY_FIELDS: Record<string, string[]> = {
 };
 
 /** A one-line summary of a tool call's input, e.g. `pwd` for Bash or the file for Read. */
-export function toolSummary(name: string, input: unknown): string {
+export function toolSummary(name: string, input: unknown, max: number = SUMMARY_CHARS): string {
   if (input === null || input === undefined) {
     return '';
   }
   if (typeof input !== 'object') {
-    return oneLine(String(input));
+    return oneLine(String(input), max);
   }
   const record = input as Record<string, unknown>;
   const keys = KEY_FIELDS[name] ?? ['command', 'file_path', 'path', 'pattern', 'url', 'query'];
   for (const key of keys) {
     const value = record[key];
     if (typeof value === 'string' && value) {
-      return oneLine(value);
+      return oneLine(value, max);
     }
   }
   const firstString = Object.values(record).find(
     (v): v is string => typeof v === 'string' && v.length > 0
   );
-  return oneLine(firstString ?? JSON.stringify(record));
+  return oneLine(firstString ?? JSON.stringify(record), max);
 }
 
-function oneLine(text: string): string {
+function oneLine(text: string, max: number): string {
   const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > SUMMARY_CHARS ? line.slice(0, SUMMARY_CHARS - 1) + '…' : line;
+  return line.length > max ? line.slice(0, max - 1) + '…' : line;
+}
+
+/** True for a shell command call: Claude Code's Bash, or any tool whose input has a `command`. */
+export function isShellCommand(name: string, input: unknown): boolean {
+  if (name === 'Bash') {
+    return true;
+  }
+  return (
+    typeof input === 'object' &&
+    input !== null &&
+    typeof (input as { command?: unknown }).command === 'string'
+  );
+}
+
+/**
+ * The folder a notebook's tools run in, relative to the server root: `analysis/` for
+ * `analysis/q3.ipynb`, `/` for a notebook at the root.
+ */
+export function notebookFolder(path: string): string {
+  const trimmed = path.replace(/^\/+/, '');
+  const cut = trimmed.lastIndexOf('/');
+  return cut > 0 ? trimmed.slice(0, cut) + '/' : '/';
 }
 
 /** A tool's input or result as readable text (strings as they are, the rest as JSON). */

@@ -6,8 +6,15 @@
 import type { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import * as React from 'react';
 
-import { displayValue, permissionOutcome, summaryLineKind, toolSummary } from './format';
+import {
+  displayValue,
+  isShellCommand,
+  permissionOutcome,
+  summaryLineKind,
+  toolSummary
+} from './format';
 import { ICodeActions, Markdown } from './markdown';
+import { replyParts, toolStopped } from './turn';
 import type { IDisplayMessage } from './turn';
 import type { IPermissionRecord, IToolCall, PermissionDecision, PermissionScope } from './types';
 
@@ -17,20 +24,44 @@ const STATUS_TEXT: Record<string, string> = {
   interrupted: 'Interrupted'
 };
 
-export function ToolCard(props: { call: IToolCall; running: boolean }): JSX.Element {
-  const { call, running } = props;
+export function ToolCard(props: {
+  call: IToolCall;
+  running: boolean;
+  /** The turn was stopped before this call had a proper result: not an error of the tool. */
+  stopped?: boolean;
+  /** Where a shell command ran, relative to the server root (e.g. `analysis/`). */
+  folder?: string | null;
+}): JSX.Element {
+  const { call, running, stopped } = props;
   const summary = toolSummary(call.name, call.input);
   const finished = call.result !== undefined && call.result !== null;
-  const state = call.is_error ? 'error' : finished ? 'done' : running ? 'running' : 'no result';
+  const state = stopped
+    ? 'stopped'
+    : call.is_error
+      ? 'error'
+      : finished
+        ? 'done'
+        : running
+          ? 'running'
+          : 'no result';
+  const where = props.folder && isShellCommand(call.name, call.input) ? props.folder : null;
   const classes = ['jp-Assistant-tool'];
-  if (call.is_error) {
+  if (state === 'error') {
     classes.push('jp-mod-error');
+  } else if (state === 'stopped') {
+    classes.push('jp-mod-stopped');
   }
+  const label = `Tool ${call.name || 'call'}: ${summary}${where ? ` in ${where}` : ''} (${state})`;
   return (
     <details className={classes.join(' ')} data-state={state}>
-      <summary aria-label={`Tool ${call.name || 'call'}: ${summary} (${state})`}>
+      <summary aria-label={label}>
         <span className="jp-Assistant-toolName">{call.name || 'tool'}</span>
         <code className="jp-Assistant-toolSummary">{summary}</code>
+        {where && (
+          <span className="jp-Assistant-toolWhere" title="The folder it ran in">
+            in {where}
+          </span>
+        )}
         <span className="jp-Assistant-toolState">{state}</span>
       </summary>
       <div className="jp-Assistant-toolBody">
@@ -38,7 +69,9 @@ export function ToolCard(props: { call: IToolCall; running: boolean }): JSX.Elem
         <pre>{displayValue(call.input)}</pre>
         {finished && (
           <>
-            <div className="jp-Assistant-toolLabel">{call.is_error ? 'Error' : 'Result'}</div>
+            <div className="jp-Assistant-toolLabel">
+              {call.is_error ? (stopped ? 'Stopped' : 'Error') : 'Result'}
+            </div>
             <pre>{displayValue(call.result)}</pre>
           </>
         )}
@@ -84,7 +117,7 @@ export function PermissionCard(props: {
   const [reason, setReason] = React.useState('');
   const outcome = permissionOutcome(record);
   const busy = actions?.answering(record.request_id) ?? false;
-  const what = toolSummary(record.tool_name, record.input);
+  const what = toolSummary(record.tool_name, record.input, Infinity); // all of it, wrapped
   const titleId = `jp-Assistant-permission-${record.request_id}`;
   const state = outcome === null ? 'waiting' : (record.decision ?? 'ended');
   const card = React.useRef<HTMLDivElement>(null);
@@ -192,6 +225,8 @@ export function MessageView(props: {
   actions: ICodeActions;
   /** Answers questions of the turn streamed here; questions of other turns only show. */
   permissionActions?: IPermissionActions;
+  /** The folder the notebook's tools run in, relative to the server root. */
+  folder?: string | null;
 }): JSX.Element {
   const { message, rendermime, actions } = props;
   if (message.role === 'user') {
@@ -224,9 +259,24 @@ export function MessageView(props: {
           <pre>{message.thinking}</pre>
         </details>
       )}
-      {message.tools.map(call => (
-        <ToolCard key={call.id} call={call} running={running} />
-      ))}
+      {replyParts(message.content, message.tools).map((part, i) =>
+        part.kind === 'tool' ? (
+          <ToolCard
+            key={part.call.id}
+            call={part.call}
+            running={running}
+            stopped={toolStopped(part.call, message.status)}
+            folder={props.folder}
+          />
+        ) : (
+          <Markdown
+            key={`text-${i}`}
+            source={part.text}
+            rendermime={rendermime}
+            actions={actions}
+          />
+        )
+      )}
       {(message.permissions ?? []).map(record => (
         <PermissionCard
           key={record.request_id}
@@ -234,9 +284,6 @@ export function MessageView(props: {
           actions={message.status === 'running' ? (props.permissionActions ?? null) : null}
         />
       ))}
-      {message.content && (
-        <Markdown source={message.content} rendermime={rendermime} actions={actions} />
-      )}
       {running && (
         <div className="jp-Assistant-typing">{empty ? 'Working…' : 'Still working…'}</div>
       )}

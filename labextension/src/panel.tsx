@@ -10,7 +10,7 @@ import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import type { ExportFormat } from './exporter';
-import { baseName, conversationLabel, formatUsage } from './format';
+import { baseName, conversationLabel, formatUsage, notebookFolder } from './format';
 import type { ICodeActions } from './markdown';
 import { MessageView } from './message';
 import type { AssistantModel } from './model';
@@ -104,15 +104,38 @@ function AssistantView(props: IPanelOptions): JSX.Element {
       void model.answerPermission(id, decision, scope, reason),
     answering: (id: string) => model.answering(id)
   };
-  const lastText = messages.length ? messages[messages.length - 1].content : '';
-  const questions = messages.reduce((n, m) => n + (m.permissions?.length ?? 0), 0);
+  const sessionId = model.session?.id ?? null;
   React.useLayoutEffect(() => {
-    // Follow the reply as it streams, unless the user scrolled up to read.
+    // Another conversation (or the first one loaded): start at its newest message.
+    stuckToBottom.current = true;
     const node = log.current;
-    if (node && stuckToBottom.current) {
+    if (node) {
       node.scrollTop = node.scrollHeight;
     }
-  }, [messages.length, lastText, questions, model.session?.id]);
+  }, [sessionId, model.loading]);
+  const showsLog = model.notebookPath !== null;
+  React.useEffect(() => {
+    // Follow the conversation as it grows (a streamed reply, Markdown rendered later, a card
+    // opened) and when the panel is shown or resized, unless the user scrolled up to read.
+    const node = log.current;
+    if (!node) {
+      return;
+    }
+    const follow = (): void => {
+      if (stuckToBottom.current && node.scrollHeight > node.clientHeight) {
+        node.scrollTop = node.scrollHeight;
+      }
+    };
+    const resizes = new ResizeObserver(follow);
+    resizes.observe(node);
+    const mutations = new MutationObserver(follow);
+    mutations.observe(node, { childList: true, subtree: true, characterData: true });
+    follow();
+    return () => {
+      resizes.disconnect();
+      mutations.disconnect();
+    };
+  }, [showsLog]);
 
   const onScroll = (): void => {
     const node = log.current;
@@ -196,6 +219,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
             rendermime={rendermime}
             actions={actions}
             permissionActions={permissionActions}
+            folder={notebookFolder(model.session?.path ?? model.notebookPath ?? '')}
           />
         ))}
       </div>
@@ -271,6 +295,8 @@ function Header(props: { model: AssistantModel; exporter: IExportActions }): JSX
   const { model } = props;
   const path = model.notebookPath;
   const current = model.session?.id ?? '';
+  const shown = model.sessions.find(s => s.id === current);
+  const shownLabel = shown ? conversationLabel(shown.title, shown.updated_at) : '';
   return (
     <div className="jp-Assistant-header">
       <div className="jp-Assistant-titleRow">
@@ -286,6 +312,7 @@ function Header(props: { model: AssistantModel; exporter: IExportActions }): JSX
           <select
             className="jp-Assistant-picker"
             aria-label="Conversation of this notebook"
+            title={shownLabel || 'New conversation'}
             value={current}
             onChange={event => {
               if (event.target.value) {
@@ -312,6 +339,10 @@ function Header(props: { model: AssistantModel; exporter: IExportActions }): JSX
           </button>
           <ExportMenu model={model} exporter={props.exporter} />
         </div>
+      )}
+      {path && shownLabel && (
+        // The picker cuts a long title in a narrow sidebar: the whole of it, wrapped.
+        <div className="jp-Assistant-conversationTitle">{shownLabel}</div>
       )}
     </div>
   );

@@ -60,7 +60,8 @@ export function applyEvent(turn: ILiveTurn, event: AssistantEvent): ILiveTurn {
         name: event.name,
         input: event.input,
         result: undefined,
-        is_error: false
+        is_error: false,
+        text_offset: turn.tools.find(t => t.id === event.id)?.text_offset ?? turn.text.length
       };
       return { ...turn, tools: upsertTool(turn.tools, call) };
     }
@@ -71,7 +72,8 @@ export function applyEvent(turn: ILiveTurn, event: AssistantEvent): ILiveTurn {
         name: known?.name ?? '',
         input: known?.input,
         result: event.content,
-        is_error: Boolean(event.is_error)
+        is_error: Boolean(event.is_error),
+        text_offset: known?.text_offset ?? turn.text.length
       };
       return { ...turn, tools: upsertTool(turn.tools, call) };
     }
@@ -160,6 +162,47 @@ function upsertTool(tools: IToolCall[], call: IToolCall): IToolCall[] {
   const copy = tools.slice();
   copy[index] = call;
   return copy;
+}
+
+/** A piece of a reply as shown: a run of its text, or a tool card. */
+export type ReplyPart = { kind: 'text'; text: string } | { kind: 'tool'; call: IToolCall };
+
+/**
+ * A reply's text and tool cards in the order they came: a tool with a `text_offset` goes after
+ * that many characters of the text (in stream order, or as stored), one without goes after it.
+ */
+export function replyParts(content: string, tools: IToolCall[]): ReplyPart[] {
+  const placed = tools
+    .map((call, index) => {
+      const offset = call.text_offset;
+      const at =
+        typeof offset === 'number' && Number.isFinite(offset)
+          ? Math.max(0, Math.min(content.length, Math.floor(offset)))
+          : content.length;
+      return { call, index, at };
+    })
+    .sort((a, b) => a.at - b.at || a.index - b.index);
+  const parts: ReplyPart[] = [];
+  let from = 0;
+  for (const { call, at } of placed) {
+    if (at > from) {
+      parts.push({ kind: 'text', text: content.slice(from, at) });
+      from = at;
+    }
+    parts.push({ kind: 'tool', call });
+  }
+  if (from < content.length) {
+    parts.push({ kind: 'text', text: content.slice(from) });
+  }
+  return parts.filter(part => part.kind === 'tool' || part.text.trim() !== '');
+}
+
+/** A tool of a reply that was stopped (cancelled, interrupted) and has no proper result. */
+export function toolStopped(call: IToolCall, status: LiveStatus): boolean {
+  if (status !== 'cancelled' && status !== 'interrupted') {
+    return false;
+  }
+  return call.is_error || call.result === undefined || call.result === null;
 }
 
 /** The live turn shown as an assistant message (its status is `running` until it ends). */

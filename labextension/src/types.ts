@@ -60,6 +60,8 @@ export interface IToolCall {
   input?: unknown;
   result?: unknown;
   is_error: boolean;
+  /** Characters of the reply's text before the call (where its card goes in the reply). */
+  text_offset?: number | null;
 }
 
 export interface IUsage {

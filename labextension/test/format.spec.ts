@@ -1,4 +1,28 @@
-import { conversationLabel, displayValue, formatUsage, toolSummary } from '../src/format';
+import {
+  conversationLabel,
+  displayValue,
+  formatUsage,
+  isShellCommand,
+  notebookFolder,
+  toolSummary
+} from '../src/format';
+
+describe('notebookFolder and isShellCommand', () => {
+  it('names the folder a shell command ran in, relative to the server root', () => {
+    expect(notebookFolder('analysis/q3.ipynb')).toBe('analysis/');
+    expect(notebookFolder('a/b/c.ipynb')).toBe('a/b/');
+    expect(notebookFolder('q3.ipynb')).toBe('/');
+    expect(notebookFolder('/q3.ipynb')).toBe('/');
+    expect(isShellCommand('Bash', { command: 'pwd' })).toBe(true);
+    expect(isShellCommand('shell', { command: 'ls' })).toBe(true);
+    expect(isShellCommand('Read', { file_path: 'x' })).toBe(false);
+  });
+
+  it('gives the whole summary when asked to', () => {
+    const command = 'echo ' + 'a'.repeat(300);
+    expect(toolSummary('Bash', { command }, Infinity)).toBe(command);
+  });
+});
 
 describe('toolSummary', () => {
   it("names what the call does from the tool's key field", () => {

@@ -3,7 +3,9 @@ import {
   displayMessages,
   emptyTurn,
   ILiveTurn,
+  replyParts,
   runningTurnId,
+  toolStopped,
   totalUsage
 } from '../src/turn';
 import type { AssistantEvent } from '../src/types';
@@ -33,7 +35,8 @@ describe('applyEvent', () => {
         name: 'Bash',
         input: { command: 'pwd' },
         result: '/root/analysis',
-        is_error: false
+        is_error: false,
+        text_offset: 15
       }
     ]);
     expect(turn.usage).toEqual({ input_tokens: 9, output_tokens: 4, cost_usd: 0.02 });
@@ -64,6 +67,70 @@ describe('applyEvent', () => {
     ]);
     expect(turn.tools[0]).toMatchObject({ id: 'u2', name: '', is_error: true });
     expect(turn.notices).toEqual(['allow it in config']);
+  });
+});
+
+describe('replyParts', () => {
+  const call = (id: string, text_offset?: number) => ({
+    id,
+    name: 'Bash',
+    input: { command: 'pwd' },
+    result: 'ok',
+    is_error: false,
+    ...(text_offset === undefined ? {} : { text_offset })
+  });
+  const order = (parts: ReturnType<typeof replyParts>): string[] =>
+    parts.map(p => (p.kind === 'tool' ? `[${p.call.id}]` : p.text));
+
+  it('puts text streamed before a tool call above its card, as the events came', () => {
+    const turn = fold([
+      { type: 'text', text: 'I will run pwd.' },
+      { type: 'tool_use', id: 'u1', name: 'Bash', input: { command: 'pwd' } },
+      { type: 'tool_result', id: 'u1', content: '/root', is_error: false },
+      { type: 'text', text: 'The folder is /root' }
+    ]);
+    expect(order(replyParts(turn.text, turn.tools))).toEqual([
+      'I will run pwd.',
+      '[u1]',
+      'The folder is /root'
+    ]);
+  });
+
+  it('interleaves a stored reply by text_offset, else keeps the tools after the text', () => {
+    const content = 'First.Second.Third.';
+    expect(order(replyParts(content, [call('b', 13), call('a', 6)]))).toEqual([
+      'First.',
+      '[a]',
+      'Second.',
+      '[b]',
+      'Third.'
+    ]);
+    expect(order(replyParts(content, [call('x'), call('y', 0)]))).toEqual([
+      '[y]',
+      'First.Second.Third.',
+      '[x]'
+    ]);
+    expect(order(replyParts('', [call('z', 99)]))).toEqual(['[z]']);
+  });
+});
+
+describe('toolStopped', () => {
+  const unfinished = { id: 'u', name: 'Bash', input: {}, result: undefined, is_error: false };
+  const failed = { ...unfinished, result: 'Interrupted by user', is_error: true };
+  const done = { ...unfinished, result: 'ok' };
+
+  it('says stopped for a cancelled or interrupted turn without a proper result', () => {
+    expect(toolStopped(unfinished, 'cancelled')).toBe(true);
+    expect(toolStopped(failed, 'cancelled')).toBe(true);
+    expect(toolStopped(failed, 'interrupted')).toBe(true);
+    expect(toolStopped(done, 'cancelled')).toBe(false);
+    expect(toolStopped(failed, 'complete')).toBe(false);
+    expect(toolStopped(unfinished, 'running')).toBe(false);
+    const turn = fold([
+      { type: 'tool_use', id: 'u1', name: 'Bash', input: { command: 'sleep 9' } },
+      { type: 'cancelled' }
+    ]);
+    expect(toolStopped(turn.tools[0], turn.status)).toBe(true);
   });
 });
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from .lab import (
     FAKE_CLAUDE,
@@ -362,3 +363,126 @@ def test_cookie_auth_with_the_xsrf_header_is_enough(
     expect(reply).to_contain_text("chunk 1.", timeout=30_000)
     expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
     assert "POST" in stripped
+
+
+def at_bottom(log: Locator) -> bool:
+    return bool(
+        log.evaluate("n => n.scrollHeight - n.scrollTop - n.clientHeight < 5 && n.scrollTop > 0")
+    )
+
+
+def test_the_conversation_opens_at_its_newest_message_and_follows_a_kernels_turn(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    session = lab.api("POST", "sessions", {"path": notebook})
+    tall = "\n\n".join(f"line {i} of a long question" for i in range(60))
+    lab.api("POST", f"sessions/{session['id']}/messages", {"content": tall})
+    deadline = time.monotonic() + 30
+    while lab.api("GET", f"sessions/{session['id']}")["status"] != "idle":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    log = panel.locator(".jp-Assistant-log")
+    expect(replies(panel).last).to_contain_text("line 59 of a long question")
+    page.wait_for_function(
+        "s => { const n = document.querySelector(s); "
+        "return n && n.scrollTop > 0 && n.scrollHeight - n.scrollTop - n.clientHeight < 5 }",
+        arg=f"{SIDEBAR} .jp-Assistant-log",
+    )
+    page.reload()
+    wait_for_notebook(page, notebook)
+    panel = open_assistant(page)
+    log = panel.locator(".jp-Assistant-log")
+    expect(replies(panel).last).to_contain_text("line 59 of a long question")
+    page.wait_for_timeout(1000)  # the replies render (Markdown) after the first layout
+    assert at_bottom(log), log.evaluate("n => [n.scrollHeight, n.scrollTop, n.clientHeight]")
+
+    # A turn run in a kernel, streamed through the server: the panel keeps following it.
+    with subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "other_process_turn.py"),
+            str(lab.store),
+            str(lab.root),
+            session["id"],
+            str(FAKE_CLAUDE),
+            "scenario:hang from a cell\n\n" + tall,
+            "--journal",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as kernel:
+        assert kernel.stdout is not None
+        assert kernel.stdout.readline().startswith("STARTED")
+        reply = replies(panel).last
+        expect(reply).to_contain_text("Working on it", timeout=15_000)
+        page.wait_for_timeout(1000)
+        assert at_bottom(log), log.evaluate("n => [n.scrollHeight, n.scrollTop, n.clientHeight]")
+        panel.get_by_role("button", name="Stop the assistant (Escape)").click()
+        assert kernel.stdout.readline().split() == ["FINISHED", "cancelled"]
+        assert kernel.wait(30) == 0
+
+
+def test_text_before_a_tool_call_shows_above_its_card_with_the_folder_it_ran_in(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    ask(panel, "scenario:tool where am I?")
+    reply = replies(panel).last
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+
+    def check(reply: Locator) -> None:
+        card = reply.locator(".jp-Assistant-tool")
+        expect(card.locator(".jp-Assistant-toolWhere")).to_have_text("in analysis/")
+        text = reply.get_by_text("I will run pwd.")
+        expect(text).to_be_visible()
+        text_box, card_box = text.bounding_box(), card.bounding_box()
+        assert text_box is not None and card_box is not None
+        assert text_box["y"] + text_box["height"] <= card_box["y"] + 1  # text above the card
+
+    check(reply)
+    page.reload()
+    wait_for_notebook(page, notebook)
+    panel = open_assistant(page)
+    check(replies(panel).last)
+
+
+def test_a_narrow_sidebar_wraps_titles_and_commands_and_a_stopped_tool_is_not_an_error(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    widen_sidebar(page, -600)  # as narrow as it goes
+    box = panel.bounding_box()
+    assert box is not None and box["width"] < 320, box
+    name = "a_rather_long_file_name_that_does_not_fit_in_a_narrow_sidebar_at_all.txt"
+    ask(panel, f"scenario:permission write:{name} please write the notes file for me")
+    question = panel.locator(".jp-Assistant-permission").last
+    expect(question).to_have_attribute("data-state", "waiting", timeout=30_000)
+    command = question.locator(".jp-Assistant-toolSummary")
+    expect(command).to_contain_text(name)
+    assert command.evaluate("n => n.scrollWidth <= n.clientWidth + 1"), "the command is cut"
+    assert command.evaluate("n => n.getBoundingClientRect().right") <= box["x"] + box["width"]
+    title = panel.locator(".jp-Assistant-conversationTitle")
+    expect(title).to_contain_text("please write the notes file for me")
+    assert title.evaluate("n => n.scrollWidth <= n.clientWidth + 1"), "the title is cut"
+    screenshot(panel, "narrow-approval")
+
+    panel.get_by_role("button", name="Stop the assistant (Escape)").click()
+    reply = replies(panel).last
+    expect(reply).to_have_attribute("data-status", "cancelled", timeout=30_000)
+
+    def check(reply: Locator) -> None:
+        card = reply.locator(".jp-Assistant-tool")
+        expect(card).to_have_attribute("data-state", "stopped")
+        expect(card.locator(".jp-Assistant-toolState")).to_have_text("stopped")
+        expect(card).not_to_have_class(re.compile(r"jp-mod-error"))
+
+    check(reply)
+    page.reload()
+    wait_for_notebook(page, notebook)
+    panel = open_assistant(page)
+    check(replies(panel).last)
