@@ -40,6 +40,9 @@ class ToolCall(_Model):
     input: Any = None
     result: Any = None
     is_error: bool = False
+    # How much reply text (in characters: Unicode code points) came before this call, so that
+    # a stored reply shows its text and tool calls in the order they streamed.
+    text_offset: int | None = None
 
 
 class Usage(_Model):

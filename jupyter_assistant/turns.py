@@ -552,7 +552,10 @@ class TurnRunner:
             turn.text_parts.append(event["text"])
         elif etype == "tool_use":
             turn.tools[event["id"]] = ToolCall(
-                id=event["id"], name=event["name"], input=event.get("input")
+                id=event["id"],
+                name=event["name"],
+                input=event.get("input"),
+                text_offset=sum(map(len, turn.text_parts)),
             )
         elif etype == "tool_result":
             call = turn.tools.get(event["id"])

@@ -327,6 +327,9 @@ async def test_tool_calls_run_in_the_notebook_folder(jp_fetch: Any, jp_root_dir:
     assert tool["name"] == "Bash"
     assert tool["result"].strip() == str((jp_root_dir / "analysis").resolve())
     assert tool["is_error"] is False
+    # the text before the call ("I will run pwd.") is placed before it after a reload too
+    before = stored["messages"][-1]["content"][: tool["text_offset"]]
+    assert before.rstrip().endswith("I will run pwd."), stored["messages"][-1]["content"]
 
 
 async def test_permission_denials_reach_the_user(jp_fetch: Any) -> None:
