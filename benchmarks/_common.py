@@ -411,7 +411,15 @@ def recorded_invocation(path: Path) -> tuple[list[str], str]:
     """The argv and cwd with which the server ran the fake (``FAKE_CLAUDE_ARGV_FILE``), so the
     baseline spawns exactly the same command."""
     data = json.loads(path.read_text())
-    return [sys.executable, *data["argv"]], data["cwd"]
+    argv = list(data["argv"])
+    flag = "--append-system-prompt-file"
+    if flag in argv:
+        # The server's private file went with its turn: the baseline gets the same text in a
+        # file of its own, beside the recording.
+        copy = path.with_name("system-prompt.md")
+        copy.write_text(data.get("append_system_prompt") or "")
+        argv[argv.index(flag) + 1] = str(copy)
+    return [sys.executable, *argv], data["cwd"]
 
 
 def prompt_input(argv: Sequence[str], prompt: str) -> bytes:
