@@ -157,3 +157,17 @@ export function summaryLineKind(line: string): 'add' | 'remove' | 'hunk' | 'plai
   }
   return line.startsWith('@@') ? 'hunk' : 'plain';
 }
+
+/**
+ * What a failed reply says: its error, or, when the panel already shows that very fix above
+ * (a CLI not installed or not logged in), a pointer to it, so the long sentence shows once.
+ */
+export function turnErrorText(
+  error: { code: string; message: string },
+  shownAbove?: string | null
+): string {
+  if (shownAbove && error.message.trim() === shownAbove.trim()) {
+    return 'This turn could not run: see the fix above.';
+  }
+  return error.message;
+}

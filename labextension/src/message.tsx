@@ -11,7 +11,8 @@ import {
   isShellCommand,
   permissionOutcome,
   summaryLineKind,
-  toolSummary
+  toolSummary,
+  turnErrorText
 } from './format';
 import { ICodeActions, Markdown } from './markdown';
 import { replyParts, toolStopped } from './turn';
@@ -227,6 +228,8 @@ export function MessageView(props: {
   permissionActions?: IPermissionActions;
   /** The folder the notebook's tools run in, relative to the server root. */
   folder?: string | null;
+  /** The set-up problem the panel already shows above (banner or set-up card), if any. */
+  shownAbove?: string | null;
 }): JSX.Element {
   const { message, rendermime, actions } = props;
   if (message.role === 'user') {
@@ -294,7 +297,7 @@ export function MessageView(props: {
       ))}
       {message.error && (
         <div className="jp-Assistant-turnError" role="alert">
-          {message.error.message}
+          {turnErrorText(message.error, props.shownAbove)}
         </div>
       )}
     </div>

@@ -220,6 +220,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
             actions={actions}
             permissionActions={permissionActions}
             folder={notebookFolder(model.session?.path ?? model.notebookPath ?? '')}
+            shownAbove={model.setupProblem}
           />
         ))}
       </div>

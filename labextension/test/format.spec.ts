@@ -4,7 +4,8 @@ import {
   formatUsage,
   isShellCommand,
   notebookFolder,
-  toolSummary
+  toolSummary,
+  turnErrorText
 } from '../src/format';
 
 describe('notebookFolder and isShellCommand', () => {
@@ -80,5 +81,18 @@ describe('conversationLabel', () => {
     expect(conversationLabel('list csv files', '2025-01-02T10:00:00Z', now)).toMatch(
       /^list csv files \(.+\)$/
     );
+  });
+});
+
+describe('turnErrorText', () => {
+  const fix = 'Claude Code is not logged in. Run `claude` in a terminal and /login.';
+  it('points to the fix the panel already shows instead of repeating it', () => {
+    expect(turnErrorText({ code: 'not_authenticated', message: fix }, fix)).toBe(
+      'This turn could not run: see the fix above.'
+    );
+  });
+  it('keeps any other error as it is', () => {
+    expect(turnErrorText({ code: 'not_authenticated', message: fix }, null)).toBe(fix);
+    expect(turnErrorText({ code: 'timeout', message: 'Timed out.' }, fix)).toBe('Timed out.');
   });
 });
