@@ -462,6 +462,9 @@ def test_a_narrow_sidebar_wraps_titles_and_commands_and_a_stopped_tool_is_not_an
     ask(panel, f"scenario:permission write:{name} please write the notes file for me")
     question = panel.locator(".jp-Assistant-permission").last
     expect(question).to_have_attribute("data-state", "waiting", timeout=30_000)
+    said = replies(panel).last.locator(".jp-Assistant-reply").first
+    expect(said).to_contain_text("I will write")
+    assert said.evaluate("n => n.scrollWidth <= n.clientWidth + 1"), "the reply text is cut"
     command = question.locator(".jp-Assistant-toolSummary")
     expect(command).to_contain_text(name)
     assert command.evaluate("n => n.scrollWidth <= n.clientWidth + 1"), "the command is cut"
