@@ -1,7 +1,7 @@
 """The sidebar when the provider's CLI is installed but not logged in: the set-up card shows
 before the first message (the server asked `claude auth status`), and a turn that fails for
 want of a login shows the fix once, not in the banner and again in the reply
-(test_login_fix_once.py)."""
+(test_sidebar.py)."""
 
 from __future__ import annotations
 
@@ -37,4 +37,4 @@ def test_the_set_up_card_shows_before_the_first_message(
     expect(claude).to_contain_text("/login")
     # nothing can be sent that cannot run
     expect(panel.get_by_label("Message to the assistant")).to_have_count(0)
-    screenshot(panel, "not-logged-in")
+    screenshot(panel, "set-up-before-first-message")

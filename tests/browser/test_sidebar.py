@@ -218,7 +218,8 @@ def test_a_turn_started_through_the_api_appears_without_a_refresh(
     expect(reply).to_contain_text("chunk 79.")
 
 
-def test_a_missing_login_shows_its_fix(page: Page, lab: LabServer, notebook: str) -> None:
+def test_a_missing_login_shows_its_fix_once(page: Page, lab: LabServer, notebook: str) -> None:
+    # The server could not tell before (the CLI says it is logged in): the turn fails.
     open_lab(page, lab, notebook)
     panel = open_assistant(page)
     ask(panel, "scenario:not_logged_in")
@@ -229,7 +230,12 @@ def test_a_missing_login_shows_its_fix(page: Page, lab: LabServer, notebook: str
     screenshot(panel, "not-logged-in")
     error = lab.api("GET", f"sessions/{lab.sessions(notebook)[0]['id']}")["messages"][-1]["error"]
     assert error["code"] == "not_authenticated"
-    expect(reply.locator(".jp-Assistant-turnError")).to_have_text(error["message"])
+    # The fix shows once, in the banner; the failed reply points to it.
+    expect(banner.locator(".jp-Assistant-bannerText")).to_have_text(error["message"])
+    expect(reply.locator(".jp-Assistant-turnError")).to_have_text(
+        "This turn could not run: see the fix above."
+    )
+    assert panel.inner_text().count(error["message"]) == 1
 
 
 def test_a_turn_run_by_another_process_shows_running_and_stops(
