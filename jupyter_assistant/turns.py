@@ -400,7 +400,7 @@ class TurnRunner:
                 env=launch.env,
                 turn_id=turn.id,
                 # interactive providers talk on stdin even when there is nothing to send first
-                stdin=launch.stdin is not None or hasattr(parser, "start"),
+                stdin=launch.stdin is not None or parser.interactive,
             )
         except OSError as exc:
             code = "provider_not_found" if isinstance(exc, FileNotFoundError) else "provider_failed"
@@ -421,7 +421,7 @@ class TurnRunner:
         stderr_task = asyncio.create_task(_drain(proc.stderr, add_stderr))
         turn.parser = parser
         turn.process = proc
-        if hasattr(parser, "start"):
+        if parser.interactive:
             stdin_task = asyncio.create_task(asyncio.sleep(0))
             parser.start(StdinWriter(proc))
         else:
@@ -464,7 +464,7 @@ class TurnRunner:
         ):
             turn.cancel_requested = True  # cancelled from another process
         stderr_tail = stderr_buffer.decode(errors="replace")
-        session_id = getattr(parser, "provider_session_id", None)
+        session_id = parser.provider_session_id
         if turn.cancel_requested:
             return {"type": "cancelled"}, session_id, False
         if pump.timeout is not None:
@@ -493,8 +493,8 @@ class TurnRunner:
                 "message": f"The provider exited with code {returncode} without a result.",
             }
         # Read after finish(): some CLIs report a lost conversation only by exit code/stderr.
-        resume_failed = bool(getattr(parser, "resume_failed", False))
-        session_id = getattr(parser, "provider_session_id", None) or session_id
+        resume_failed = parser.resume_failed
+        session_id = parser.provider_session_id or session_id
         return final, session_id, resume_failed
 
     async def _watchdog(self, turn: Turn, pump: _Pump, pump_task: asyncio.Task[None]) -> None:

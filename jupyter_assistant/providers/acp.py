@@ -150,8 +150,10 @@ def _option(options: list[Any], *kinds: str) -> str | None:
     return None
 
 
-class AcpClient:
+class AcpClient(StreamParser):
     """The client side of one turn's ACP conversation; the runner's interactive parser."""
+
+    interactive = True
 
     def __init__(
         self,

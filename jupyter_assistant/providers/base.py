@@ -17,10 +17,9 @@ from typing import Any, ClassVar, Protocol
 from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
-Event = dict[str, Any]
-
-# Terminal event types: exactly one of them ends every turn.
-TERMINAL_EVENTS = frozenset({"done", "error", "cancelled"})
+# Re-exported: providers import them from here.
+from ..events import TERMINAL_EVENTS as TERMINAL_EVENTS
+from ..events import Event as Event
 
 # Environment variables of Jupyter itself that must never reach an agent that runs shell commands.
 SECRET_ENV_VARS = frozenset(
@@ -156,16 +155,6 @@ class ProviderUnavailable(Exception):
         self.message = message
 
 
-class StreamParser(Protocol):
-    """Per-turn, stateful: provider output lines in, normalized events out."""
-
-    def feed(self, line: bytes) -> list[Event]: ...
-
-    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
-        """Called once at process exit; returns a terminal event unless one was already fed."""
-        ...
-
-
 class ProviderIO(Protocol):
     """The provider process's stdin, for providers that talk a protocol on it."""
 
@@ -174,23 +163,49 @@ class ProviderIO(Protocol):
     def close(self) -> None: ...
 
 
-class InteractiveParser(StreamParser, Protocol):
-    """A parser that drives a protocol over stdin (ACP's JSON-RPC, Claude Code's control
-    messages). The runner calls ``start`` right after spawning, with stdin kept open, instead of
-    writing ``LaunchSpec.stdin``; ``feed`` may write replies through the same ``io``."""
+class StreamParser:
+    """Per-turn, stateful: provider output lines in, normalized events (events.py) out.
 
-    def start(self, io: ProviderIO) -> None: ...
+    The whole protocol the runner uses; a parser overrides what its provider supports:
+
+    - ``feed`` (required): one output line (without its newline) -> events.
+    - ``finish``: called once at process exit; returns a terminal event unless one was fed.
+    - ``interactive = True``: the parser drives a protocol over stdin (ACP's JSON-RPC, Claude
+      Code's control messages). The runner then keeps stdin open and calls ``start`` right
+      after the spawn instead of writing ``LaunchSpec.stdin``; ``feed`` may write replies
+      through the same ``io``.
+    - ``interrupt``: ask the provider to end the turn through its protocol, before any signal;
+      False if it cannot (the runner goes straight to signals).
+    - ``answer_permission``: deliver the user's answer to a ``permission_request``; False if
+      the request is unknown.
+    - ``provider_session_id``: the provider's conversation id once known (for resume).
+    - ``resume_failed``: read after ``finish``: the provider could not resume the conversation
+      it was given, so the runner retries once with a new one.
+    """
+
+    interactive: bool = False
+    resume_failed: bool = False
+
+    @property
+    def provider_session_id(self) -> str | None:
+        return None
+
+    def start(self, io: ProviderIO) -> None:
+        return None
+
+    def feed(self, line: bytes) -> list[Event]:
+        raise NotImplementedError
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        return []
 
     def interrupt(self) -> bool:
-        """Ask the provider to end the turn through its protocol (before any signal). Returns
-        False if it cannot; the runner then goes straight to signals."""
-        ...
+        return False
 
     def answer_permission(
         self, request_id: str, allow: bool, scope: str, message: str | None
     ) -> bool:
-        """Deliver the user's answer to a ``permission_request`` event; False if unknown."""
-        ...
+        return False
 
 
 @dataclass

@@ -109,7 +109,7 @@ def _denial_message(denial: dict[str, Any]) -> str:
     )
 
 
-class ClaudeStreamParser:
+class ClaudeStreamParser(StreamParser):
     """stream-json lines -> events. Text is streamed from deltas and not repeated when the
     complete ``assistant`` message of the same API message follows."""
 

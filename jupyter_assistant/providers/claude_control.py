@@ -38,6 +38,8 @@ FILE_TOOLS = ("Write", "Edit", "MultiEdit")
 class ClaudeControlParser(ClaudeStreamParser):
     """The stream-json parser plus the control protocol: the runner's interactive parser."""
 
+    interactive = True
+
     def __init__(self, prompt: str, working_dir: str) -> None:
         super().__init__()
         self._prompt = prompt

@@ -84,7 +84,7 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)
 
 
-class CodexStreamParser:
+class CodexStreamParser(StreamParser):
     """``codex exec --json`` lines -> events."""
 
     def __init__(

@@ -110,7 +110,7 @@ def _looks_unauthenticated(text: str) -> bool:
     return any("".join(pattern.split()) in squeezed for pattern in AUTH_PATTERNS)
 
 
-class GeminiStreamParser:
+class GeminiStreamParser(StreamParser):
     """``gemini --output-format stream-json`` lines -> events."""
 
     def __init__(
