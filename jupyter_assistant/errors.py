@@ -38,5 +38,10 @@ class InsufficientStorage(StoreUnavailable):
     status = 507
 
 
+class NewerSchema(StoreUnavailable):
+    """The session file was written by a newer version of this package (a later schema); it
+    is left as it is (migrations.py)."""
+
+
 class Forbidden(AssistantError):
     status = 403

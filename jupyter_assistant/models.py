@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# The version of the session files this code writes; to change it, see migrations.py.
 SCHEMA_VERSION = 1
 
 Role = Literal["user", "assistant", "system"]

@@ -46,7 +46,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import InsufficientStorage, NotFound, StoreUnavailable
+from .errors import InsufficientStorage, NewerSchema, NotFound, StoreUnavailable
 from .session_layout import Layout, MessageLog, edited, holds, layout_of
 from .summaries import (
     IDLE_END,
@@ -349,10 +349,12 @@ class SessionStore:
             raise StoreUnavailable(f"Could not read {path}: {exc.strerror or exc}") from exc
 
     def _parse(self, path: Path, session_id: str, raw: bytes) -> Session:
-        from .models import Session
+        """The session in ``raw`` (migrated to the current schema); a file that is not one is
+        set aside (SessionCorrupt), one of a newer schema is refused (NewerSchema) and left."""
+        from .migrations import parse_session
 
         try:
-            session = Session.model_validate_json(raw)
+            session = parse_session(raw)
             if session.id != session_id:
                 raise ValueError(f"file holds session {session.id}")
         except (ValueError, RecursionError) as exc:
@@ -741,7 +743,7 @@ class SessionStore:
         if summary is None or summary["id"] != session_id:
             try:  # not plainly ours: validate it properly (and set it aside if corrupt)
                 summary = self._parse(Path(where), session_id, raw).summary()
-            except NotFound:
+            except (NotFound, NewerSchema):  # set aside, or left for the newer version
                 self._drop_row(session_id)
                 return True
         self._set_row(*row_of(key, summary))
