@@ -1,8 +1,8 @@
 """A conversation as a readable Markdown transcript, or as a notebook (nbformat v4) whose cells
 are the conversation: Markdown cells, with the Python code blocks of the replies as code cells.
 
-The sidebar renders the same two shapes in TypeScript (``labextension/src/export.ts``), from the
-same session JSON; keep them alike.
+The one exporter: ``jupyter assistant sessions export`` writes these, and the sidebar downloads
+them from ``GET sessions/{id}/export?format=md|ipynb``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ STATUS_NOTES = {
     "interrupted": "interrupted",
     "streaming": "still being written",
 }
+# Export format -> its media type (what the HTTP API answers with).
+FORMATS = {"md": "text/markdown; charset=utf-8", "ipynb": "application/x-ipynb+json"}
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 
 
@@ -200,4 +202,4 @@ def render(session: Session, fmt: str) -> str:
     raise ValueError(f"unknown export format {fmt!r}: use md or ipynb")
 
 
-__all__ = ["render", "split_code", "title_of", "to_ipynb", "to_markdown", "to_notebook"]
+__all__ = ["FORMATS", "render", "split_code", "title_of", "to_ipynb", "to_markdown", "to_notebook"]

@@ -223,6 +223,25 @@ class PermissionHandler(AssistantHandler):
         self.write_json({"answered": True})
 
 
+class ExportHandler(AssistantHandler):
+    """The conversation as a file, rendered by ``export.py``: the same text as ``jupyter
+    assistant sessions export`` writes, so the sidebar and the command never differ."""
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self, session_id: str) -> None:
+        from .export import FORMATS, render
+
+        fmt = self.get_query_argument("format", "")
+        if fmt not in FORMATS:
+            raise web.HTTPError(400, "format must be one of: %s", ", ".join(FORMATS))
+        session = await self.service.get_session(session_id)
+        # Off the event loop: a long conversation's notebook takes a while to validate.
+        text = await asyncio.to_thread(render, session, fmt)
+        self.finish(text, set_content_type=FORMATS[fmt])
+
+
 class EventsHandler(AssistantHandler):
     """Server-Sent Events of the session's latest turn, from ``Last-Event-ID`` on."""
 
@@ -295,6 +314,7 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/messages/?", MessagesHandler),
         (rf"{prefix}/sessions/{sid}/events/?", EventsHandler),
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
+        (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
         (rf"{prefix}(?P<rest>/.*)?", NotFoundHandler),
     ]

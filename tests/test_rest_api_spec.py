@@ -80,7 +80,7 @@ def check(response: Any, path: str, method: str) -> None:
         return
     media = response.headers["Content-Type"].split(";")[0]
     assert media in content
-    if media == "application/json":
+    if media in ("application/json", "application/x-ipynb+json"):
         jsonschema.validate(json_of(response), to_json_schema(content[media]["schema"]))
     elif media == "text/event-stream":
         for event in parse_sse(response.body.decode()):
@@ -101,6 +101,10 @@ async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
     await run_turn(jp_fetch, sid, "scenario:tool hello")
     check(await api(jp_fetch, "sessions", sid, "events"), "/sessions/{session_id}/events", "get")
     check(await api(jp_fetch, "providers", params={"refresh": "x"}), "/providers", "get")
+    export = "/sessions/{session_id}/export"
+    for params in ({"format": "md"}, {"format": "ipynb"}, {"format": "x"}):
+        check(await api(jp_fetch, "sessions", sid, "export", params=params), export, "get")
+    check(await api(jp_fetch, "sessions", "nope", "export", params={"format": "md"}), export, "get")
     await run_turn(jp_fetch, sid, "scenario:crash")
     # A tool approval: the question shows in the saved partial reply, then is answered.
     await post_message(jp_fetch, sid, "scenario:permission")

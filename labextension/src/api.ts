@@ -75,6 +75,17 @@ export class AssistantClient {
     return this._json('GET', `sessions/${encodeURIComponent(id)}`);
   }
 
+  /**
+   * The conversation as a file, rendered by the server: a Markdown transcript (`md`) or a
+   * notebook's JSON text (`ipynb`), as `jupyter assistant sessions export` writes them.
+   */
+  async exportSession(id: string, format: 'md' | 'ipynb'): Promise<string> {
+    const response = await this._send('GET', `sessions/${encodeURIComponent(id)}/export`, {
+      format
+    });
+    return response.text();
+  }
+
   async deleteSession(id: string): Promise<void> {
     await this._send('DELETE', `sessions/${encodeURIComponent(id)}`);
   }

@@ -1,20 +1,62 @@
 /**
  * "Export conversation": a Markdown file downloaded by the browser, or a new notebook saved
- * beside the notebook the conversation is about (through the contents API) and opened.
+ * beside the notebook the conversation is about (through the contents API) and opened. The
+ * server renders both (`GET sessions/{id}/export`, the same as `jupyter assistant sessions
+ * export`); this module only names, downloads and saves them.
  */
 
 import { Contents, ServerConnection } from '@jupyterlab/services';
 
-import {
-  exportName,
-  freePathBeside,
-  INotebookOptions,
-  sessionToMarkdown,
-  sessionToNotebook
-} from './export';
-import type { ISession } from './types';
-
+/** What the user picks in the export menu. */
 export type ExportFormat = 'markdown' | 'notebook';
+
+/** The server's export format of each menu choice. */
+export const FILE_FORMATS: Record<ExportFormat, 'md' | 'ipynb'> = {
+  markdown: 'md',
+  notebook: 'ipynb'
+};
+
+/** The kernel of the notebook the conversation is about, given to its exported notebook. */
+export interface INotebookOptions {
+  kernelspec?: unknown;
+  language_info?: unknown;
+}
+
+/** `analysis/q3.ipynb` -> folder `analysis`, stem `q3`. */
+export function splitPath(path: string): { folder: string; stem: string } {
+  const cut = path.lastIndexOf('/');
+  const folder = cut >= 0 ? path.slice(0, cut) : '';
+  const name = cut >= 0 ? path.slice(cut + 1) : path;
+  const dot = name.lastIndexOf('.');
+  return { folder, stem: dot > 0 ? name.slice(0, dot) : name };
+}
+
+/** The export's file name: `<stem>-conversation<ext>`, then `-2`, `-3`, ... */
+export function exportName(notebookPath: string, ext: string, attempt = 1): string {
+  const { stem } = splitPath(notebookPath);
+  return `${stem}-conversation${attempt > 1 ? `-${attempt}` : ''}${ext}`;
+}
+
+/**
+ * The first path beside the notebook that does not exist yet, so an export never overwrites
+ * a file. `exists` asks the server.
+ */
+export async function freePathBeside(
+  notebookPath: string,
+  ext: string,
+  exists: (path: string) => Promise<boolean>,
+  maxAttempts = 100
+): Promise<string> {
+  const { folder } = splitPath(notebookPath);
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const name = exportName(notebookPath, ext, attempt);
+    const path = folder ? `${folder}/${name}` : name;
+    if (!(await exists(path))) {
+      return path;
+    }
+  }
+  throw new Error(`No free file name for the export beside ${notebookPath}`);
+}
 
 /** Let the browser save `text` as a file named `name`. */
 export function downloadText(name: string, text: string, type: string): void {
@@ -30,16 +72,31 @@ export function downloadText(name: string, text: string, type: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
 
-export function downloadMarkdown(session: ISession, notebookPath: string): string {
+/** Download the server's Markdown transcript; returns the file name. */
+export function downloadMarkdown(markdown: string, notebookPath: string): string {
   const name = exportName(notebookPath, '.md');
-  downloadText(name, sessionToMarkdown(session), 'text/markdown');
+  downloadText(name, markdown, 'text/markdown');
   return name;
 }
 
-/** Save the conversation as a new notebook beside `notebookPath`; returns its path. */
+/**
+ * The server's notebook of the conversation (its `ipynb` text) with the kernel of the
+ * conversation's notebook, where that one has a kernelspec (else it keeps the server's Python 3).
+ */
+export function withKernel(ipynb: string, options: INotebookOptions = {}): Record<string, unknown> {
+  const notebook = JSON.parse(ipynb) as { metadata: Record<string, unknown> };
+  for (const key of ['kernelspec', 'language_info'] as const) {
+    if (options[key] !== undefined) {
+      notebook.metadata[key] = options[key];
+    }
+  }
+  return notebook;
+}
+
+/** Save the server's notebook of the conversation as a new notebook beside `notebookPath`. */
 export async function saveNotebookBeside(
   contents: Contents.IManager,
-  session: ISession,
+  ipynb: string,
   notebookPath: string,
   options: INotebookOptions = {}
 ): Promise<string> {
@@ -54,8 +111,8 @@ export async function saveNotebookBeside(
       throw err; // not known to be free: never risk overwriting a file
     }
   };
+  const content = withKernel(ipynb, options);
   const path = await freePathBeside(notebookPath, '.ipynb', exists);
-  const content = sessionToNotebook(session, options);
   await contents.save(path, {
     type: 'notebook',
     format: 'json',

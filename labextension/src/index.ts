@@ -11,7 +11,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { AssistantClient } from './api';
-import { downloadMarkdown, ExportFormat, saveNotebookBeside } from './exporter';
+import { downloadMarkdown, ExportFormat, FILE_FORMATS, saveNotebookBeside } from './exporter';
 import { assistantIcon } from './icon';
 import { AssistantModel } from './model';
 import { cellContext, insertCodeBelow } from './notebook';
@@ -54,22 +54,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     const model = new AssistantModel({ client, pollSeconds: DEFAULTS.pollSeconds });
 
-    // Export from the stored session: as a Markdown download, or as a notebook saved beside
-    // the followed one (with its kernelspec) and opened.
+    // Export the stored session as the server renders it: as a Markdown download, or as a
+    // notebook saved beside the followed one (with its kernelspec) and opened.
     const exportConversation = async (format: ExportFormat): Promise<void> => {
       const notebookPath = model.notebookPath;
-      const session = await model.loadForExport();
-      if (!session || notebookPath === null) {
+      const text = await model.loadExport(FILE_FORMATS[format]);
+      if (text === null || notebookPath === null) {
         return;
       }
       try {
         if (format === 'markdown') {
-          downloadMarkdown(session, notebookPath);
+          downloadMarkdown(text, notebookPath);
           return;
         }
         const panel = tracker.find(p => p.context.path === notebookPath);
         const metadata = panel?.context.model?.metadata ?? {};
-        const path = await saveNotebookBeside(app.serviceManager.contents, session, notebookPath, {
+        const path = await saveNotebookBeside(app.serviceManager.contents, text, notebookPath, {
           kernelspec: metadata.kernelspec,
           language_info: metadata.language_info
         });

@@ -193,10 +193,11 @@ export class AssistantModel {
   }
 
   /**
-   * The shown conversation as stored now, for an export (what is shown may lag behind a turn
-   * run elsewhere). Null, with the error shown, if there is none or it cannot be read.
+   * The shown conversation as stored now (what is shown may lag behind a turn run elsewhere),
+   * rendered by the server as a file of `format`. Null, with the error shown, if there is no
+   * conversation or it cannot be exported.
    */
-  async loadForExport(): Promise<ISession | null> {
+  async loadExport(format: 'md' | 'ipynb'): Promise<string | null> {
     const shown = this._session;
     if (!shown) {
       this._error = 'There is no conversation to export yet.';
@@ -204,7 +205,7 @@ export class AssistantModel {
       return null;
     }
     try {
-      return await this._client.getSession(shown.id);
+      return await this._client.exportSession(shown.id, format);
     } catch (err) {
       this._error = `Could not export the conversation: ${describe(err)}`;
       this._emit();

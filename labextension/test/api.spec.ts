@@ -72,6 +72,14 @@ describe('AssistantClient', () => {
     expect(await client.cancel('s1')).toBe(true);
   });
 
+  it("reads an export as the server's text", async () => {
+    const { calls, fn } = recorder(() => new Response('# Sum per region\n', { status: 200 }));
+    const client = new AssistantClient({ serverSettings: SETTINGS, makeRequest: fn });
+    expect(await client.exportSession('s/1', 'md')).toBe('# Sum per region\n');
+    expect(calls[0].url).toBe('http://h:1/a%40b/api/assistant/sessions/s%2F1/export?format=md');
+    expect(calls[0].init.method).toBe('GET');
+  });
+
   it("raises ApiError with the status and the server's message", async () => {
     const { fn } = recorder(() => ok({ message: 'A turn is already running' }, 409));
     const client = new AssistantClient({ serverSettings: SETTINGS, makeRequest: fn });

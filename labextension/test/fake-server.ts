@@ -233,7 +233,7 @@ export class FakeServer {
         ? json(refusal.status, { message: refusal.message })
         : json(200, { answered: true });
     }
-    const match = /^sessions\/([^/]+)(?:\/(messages|cancel|events))?$/.exec(path);
+    const match = /^sessions\/([^/]+)(?:\/(messages|cancel|events|export))?$/.exec(path);
     const session = match ? this.sessions.get(decodeURIComponent(match[1])) : undefined;
     if (!match || !session) {
       return json(404, { message: `Unknown session: ${path}` });
@@ -262,6 +262,11 @@ export class FakeServer {
     if (method === 'POST' && action === 'cancel') {
       this.cancelled.push(session.id);
       return json(200, { cancelled: session.status === 'running' });
+    }
+    if (method === 'GET' && action === 'export') {
+      // A stand-in for the server's rendering: the messages' text, one per line.
+      const text = session.messages.map(m => m.content).join('\n');
+      return new Response(`${query.get('format')}:${text}`, { status: 200 });
     }
     if (method === 'GET' && action === 'events') {
       const stream = new FakeStream(session.id, headers.get('Last-Event-ID'), signal);

@@ -457,7 +457,7 @@ describe('AssistantModel', () => {
   });
 
   it('exports the conversation as stored now, and says when there is none', async () => {
-    expect(await model.loadForExport()).toBeNull();
+    expect(await model.loadExport('md')).toBeNull();
     expect(model.error).toBe('There is no conversation to export yet.');
     const stored = server.addSession(NB, {
       messages: [message('user', 'q', 't1'), message('assistant', 'a', 't1')]
@@ -465,11 +465,15 @@ describe('AssistantModel', () => {
     await model.setNotebook(NB);
     // another process adds a turn after the panel loaded the conversation
     server.update(stored.id, s => s.messages.push(message('user', 'later', 't2')));
-    const exported = await model.loadForExport();
-    expect(exported?.messages.map(m => m.content)).toEqual(['q', 'a', 'later']);
+    expect(await model.loadExport('md')).toBe('md:q\na\nlater'); // rendered by the server
+    expect(await model.loadExport('ipynb')).toBe('ipynb:q\na\nlater');
+    expect(server.requestsTo('GET', '/export').map(r => r.query.get('format'))).toEqual([
+      'md',
+      'ipynb'
+    ]);
 
     server.sessions.delete(stored.id);
-    expect(await model.loadForExport()).toBeNull();
+    expect(await model.loadExport('md')).toBeNull();
     expect(model.error).toContain('Could not export the conversation');
   });
 });
