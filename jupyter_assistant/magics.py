@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -26,16 +26,15 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display, update_display
 from traitlets import Float, TraitError
 
+from .code_blocks import first_code_block
 from .errors import AssistantError
-from .kernel_client import (
-    KernelAssistant,
-    NotebookRef,
-    PermissionAnswer,
-    TurnView,
-    first_code_block,
-    summarize_variables,
-    tool_detail,
-)
+from .kernel_assistant import KernelAssistant, PermissionAnswer
+from .kernel_notebook import NotebookRef
+from .toolcalls import tool_detail
+from .variables import summarize_variables
+
+if TYPE_CHECKING:
+    from .cell_view import TurnView
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -448,6 +447,8 @@ class AssistantMagics(Magics):
     def _run_turn(
         self, session_id: str, prompt: str, context: dict[str, Any] | None, args: argparse.Namespace
     ) -> None:
+        from .cell_view import TurnView  # pydantic: loaded with the first turn, not the magic
+
         turn = self.client.start_turn(session_id, prompt, context, args.model)
         view = TurnView(provider=turn.provider)
         publish = CellDisplay() if self.in_kernel else TerminalStream()

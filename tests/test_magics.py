@@ -17,21 +17,19 @@ from typing import Any
 import pandas
 import pytest
 
-from jupyter_assistant.kernel_client import (
-    CONTEXT_CHARS,
-    SERVER_ONLY_SETTINGS,
-    VARIABLE_CHARS,
-    KernelSettings,
-    TurnView,
-    find_notebook,
-    first_code_block,
-    load_config,
-    summarize_value,
-    summarize_variables,
-)
+from jupyter_assistant.cell_view import TurnView
+from jupyter_assistant.code_blocks import first_code_block
+from jupyter_assistant.kernel_config import SERVER_ONLY_SETTINGS, KernelSettings, load_config
+from jupyter_assistant.kernel_notebook import find_notebook
 from jupyter_assistant.magics import keep_questions, split_options
 from jupyter_assistant.processes import ProcessRegistry, terminate_tree
 from jupyter_assistant.store import SessionStore
+from jupyter_assistant.variables import (
+    CONTEXT_CHARS,
+    VARIABLE_CHARS,
+    summarize_value,
+    summarize_variables,
+)
 
 from .conftest import FAKE_CLAUDE
 from .helpers import (
@@ -189,7 +187,7 @@ def test_kernels_build_the_engine_with_the_servers_settings(tmp_path: Path) -> N
     from traitlets.config import Config
 
     from jupyter_assistant.app import AssistantExtension
-    from jupyter_assistant.kernel_client import KernelAssistant
+    from jupyter_assistant.kernel_assistant import KernelAssistant
 
     values: dict[str, Any] = {}
     for name, trait in KernelSettings.class_own_traits(config=True).items():

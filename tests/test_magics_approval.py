@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_assistant.kernel_client import PermissionAnswer, TurnView
+from jupyter_assistant.cell_view import TurnView
+from jupyter_assistant.kernel_assistant import PermissionAnswer
 from jupyter_assistant.magics import parse_answer
 from jupyter_assistant.store import SessionStore
 
