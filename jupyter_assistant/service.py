@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import BadRequest, NotFound, TooLarge
 from .journal import JournalReader, journal_path
-from .models import Message, Session
+from .models import Session
 from .processes import ProcessRegistry
 from .providers import ProviderRegistry
 from .store import SessionStore, validate_session_id
@@ -349,46 +349,8 @@ class AssistantService:
 
     def stop_now(self) -> None:
         """Last resort at interpreter exit, when the server stopped without its clean shutdown
-        (e.g. SIGINT without a terminal, as JupyterHub stops servers): stop every provider
-        this process still owns and keep what its turn had written, marked interrupted."""
-        from .processes import spawned_providers, terminate_tree
-        from .turns import mark_interrupted, put_reply
-
-        me = os.getpid()
-        records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
-        # Also the turns whose record file was not written yet: the provider was just spawned.
-        for live in list(self.runner.turns.values()):
-            if live.record is not None and not live.finished:
-                records.setdefault((live.session_id, live.id), live.record)
-        # And any provider child of this process at all (spawned, not yet recorded anywhere).
-        known = {record.pid for record in records.values()}
-        sessions = {live.id: live.session_id for live in list(self.runner.turns.values())}
-        for pid, turn_id in spawned_providers().items():
-            if pid not in known:
-                session_id = sessions.get(turn_id, "")
-                records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
-        for record in records.values():
-            try:
-                terminate_tree(record, self.settings.runner.cancel_grace_seconds)
-            except Exception as exc:  # exiting anyway: report, go on with the others
-                log.warning("Could not stop the provider of turn %s: %s", record.turn_id, exc)
-            if not record.session_id:
-                continue  # a provider of no turn this process knows: stopped, nothing to mark
-            turn = self.runner.turns.get(record.session_id)
-            partial = turn.reply("interrupted") if turn is not None else None
-
-            def change(
-                session: Session, turn_id: str = record.turn_id, partial: Message | None = partial
-            ) -> None:
-                if partial is not None and partial.turn_id == turn_id:
-                    put_reply(session, partial)
-                mark_interrupted(session, turn_id)
-
-            try:
-                self.store.update(record.session_id, change)
-            except Exception as exc:  # exiting anyway: report, go on with the others
-                log.warning("Could not mark session %s interrupted: %s", record.session_id, exc)
-            self.registry.clear(record.session_id, record.turn_id)
+        (e.g. SIGINT without a terminal, as JupyterHub stops servers)."""
+        self.runner.stop_now()
 
     async def stop(self) -> None:
         await self.runner.shutdown()

@@ -1,0 +1,320 @@
+"""One run of a provider's CLI for a turn: spawn, feed, read, watch, stop, and its outcome.
+
+The process runs in its own process group with a record on disk (processes.py), its stdout is
+read in chunks and split into lines for the parser, its stderr's tail is kept for the error
+message, and a watchdog asks for a stop when it is silent or slow too long. Whatever asks for a
+stop (``Turn.request_stop``), the stop itself happens here (stopping.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import events
+from ..events import COALESCED, TERMINAL_EVENTS, Event
+from ..processes import ProcessRegistry, spawn, terminate_tree_async
+from ..providers.base import LaunchSpec, Provider, ProviderUnavailable, StreamParser, TurnRequest
+from ..workdir import working_dir_problem
+from .stopping import stop_provider
+from .turn import RunnerSettings, Turn
+
+STDERR_TAIL_BYTES = 4096
+# After the provider's final result, how long it may take to exit before it is stopped.
+EXIT_AFTER_RESULT_SECONDS = 10.0
+# How long the pipes may still be read after the process ended (something else may hold them).
+DRAIN_SECONDS = 2.0
+
+# Hands each non-terminal event to the runner (limits, approvals, publishing).
+EventSink = Callable[[Event], None]
+
+
+@dataclass
+class Outcome:
+    """How one run of the provider ended: its terminal event (None: it was stopped; the
+    turn's stop request says why), its conversation id, and whether resuming failed."""
+
+    terminal: Event | None
+    provider_session_id: str | None
+    resume_failed: bool = False
+
+
+class ProviderProcess:
+    def __init__(
+        self,
+        turn: Turn,
+        provider: Provider,
+        settings: RunnerSettings,
+        registry: ProcessRegistry,
+        sink: EventSink,
+    ) -> None:
+        self.turn = turn
+        self.provider = provider
+        self.settings = settings
+        self.registry = registry
+        self.sink = sink
+
+    async def run(self, request: TurnRequest, launch: LaunchSpec) -> Outcome:
+        turn, settings = self.turn, self.settings
+        if turn.stop_request is not None:  # stopped before it started: nothing to run
+            return Outcome(None, request.provider_session_id)
+        parser = self.provider.create_parser(request)
+        cwd = launch.cwd or request.working_dir
+        # Confinement is re-checked right before the spawn: the folder may have been swapped
+        # for a symlink that leads out of the root since the session was created.
+        problem = await asyncio.to_thread(working_dir_problem, cwd, settings.root_dir)
+        if problem is not None:
+            raise ProviderUnavailable("unsafe_working_dir", problem)
+        try:
+            proc = await spawn(
+                launch.argv,
+                cwd=cwd,
+                env=launch.env,
+                turn_id=turn.id,
+                # interactive providers talk on stdin even when there is nothing to send first
+                stdin=launch.stdin is not None or parser.interactive,
+            )
+        except OSError as exc:
+            code = "provider_not_found" if isinstance(exc, FileNotFoundError) else "provider_failed"
+            raise ProviderUnavailable(
+                code, f"Could not start {launch.argv[0]}: {exc.strerror or exc}"
+            ) from exc
+        # The record is known in memory before anything can interrupt this coroutine (a stop
+        # at exit finds the provider through it even if its file is not written yet).
+        turn.record = self.registry.new_record(
+            turn.session_id, turn.id, proc.pid, self.provider.interrupt_signal
+        )
+        try:
+            await asyncio.to_thread(self.registry.write, turn.record)
+        except BaseException:
+            await terminate_tree_async(turn.record, settings.cancel_grace_seconds)
+            raise
+        turn.parser, turn.process = parser, proc
+        try:
+            return await self._supervise(proc, parser, launch)
+        finally:
+            turn.parser = None
+
+    async def _supervise(
+        self, proc: asyncio.subprocess.Process, parser: StreamParser, launch: LaunchSpec
+    ) -> Outcome:
+        turn, grace = self.turn, self.settings.cancel_grace_seconds
+        stderr = bytearray()
+        stderr_task = asyncio.create_task(_drain(proc.stderr, stderr))
+        if parser.interactive:
+            stdin_task = asyncio.create_task(asyncio.sleep(0))
+            parser.start(StdinWriter(proc))
+        else:
+            stdin_task = asyncio.create_task(_feed_stdin(proc, launch.stdin))
+        pump = _Pump(turn, parser, self.sink, self.settings.max_line_bytes)
+        pump_task = asyncio.create_task(pump.run(proc.stdout))
+        watchdog = asyncio.create_task(self._watchdog(pump, pump_task))
+        waits: list[asyncio.Task[Any]] = []
+        try:
+            # Until the end of output, the final result, or a stop: a process the provider
+            # left behind may hold stdout open long after the provider is done.
+            waits = [
+                asyncio.create_task(pump.terminal_seen.wait()),
+                asyncio.create_task(turn.stopped.wait()),
+            ]
+            await asyncio.wait({pump_task, *waits}, return_when=asyncio.FIRST_COMPLETED)
+            if turn.stop_request is not None:
+                await stop_provider(turn, grace, graceful=turn.stop_request.reason == "cancelled")
+            elif pump.terminal is not None:
+                # The result is in; give the process a moment to exit on its own.
+                try:
+                    await asyncio.wait_for(proc.wait(), EXIT_AFTER_RESULT_SECONDS)
+                except asyncio.TimeoutError:
+                    await stop_provider(turn, grace, graceful=False)
+            returncode = await proc.wait()
+            for task in (pump_task, stderr_task):
+                # Drain what the pipes still hold; stop waiting if something else holds them.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(task), DRAIN_SECONDS)
+        finally:
+            helpers: list[asyncio.Task[Any]] = [stdin_task, stderr_task, pump_task, watchdog]
+            for task in helpers + waits:
+                task.cancel()
+            if proc.returncode is None:
+                await stop_provider(turn, grace, graceful=False)
+        provider_session_id = parser.provider_session_id
+        stop = turn.stop_request
+        if stop is not None and not (stop.reason == "cost_limit" and _done(pump.terminal)):
+            return Outcome(None, provider_session_id)
+        final = pump.terminal
+        if final is None:
+            for event in parser.finish(
+                returncode, stderr[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+            ):
+                if event["type"] in TERMINAL_EVENTS:
+                    final = event
+                else:
+                    self.sink(event)
+        if final is None:
+            final = events.error(
+                "provider_failed", f"The provider exited with code {returncode} without a result."
+            )
+        # Read after finish(): some CLIs report a lost conversation only by exit code/stderr.
+        return Outcome(
+            final, parser.provider_session_id or provider_session_id, parser.resume_failed
+        )
+
+    async def _watchdog(self, pump: _Pump, pump_task: asyncio.Task[None]) -> None:
+        """Ask for a stop when the provider is silent too long or the turn runs too long."""
+        turn, settings = self.turn, self.settings
+        deadline = turn.started + settings.turn_timeout_seconds
+        while not pump_task.done():
+            now = time.monotonic()
+            approvals = turn.approvals
+            # A provider waiting for the user's answer is silent by design: not idle.
+            if approvals is not None and approvals.waiting():
+                active = now
+            else:
+                active = max(pump.last_output, approvals.last_answer if approvals else 0.0)
+            idle_at = active + settings.idle_timeout_seconds
+            if now >= deadline or now >= idle_at:
+                turn.request_stop("timeout", self._timeout_event(idle=now < deadline))
+                return
+            await asyncio.sleep(min(deadline, idle_at) - now)
+
+    def _timeout_event(self, *, idle: bool) -> Event:
+        if idle:
+            message = (
+                f"The provider produced no output for {self.settings.idle_timeout_seconds:g} s and "
+                "was stopped. Raise c.AssistantExtension.idle_timeout_seconds if it needs longer."
+            )
+        else:
+            message = (
+                f"The turn took longer than {self.settings.turn_timeout_seconds:g} s and was "
+                "stopped. Raise c.AssistantExtension.turn_timeout_seconds if it needs longer."
+            )
+        return events.error("timeout", message)
+
+
+def _done(terminal: Event | None) -> bool:
+    return terminal is not None and terminal["type"] == "done"
+
+
+class _Pump:
+    """Reads provider stdout in chunks, splits lines, feeds the parser. Chunked reads keep the
+    per-event cost low when a provider streams thousands of small deltas, and the deltas that
+    arrive together are coalesced into one event (clients see the same text, in fewer events,
+    and the turn's event buffer stays small however fast the provider prints)."""
+
+    def __init__(
+        self, turn: Turn, parser: StreamParser, sink: EventSink, max_line_bytes: int
+    ) -> None:
+        self.turn = turn
+        self.parser = parser
+        self.sink = sink
+        self.max_line_bytes = max_line_bytes
+        self.last_output = time.monotonic()
+        self.terminal: Event | None = None
+        self.terminal_seen = asyncio.Event()
+
+    async def run(self, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        pending = b""
+        while True:
+            chunk = await stream.read(262144)
+            if not chunk:
+                if pending:
+                    self._handle_all(self.parser.feed(pending))
+                return
+            self.last_output = time.monotonic()
+            data = pending + chunk if pending else chunk
+            start = 0
+            batch: list[Event] = []
+            while True:
+                end = data.find(b"\n", start)
+                if end < 0:
+                    break
+                batch.extend(self.parser.feed(data[start:end]))
+                start = end + 1
+            self._handle_all(batch)
+            pending = data[start:]
+            if len(pending) > self.max_line_bytes:
+                self.turn.request_stop(
+                    "oversize",
+                    events.error(
+                        "provider_failed",
+                        f"The provider printed a line longer than {self.max_line_bytes} bytes; "
+                        "the turn was stopped (c.AssistantExtension.max_line_bytes).",
+                    ),
+                )
+                return
+
+    def _handle_all(self, batch: list[Event]) -> None:
+        merged: Event | None = None
+        for event in batch:
+            if self.terminal is not None:
+                # The first result stands: what a provider prints while it is being stopped
+                # afterwards (an "interrupted" result, its usage) changes nothing.
+                break
+            kind = event["type"]
+            if merged is not None and kind == merged["type"] and kind in COALESCED:
+                merged["text"] += event["text"]
+                continue
+            if merged is not None:
+                self.sink(merged)
+                merged = None
+            if kind in COALESCED:
+                merged = dict(event)
+            elif kind in TERMINAL_EVENTS:
+                self.terminal = event
+                self.terminal_seen.set()
+            else:
+                self.sink(event)
+        if merged is not None:
+            self.sink(merged)
+
+
+class StdinWriter:
+    """Writes to the provider's stdin for interactive providers; a closed pipe is ignored
+    (the process has exited, and its exit is handled where its output ends)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._stdin = proc.stdin
+        self._closed = proc.stdin is None
+
+    def write(self, data: bytes) -> None:
+        if self._closed or self._stdin is None:
+            return
+        try:
+            self._stdin.write(data)
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            self._closed = True
+
+    def close(self) -> None:
+        if not self._closed and self._stdin is not None:
+            self._closed = True
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
+                self._stdin.close()
+
+
+async def _drain(stream: asyncio.StreamReader | None, tail: bytearray) -> None:
+    """Read a pipe to its end, keeping only its last STDERR_TAIL_BYTES."""
+    if stream is None:
+        return
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            return
+        tail.extend(chunk)
+        if len(tail) > STDERR_TAIL_BYTES:
+            del tail[: len(tail) - STDERR_TAIL_BYTES]
+
+
+async def _feed_stdin(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
+    if proc.stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if data:
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+        proc.stdin.close()

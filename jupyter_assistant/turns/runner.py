@@ -1,0 +1,387 @@
+"""TurnRunner: a user message -> the provider -> events -> the store, one turn per session.
+
+The orchestrator of a turn: it claims the session (persistence.py), runs the provider until it
+answers (provider_process.py; once more without resuming when the provider lost the
+conversation), applies the limits to what streams in, hands questions to the approval broker
+(approvals.py), and ends the turn once, with an explicit reason (``Turn.end_reason``): the reply
+is stored before the terminal event is published, so a client that reads the session after
+``done`` sees it. Stopping goes through stopping.py, whoever asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+from typing import Any
+
+from .. import events
+from ..errors import Busy, NotFound
+from ..events import Event
+from ..journal import EventJournal
+from ..models import new_id
+from ..processes import (
+    ProcessRecord,
+    ProcessRegistry,
+    spawned_providers,
+    terminate_tree,
+    terminate_tree_async,
+)
+from ..providers import ProviderRegistry
+from ..providers.base import ProviderUnavailable, TurnRequest, provider_environment
+from ..reply import reply_status
+from ..store import SessionStore
+from .approvals import ApprovalBroker, session_policy
+from .persistence import TurnPersistence, interrupted_reply, write_turn_end
+from .provider_process import Outcome, ProviderProcess
+from .stopping import stop_elsewhere, stop_provider, watch_requests
+from .turn import EndReason, RunnerSettings, Turn
+
+log = logging.getLogger(__name__)
+
+# Events kept per turn for reconnecting clients; text deltas are coalesced, so only a provider
+# gone wrong gets near this.
+MAX_TURN_EVENTS = 100_000
+# In the store: files a launch must keep off the command line (0700 folder, 0600 files).
+PRIVATE_DIR = "private"
+RESUME_LOST = (
+    "The earlier conversation could not be resumed by the provider; this turn starts a new one."
+)
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        store: SessionStore,
+        registry: ProcessRegistry,
+        providers: ProviderRegistry,
+        settings: RunnerSettings,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.providers = providers
+        self.settings = settings
+        self.persistence = TurnPersistence(store, registry, settings)
+        self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
+
+    def latest(self, session_id: str) -> Turn | None:
+        return self.turns.get(session_id)
+
+    def running_here(self) -> list[Turn]:
+        return [turn for turn in self.turns.values() if not turn.finished]
+
+    def is_running(self, session_id: str) -> bool:
+        turn = self.turns.get(session_id)
+        return (turn is not None and not turn.finished) or self.registry.is_running(session_id)
+
+    # -- a turn, start to end ----------------------------------------------------------------
+
+    async def start(
+        self,
+        session_id: str,
+        content: str,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> Turn:
+        current = self.turns.get(session_id)
+        if current is not None and not current.finished:
+            raise Busy("A turn is already running for this session; cancel it or wait.")
+        if len(self.running_here()) >= self.settings.max_concurrent_turns:
+            raise Busy(
+                f"{self.settings.max_concurrent_turns} turns are running already "
+                "(c.AssistantExtension.max_concurrent_turns); wait for one to finish."
+            )
+        turn_id = new_id()
+        # Registered before the first await, so a second request in this process sees it.
+        turn = self.turns[session_id] = Turn(session_id, turn_id, provider="")
+        try:
+            session = await asyncio.to_thread(
+                self.persistence.claim, session_id, turn_id, content, context
+            )
+        except BaseException:
+            if self.turns.get(session_id) is turn:
+                if current is not None:
+                    self.turns[session_id] = current
+                else:
+                    del self.turns[session_id]
+            raise
+        turn.provider = session.provider
+        turn.cost_before = session.usage.cost_usd
+        if self.settings.journal_events:
+            turn.journal = await asyncio.to_thread(
+                EventJournal.open, self.store.root, session_id, turn_id
+            )
+        turn.task = asyncio.create_task(self._run(turn, model), name=f"assistant-turn-{turn_id}")
+        return turn
+
+    async def _run(self, turn: Turn, model: str | None) -> None:
+        outcome = Outcome(None, None)
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            turn.publish(events.turn_started(turn.id, turn.provider))
+            helpers.append(asyncio.create_task(watch_requests(turn, self.registry)))
+            session, prompt = await self.persistence.begin(turn.session_id)
+            outcome.provider_session_id = session.provider_session_id
+            turn.approvals = ApprovalBroker(
+                turn, session_policy(session, self.settings), self.settings, self.persistence.edit
+            )
+            if self.settings.checkpoint_interval_seconds > 0:
+                helpers.append(asyncio.create_task(self.persistence.checkpoint_loop(turn)))
+            request = TurnRequest(
+                session_id=session.id,
+                turn_id=turn.id,
+                prompt=prompt.content,
+                working_dir=session.working_dir,
+                notebook_path=session.path,
+                provider_session_id=session.provider_session_id,
+                context=prompt.context,
+                model=model,
+                scratch_dir=str(self.store.root / PRIVATE_DIR),
+            )
+            outcome = await self._attempt(turn, request)
+            if outcome.resume_failed and request.provider_session_id and not turn.stop_request:
+                # The provider lost the conversation (its history was cleared, or the notebook
+                # moved): start a new one rather than fail the user's turn.
+                turn.publish(events.notice(RESUME_LOST, "warning"))
+                request.provider_session_id = None
+                outcome = await self._attempt(turn, request)
+        except ProviderUnavailable as exc:
+            outcome.terminal = events.error(exc.code, exc.message)
+        except asyncio.CancelledError:
+            turn.request_stop("cancelled", events.cancelled())
+        except Exception as exc:
+            log.exception("Assistant turn %s failed", turn.id)
+            outcome.terminal = events.error(
+                "internal_error", f"The assistant failed unexpectedly: {exc}. See the server log."
+            )
+        finally:
+            for helper in helpers:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
+            if turn.record is not None:
+                # Nothing the turn started may outlive it.
+                with contextlib.suppress(Exception):
+                    await stop_provider(turn, self.settings.cancel_grace_seconds, graceful=False)
+            await self._end(turn, outcome)
+
+    async def _attempt(self, turn: Turn, request: TurnRequest) -> Outcome:
+        """Run the provider once."""
+        provider = self.providers.get(turn.provider)
+        launch = provider.build_launch(request, provider_environment(self.settings.provider_env))
+        sink = functools.partial(self._receive, turn)
+        process = ProviderProcess(turn, provider, self.settings, self.registry, sink)
+        try:
+            outcome = await process.run(request, launch)
+        finally:
+            # Private files of the launch (e.g. the system prompt with the notebook's context).
+            for path in launch.cleanup:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        return Outcome(
+            outcome.terminal,
+            outcome.provider_session_id or request.provider_session_id,
+            outcome.resume_failed,
+        )
+
+    def _receive(self, turn: Turn, event: Event) -> None:
+        """A non-terminal event from the provider: apply the limits, then publish it."""
+        settings = self.settings
+        if len(turn.events) >= MAX_TURN_EVENTS:
+            turn.request_stop(
+                "oversize",
+                events.error(
+                    "provider_failed",
+                    f"The turn produced over {MAX_TURN_EVENTS} events; it was stopped.",
+                ),
+            )
+            return
+        kind = event["type"]
+        if (
+            kind == "text"
+            and turn.reply.text_length + len(event["text"]) > settings.max_reply_bytes
+        ):
+            # Bounded memory against a provider that prints without end.
+            turn.request_stop(
+                "oversize",
+                events.error(
+                    "provider_failed",
+                    f"The reply grew past {settings.max_reply_bytes} characters; "
+                    "the turn was stopped (c.AssistantExtension.max_reply_bytes).",
+                ),
+            )
+            return
+        if kind == "permission_request":
+            if turn.approvals is not None:
+                turn.approvals.request(event)
+            return
+        turn.publish(event)
+        cap = settings.max_session_cost_usd
+        if (
+            kind == "usage"
+            and cap is not None
+            and turn.cost_before + turn.reply.usage.cost_usd > cap
+        ):
+            turn.request_stop(
+                "cost_limit",
+                events.error(
+                    "cost_limit",
+                    f"This conversation passed its cost limit of ${cap:g} "
+                    "(c.AssistantExtension.max_session_cost_usd); the turn was stopped.",
+                ),
+            )
+
+    async def _end(self, turn: Turn, outcome: Outcome) -> None:
+        """End the turn, once: decide why it ended, store the reply, release the session,
+        publish the terminal event."""
+        stop = turn.stop_request
+        terminal = outcome.terminal
+        if terminal is not None and stop is not None and stop.reason == "cost_limit":
+            # The cost came with the final result: the reply is whole; the next turn is refused.
+            message = stop.terminal["message"].replace("the turn was stopped", "no further turns")
+            turn.publish(events.notice(message, "warning"))
+        elif stop is not None:
+            terminal = stop.terminal
+        if terminal is None:
+            terminal = events.error("internal_error", "No result.")
+        reason: EndReason
+        if stop is not None and terminal is stop.terminal:
+            reason = stop.reason
+        else:
+            reason = "completed" if terminal["type"] == "done" else "failed"
+        turn.end_reason = reason
+        if turn.approvals is not None:
+            turn.approvals.close()
+        status, error = reply_status(terminal, interrupted=reason == "shutdown")
+        failed = await self.persistence.finish(
+            turn, turn.reply.message(status, error), outcome.provider_session_id
+        )
+        turn.publish(failed or terminal)
+        asyncio.get_running_loop().call_later(
+            self.settings.finished_turn_ttl_seconds, self._forget, turn
+        )
+
+    def _forget(self, turn: Turn) -> None:
+        """Drop a finished turn's event buffer (the session file keeps the reply)."""
+        if self.turns.get(turn.session_id) is turn and turn.finished:
+            del self.turns[turn.session_id]
+
+    # -- tool approval ---------------------------------------------------------------------
+
+    async def answer_permission(
+        self, session_id: str, request_id: str, allow: bool, scope: str, message: str | None
+    ) -> None:
+        turn = self.turns.get(session_id)
+        if turn is None or turn.finished or turn.approvals is None:
+            if self.registry.is_running(session_id):
+                raise Busy(
+                    "The turn runs in another process (a %%assistant cell in a kernel); "
+                    "answer its question there."
+                )
+            raise Busy("No turn is running for this session, so there is nothing to answer.")
+        await turn.approvals.answer(request_id, allow, scope, message)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def cancel(self, session_id: str, reason: EndReason = "cancelled") -> bool:
+        """Stop the session's running turn, wherever it runs. True if there was one."""
+        turn = self.turns.get(session_id)
+        grace = self.settings.cancel_grace_seconds
+        if turn is not None and not turn.finished:
+            terminal = events.cancelled()
+            turn.request_stop(reason, terminal)
+            if reason == "shutdown" and turn.record is None and turn.task is not None:
+                turn.task.cancel()  # not running a provider yet: nothing to stop gracefully
+            if turn.task is not None:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(turn.task), grace + 5)
+            return True
+        record = await asyncio.to_thread(self.registry.read, session_id)
+        if record is None:
+            return False
+        # Another process (a kernel running a magic) owns the turn: it stops it.
+        answered = record.owner_alive() and await stop_elsewhere(self.registry, record, grace)
+        if answered or record.owner_alive():
+            return True
+        await self._reap(record)
+        return True
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(
+            *(self.cancel(turn.session_id, "shutdown") for turn in self.running_here()),
+            return_exceptions=True,
+        )
+
+    async def reap_orphans(self) -> int:
+        """Terminate what dead owners left running; mark their turns interrupted."""
+        records = await asyncio.to_thread(self.registry.orphans)
+        for record in records:
+            await self._reap(record)
+        await asyncio.to_thread(self._sweep_private_files)
+        return len(records)
+
+    async def _reap(self, record: ProcessRecord) -> None:
+        log.warning(
+            "Reaping the provider of turn %s (session %s): its owner process %s is gone",
+            record.turn_id,
+            record.session_id,
+            record.owner_pid,
+        )
+        with contextlib.suppress(Exception):
+            await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+        end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=None)
+        try:
+            await asyncio.to_thread(self.store.update, record.session_id, end)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("Could not mark turn %s as interrupted", record.turn_id)
+        await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
+
+    def _sweep_private_files(self, older_than_seconds: float = 3600.0) -> None:
+        """Private launch files a killed server or kernel could not remove (a CLI reads its
+        file as it starts, so an hour-old one is no longer needed)."""
+        cutoff = time.time() - older_than_seconds
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.store.root / PRIVATE_DIR):
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+    def stop_now(self) -> None:
+        """Last resort at interpreter exit, when the server stopped without its clean shutdown
+        (no event loop left to run the stop sequence): stop every provider this process owns
+        at once and keep what its turn had written, marked interrupted."""
+        me = os.getpid()
+        records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
+        # Also the turns whose record file was not written yet: the provider was just spawned.
+        for live in list(self.turns.values()):
+            if live.record is not None and not live.finished:
+                records.setdefault((live.session_id, live.id), live.record)
+        # And any provider child of this process at all (spawned, not yet recorded anywhere).
+        known = {record.pid for record in records.values()}
+        sessions = {live.id: live.session_id for live in list(self.turns.values())}
+        for pid, turn_id in spawned_providers().items():
+            if pid not in known:
+                session_id = sessions.get(turn_id, "")
+                records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
+        for record in records.values():
+            try:
+                terminate_tree(record, self.settings.cancel_grace_seconds)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not stop the provider of turn %s: %s", record.turn_id, exc)
+            if not record.session_id:
+                continue  # a provider of no turn this process knows: stopped, nothing to mark
+            turn = self.turns.get(record.session_id)
+            partial = (
+                interrupted_reply(turn) if turn is not None and turn.id == record.turn_id else None
+            )
+            end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=partial)
+            try:
+                self.store.update(record.session_id, end)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not mark session %s interrupted: %s", record.session_id, exc)
+            self.registry.clear(record.session_id, record.turn_id)
