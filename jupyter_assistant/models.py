@@ -125,18 +125,21 @@ class Session(_Model):
     status: SessionStatus = "idle"
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "path": self.path,
-            "notebook_key": self.notebook_key,
-            "title": self.title,
-            "provider": self.provider,
-            "status": self.status,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "message_count": len(self.messages) + (1 if self.pending_message else 0),
-            "detached": self.detached,
-        }
+        """Its ``SessionSummary`` (summaries.py: the one definition, pydantic-free)."""
+        from .summaries import make_summary
+
+        return make_summary(
+            self.id,
+            self.path,
+            self.notebook_key,
+            self.title,
+            self.provider,
+            self.status,
+            self.created_at,
+            self.updated_at,
+            len(self.messages) + (1 if self.pending_message else 0),
+            self.detached,
+        )
 
 
 class CreateSessionBody(BaseModel):

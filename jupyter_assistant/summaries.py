@@ -1,6 +1,7 @@
-"""Session summaries as the store lists them: one ``Row`` per session (the stat key of its
-file, what sorting and filtering need, and its JSON as the HTTP API sends it, encoded once), and
-the summary of a session file read without pydantic."""
+"""Session summaries: their one definition (``SessionSummary``), and how the store lists them:
+one ``Row`` per session (the stat key of its file, what sorting and filtering need, and its JSON
+as the HTTP API sends it, encoded once), and the summary of a session file read without
+pydantic."""
 
 from __future__ import annotations
 
@@ -9,7 +10,63 @@ import functools
 import gc
 import json
 from collections.abc import Collection, Iterator
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict, cast
+
+
+class SessionSummary(TypedDict):
+    """A session's summary: the one definition of its fields. ``Session.summary()`` and the
+    fast path below both build it with ``make_summary``; the HTTP API's ``GET sessions`` sends
+    it without the ``UNSERVED`` fields, and docs/rest-api.yml's ``SessionSummary`` and
+    labextension/src/types.ts's ``ISessionSummary`` are checked against it by a test.
+    (A TypedDict, not a pydantic model: listing must not import pydantic.)"""
+
+    id: str
+    path: str
+    # The index key (the notebook's resolved absolute file path): kept by the store, not served.
+    notebook_key: str
+    title: str
+    provider: str
+    status: Literal["idle", "running"]
+    created_at: str
+    updated_at: str
+    message_count: int
+    # The notebook was deleted: the conversation is kept, but no longer follows a file.
+    detached: bool
+
+
+SUMMARY_FIELDS: tuple[str, ...] = tuple(SessionSummary.__annotations__)
+# Fields the store keeps but the HTTP API does not send: a file path on the server.
+UNSERVED: frozenset[str] = frozenset({"notebook_key"})
+
+
+def make_summary(
+    id: str,
+    path: str,
+    notebook_key: str,
+    title: str,
+    provider: str,
+    status: Literal["idle", "running"],
+    created_at: str,
+    updated_at: str,
+    message_count: int,
+    detached: bool,
+) -> dict[str, Any]:
+    """A summary from its fields (positional: thousands are made at once when a store without
+    an index is first listed). Returned as a plain dict, which is what the store keeps."""
+    summary: SessionSummary = {
+        "id": id,
+        "path": path,
+        "notebook_key": notebook_key,
+        "title": title,
+        "provider": provider,
+        "status": status,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "message_count": message_count,
+        "detached": detached,
+    }
+    return cast("dict[str, Any]", summary)
+
 
 # The end of a summary row as the HTTP API sends it (a row's JSON is kept without its "}").
 IDLE_END = ',"status":"idle"}'
@@ -37,7 +94,7 @@ class Row(NamedTuple):
 
 def row_of(key: tuple[int, int, int], summary: dict[str, Any]) -> tuple[Row, dict[str, Any]]:
     """The row of a summary (``Session.summary()``), and the summary as listed."""
-    public = {k: v for k, v in summary.items() if k not in ("notebook_key", "status")}
+    public = {k: v for k, v in summary.items() if k not in UNSERVED and k != "status"}
     encoded = json.dumps(public, separators=(",", ":"))[:-1]
     listed = {**public, "notebook_key": summary["notebook_key"], "status": "idle"}
     row = Row(public["id"], *key, public["updated_at"], summary["notebook_key"], encoded)
@@ -99,15 +156,15 @@ def summary_from_json(data: Any) -> dict[str, Any] | None:
         return None
     if type(data.get("detached", False)) is not bool or type(data.get("version")) is not int:
         return None
-    return {
-        "id": data["id"],
-        "path": data["path"],
-        "notebook_key": data["notebook_key"],
-        "title": data["title"],
-        "provider": data["provider"],
-        "status": "idle",
-        "created_at": data["created_at"],
-        "updated_at": data["updated_at"],
-        "message_count": len(messages) + (1 if pending is not None else 0),
-        "detached": data.get("detached", False),
-    }
+    return make_summary(
+        data["id"],
+        data["path"],
+        data["notebook_key"],
+        data["title"],
+        data["provider"],
+        "idle",
+        data["created_at"],
+        data["updated_at"],
+        len(messages) + (1 if pending is not None else 0),
+        data.get("detached", False),
+    )

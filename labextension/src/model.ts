@@ -750,7 +750,8 @@ function summaryOf(session: ISession): ISessionSummary {
     status: session.status,
     created_at: session.created_at,
     updated_at: session.updated_at,
-    message_count: messageCount(session)
+    message_count: messageCount(session),
+    detached: session.detached
   };
 }
 

@@ -38,6 +38,7 @@ export interface IProvidersResponse {
   providers: IProvider[];
 }
 
+/** `SessionSummary` of jupyter_assistant/summaries.py (checked by tests/test_frontend_types.py). */
 export interface ISessionSummary {
   id: string;
   path: string;
@@ -47,6 +48,8 @@ export interface ISessionSummary {
   created_at: string;
   updated_at: string;
   message_count: number;
+  /** The notebook was deleted: the conversation is kept, but no longer follows a file. */
+  detached: boolean;
 }
 
 export interface ISessionsResponse {
@@ -121,12 +124,14 @@ export interface ISession {
   updated_at: string;
   usage: IUsage;
   status: SessionStatus;
+  detached: boolean;
 }
 
 /** The `context` of a message: what the user chose to send along from the notebook. */
 export type MessageContext = Record<string, unknown>;
 
 // -- stream events (SSE `event:` = `type`) ----------------------------------------------------
+// As jupyter_assistant/events.py defines them (checked by tests/test_frontend_types.py).
 
 export interface ITurnStartedEvent {
   type: 'turn_started';
@@ -164,7 +169,7 @@ export interface IPermissionDeniedEvent {
 }
 export interface INoticeEvent {
   type: 'notice';
-  level: string;
+  level: 'info' | 'warning';
   message: string;
 }
 export interface IPermissionRequestEvent {

@@ -169,6 +169,7 @@ export class FakeServer {
       updated_at: `2025-01-01T00:00:${String(this._next).padStart(2, '0')}.000Z`,
       usage: { input_tokens: 0, output_tokens: 0, cost_usd: 0 },
       status: 'idle',
+      detached: false,
       ...extra
     };
     this.sessions.set(id, session);
@@ -289,7 +290,8 @@ function summary(session: ISession): ISessionSummary {
     status: session.status,
     created_at: session.created_at,
     updated_at: session.updated_at,
-    message_count: session.messages.length + (session.pending_message ? 1 : 0)
+    message_count: session.messages.length + (session.pending_message ? 1 : 0),
+    detached: session.detached
   };
 }
 
