@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_assistant import store as store_module
+from jupyter_assistant import summary_index as index_module
 from jupyter_assistant.errors import StoreUnavailable
 from jupyter_assistant.models import Message, Session
 from jupyter_assistant.store import SessionStore
@@ -38,7 +38,7 @@ def no_full_scan(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail() -> None:
         raise AssertionError("listed by looking at every file")
 
-    monkeypatch.setattr(store, "_full_scan", fail)
+    monkeypatch.setattr(store.index, "_full_scan", fail)
 
 
 def titles(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -86,7 +86,7 @@ def test_a_change_nobody_logged_is_seen_by_the_periodic_scan(
     data["title"] = "edited without logging"
     path.write_text(json.dumps(data))
     assert titles(lister.list_summaries()) == {first.id: "first"}  # until the next full scan
-    monkeypatch.setattr(store_module, "FULL_SCAN_SECONDS", 0.0)
+    monkeypatch.setattr(index_module, "FULL_SCAN_SECONDS", 0.0)
     assert titles(lister.list_summaries()) == {first.id: "edited without logging"}
 
 
@@ -120,7 +120,7 @@ def test_a_log_that_cannot_be_trusted_means_a_full_scan(tmp_path: Path, how: str
 def test_the_log_is_replaced_when_it_grows_too_long(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "CHANGES_MAX_BYTES", 200)
+    monkeypatch.setattr(index_module, "CHANGES_MAX_BYTES", 200)
     root = tmp_path / "store"
     lister = SessionStore(root)
     writer = SessionStore(root)
@@ -168,12 +168,12 @@ def test_the_first_listing_of_a_restart_needs_no_row_parsed(tmp_path: Path) -> N
     first.list_summaries()
     restarted = SessionStore(root)
     text = restarted.summaries_json(running={sessions[1].id})
-    assert restarted._unparsed is not None  # answered from the index's lines
+    assert restarted.index._unparsed is not None  # answered from the index's lines
     statuses = {row["id"]: row["status"] for row in json.loads(text)}
     assert statuses == {sessions[0].id: "idle", sessions[1].id: "running", sessions[2].id: "idle"}
     # A write by this store parses them, and the listing goes on from the rows.
     first_again = restarted.edit(sessions[0].id, lambda s: setattr(s, "title", "edited"))[0]
-    assert restarted._unparsed is None
+    assert restarted.index._unparsed is None
     rows = {row["id"]: row for row in json.loads(restarted.summaries_json())}
     assert rows[sessions[0].id]["title"] == first_again.title == "edited"
 
@@ -337,8 +337,8 @@ def test_a_file_that_could_not_be_read_during_a_scan_is_read_again(
             raise OSError(errno.EMFILE, "Too many open files")
         return open(path, *args, **kwargs)
 
-    monkeypatch.setattr(store_module, "open", flaky_open, raising=False)
-    monkeypatch.setattr(store_module, "FULL_SCAN_SECONDS", 0.0)  # every listing scans
+    monkeypatch.setattr(index_module, "open", flaky_open, raising=False)
+    monkeypatch.setattr(index_module, "FULL_SCAN_SECONDS", 0.0)  # every listing scans
     os.utime(root / "sessions", ns=(0, 0))  # an old folder mtime: a scan would be trusted
     assert titles(lister.list_summaries()) == {session.id: "v1"}  # the read failed: kept
     assert failures["left"] == 0
@@ -377,4 +377,4 @@ def test_a_logged_change_is_read_even_when_the_files_stat_looks_the_same(tmp_pat
     # Its own writes are not read back (their rows were set when they were written).
     lister.update(session.id, lambda s: setattr(s, "title", "cccc"))
     assert titles(lister.list_summaries()) == {session.id: "cccc"}
-    assert not lister._own_entries  # every entry of its own was matched
+    assert not lister.index._own_entries  # every entry of its own was matched
