@@ -15,8 +15,9 @@ from typing import Any
 import nbformat
 
 from ._version import __version__
-from .kernel_client import CODE_BLOCK, PYTHON_LANGS, tool_detail
+from .code_blocks import CODE_BLOCK, PYTHON_LANGS
 from .models import Message, Session
+from .toolcalls import tool_detail
 
 ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 STATUS_NOTES = {
