@@ -141,6 +141,11 @@ class ProviderProcess:
                 task.cancel()
             if proc.returncode is None:
                 await stop_provider(turn, grace, graceful=False)
+        if turn.stop_request is None and await asyncio.to_thread(
+            self.registry.cancel_requested, turn.session_id, turn.id
+        ):
+            # Stopped by another process that could not wait for this one (it was frozen).
+            turn.request_stop("cancelled", events.cancelled())
         provider_session_id = parser.provider_session_id
         stop = turn.stop_request
         if stop is not None and not (stop.reason == "cost_limit" and _done(pump.terminal)):

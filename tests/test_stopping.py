@@ -1,0 +1,135 @@
+"""One stop sequence, run by the process that owns the turn, whoever asks.
+
+A turn owned by another process (a kernel running ``%%assistant``) stopped from here gets the
+same graceful stop as one stopped where it runs: the provider is asked to interrupt itself
+through its protocol before any signal. If the owner does not act (it is frozen), the asker
+stops the provider's process tree itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_assistant.processes import identity_alive
+from jupyter_assistant.providers import ProviderRegistry
+from jupyter_assistant.service import AssistantService, ServiceSettings
+from jupyter_assistant.turns import RunnerSettings
+
+from .conftest import FAKE_CLAUDE
+
+OTHER_PROCESS_TURN = Path(__file__).parent / "browser" / "other_process_turn.py"
+
+
+def control_messages(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+async def until(check: Any, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "nb.ipynb").write_text("{}")
+    store = tmp_path / "store"
+    log = tmp_path / "control.jsonl"
+    monkeypatch.setenv("FAKE_CONTROL_LOG", str(log))
+    monkeypatch.setenv("FAKE_COUNT", "400")
+    monkeypatch.setenv("FAKE_DELAY", "0.05")
+    service = AssistantService(
+        ServiceSettings(
+            store_dir=store, root_dir=root, runner=RunnerSettings(cancel_grace_seconds=2.0)
+        ),
+        ProviderRegistry(),
+    )
+    return {"root": root, "store": store, "log": log, "service": service}
+
+
+def start_other_process_turn(setup: dict[str, Any], session_id: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    argv = [
+        sys.executable,
+        str(OTHER_PROCESS_TURN),
+        str(setup["store"]),
+        str(setup["root"]),
+        session_id,
+        str(FAKE_CLAUDE),
+        "scenario:slow",
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def test_a_stop_from_another_process_interrupts_the_provider_gracefully(
+    setup: dict[str, Any],
+) -> None:
+    service: AssistantService = setup["service"]
+
+    async def scenario() -> None:
+        session = await service.create_session("nb.ipynb")
+        owner = start_other_process_turn(setup, session.id)
+        try:
+            assert owner.stdout is not None
+            assert owner.stdout.readline().startswith("STARTED")
+            await until(lambda: bool(control_messages(setup["log"])))
+            assert service.runner.is_running(session.id)
+            assert await service.cancel(session.id)
+            # The owner ran the stop: the provider was asked to interrupt itself first.
+            requests = [m.get("request", {}) for m in control_messages(setup["log"])]
+            assert {"subtype": "interrupt"} in [{"subtype": r.get("subtype")} for r in requests]
+            assert owner.stdout.readline().split() == ["FINISHED", "cancelled"]
+            assert await asyncio.to_thread(owner.wait, 30) == 0
+        finally:
+            owner.kill()
+        stored = await service.get_session(session.id)
+        assert stored.messages[-1].status == "cancelled"
+        assert not service.runner.is_running(session.id)
+
+    asyncio.run(scenario())
+
+
+def test_a_frozen_owner_is_stopped_for_by_the_asker(setup: dict[str, Any]) -> None:
+    """The fallback: an owner that does not act within its grace period (here: stopped with
+    SIGSTOP) has its provider's process tree stopped by the asker."""
+    service: AssistantService = setup["service"]
+
+    async def scenario() -> None:
+        session = await service.create_session("nb.ipynb")
+        owner = start_other_process_turn(setup, session.id)
+        try:
+            assert owner.stdout is not None
+            assert owner.stdout.readline().startswith("STARTED")
+            await until(lambda: bool(control_messages(setup["log"])))
+            record = service.registry.read(session.id)
+            assert record is not None
+            os.kill(owner.pid, signal.SIGSTOP)
+            assert await service.cancel(session.id)
+            assert not identity_alive(record.pid, record.create_time), "the provider outlived it"
+            os.kill(owner.pid, signal.SIGCONT)
+            # The owner, thawed, finds its provider gone and the stop asked: the turn is
+            # cancelled, not failed.
+            assert owner.stdout.readline().split() == ["FINISHED", "cancelled"]
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+            owner.kill()
+            owner.wait(30)
+        stored = await service.get_session(session.id)
+        assert stored.messages[-1].status == "cancelled"
+
+    asyncio.run(scenario())
