@@ -1,330 +1,47 @@
 """``%assistant`` / ``%%assistant``: the notebook's assistant session from a cell.
 
-Thin on purpose: it parses the line, shows results, and turns expected failures into one line.
-The work is done by ``kernel_client.KernelAssistant`` and the engine.
+Thin on purpose: it parses the line (``magic_options``), shows results (``magic_output``), asks
+tool approval questions (``cell_approval``), and turns expected failures into one line. The
+work is done by ``kernel_assistant.KernelAssistant`` and the engine.
 """
 
 from __future__ import annotations
 
-import _thread
 import argparse
-import contextlib
-import keyword
 import re
-import signal
-import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments
-from IPython.display import display, update_display
+from IPython.display import display
 from traitlets import Float, TraitError
 
+from .cell_approval import CellApprover
 from .code_blocks import first_code_block
 from .errors import AssistantError
-from .kernel_assistant import KernelAssistant, PermissionAnswer
+from .kernel_assistant import KernelAssistant
 from .kernel_notebook import NotebookRef
-from .toolcalls import tool_detail
+from .magic_options import (
+    HELP_FLAGS,
+    SUBCOMMANDS,
+    check_identifier,
+    declare_options,
+    split_options,
+    variable_names,
+)
+from .magic_output import (
+    AssistantMagicError,
+    CellDisplay,
+    TerminalStream,
+    TurnInterrupted,
+    interruptible,
+    when,
+)
 from .variables import summarize_variables
 
 if TYPE_CHECKING:
     from .cell_view import TurnView
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-RED, RESET = "\x1b[0;31m", "\x1b[0m"
-
-
-class AssistantMagicError(Exception):
-    """An expected failure (provider missing, not logged in, busy...): shown as one line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = " ".join(message.split())  # one line, even for a stderr tail
-
-    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
-        return [f"{RED}Assistant:{RESET} {self.message}"]
-
-
-class TurnInterrupted(KeyboardInterrupt):
-    """The kernel was interrupted during a turn, which was cancelled. Still a
-    KeyboardInterrupt, so that "Run All" stops here as after any interrupt."""
-
-    def __init__(self, finished_first: bool = False) -> None:
-        super().__init__()
-        self.finished_first = finished_first  # the turn ended before the interrupt landed
-
-    def _render_traceback_(self) -> list[str]:
-        if self.finished_first:
-            what = "the turn had already finished; its reply is in the session."
-        else:
-            what = "the turn was cancelled and its partial reply is kept in the session."
-        return [f"{RED}Assistant:{RESET} interrupted; {what}"]
-
-
-# -- options ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Option:
-    flag: str
-    nargs: int | str  # 0, 1 or "+"
-    help: str
-    metavar: str | None = None
-    dest: str | None = None
-
-    def decorator(self) -> Callable[[F], F]:
-        kwargs: dict[str, Any] = {"help": self.help}
-        if self.nargs == 0:
-            kwargs["action"] = "store_true"
-        else:
-            kwargs["metavar"] = self.metavar
-            if self.nargs == "+":
-                kwargs["nargs"] = "+"
-                kwargs["action"] = "extend"
-                kwargs["default"] = []
-        if self.dest:
-            kwargs["dest"] = self.dest
-        return argument(self.flag, **kwargs)  # type: ignore[no-untyped-call]
-
-
-OPTIONS = (
-    Option("--new", 0, "Start a fresh conversation (a new session for this notebook)."),
-    Option(
-        "--provider",
-        1,
-        "Provider, e.g. claude. A provider other than the session's starts a new session.",
-        "NAME",
-    ),
-    Option("--model", 1, "Model for this turn, e.g. sonnet.", "M"),
-    Option("--output", 1, "Store the final reply text in this variable.", "VAR"),
-    Option("--code", 0, "Put the reply's first code block into the next cell."),
-    Option(
-        "--allow",
-        0,
-        "Allow every tool call the agent asks about in this turn, without asking (what the "
-        "approval policy denies stays denied).",
-    ),
-    Option("--deny-all", 0, "Deny every tool call the agent asks about in this turn."),
-    Option(
-        "--with",
-        "+",
-        "Send a short summary of these variables along: type, shape, dtypes and first rows of "
-        "DataFrames and arrays, a truncated repr otherwise. In the one-line form, end the "
-        "list with --.",
-        "VAR",
-        dest="with_vars",
-    ),
-)
-OPTION_ARITY = {option.flag: option.nargs for option in OPTIONS}
-HELP_FLAGS = {"-h", "--help"}
-
-SUBCOMMANDS = {
-    "status": "the notebook, store and session this kernel uses",
-    "history": "the conversation so far",
-    "sessions": "this notebook's sessions, the current one marked *",
-    "new": "start a fresh session (with --provider NAME, that provider's)",
-    "cancel": "stop the running turn of this notebook's session (e.g. one the sidebar started)",
-    "providers": "the providers, whether they are installed, and the default",
-    "help": "this help",
-}
-
-
-def declare_options(func: F) -> F:
-    for option in reversed(OPTIONS):
-        func = option.decorator()(func)
-    return magic_arguments()(func)  # type: ignore[no-untyped-call,no-any-return]
-
-
-def split_options(line: str) -> tuple[list[str], str]:
-    """Split a magic line into its leading options and the prompt after them.
-
-    The prompt is returned as written (no shell-style quoting, so "what's" is fine); options
-    end at the first word that is neither an option nor an option's value, or at ``--``.
-    """
-    tokens: list[str] = []
-    expect: int | str = 0  # values the last option still takes
-    for match in re.finditer(r"\S+", line):
-        word = match.group()
-        if expect == 1:
-            tokens.append(word)
-            expect = 0
-        elif word == "--":
-            return tokens, line[match.end() :].strip()
-        elif word.startswith("-"):
-            tokens.append(word)
-            flag, has_value, _ = word.partition("=")
-            expect = 0 if has_value else OPTION_ARITY.get(flag, 0)
-        elif expect == "+":
-            tokens.append(word)
-        else:
-            return tokens, line[match.start() :].strip()
-    return tokens, ""
-
-
-def _variable_names(values: list[str]) -> list[str]:
-    names = [name for value in values for name in value.split(",") if name]
-    return list(dict.fromkeys(names))  # in order, once each
-
-
-def _check_identifier(name: str, option: str) -> None:
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise UsageError(f"{option} needs a variable name, not {name!r}.")
-
-
-# -- output ----------------------------------------------------------------------------------
-
-
-class CellDisplay:
-    """A turn as one display in the cell output, updated in place."""
-
-    def __init__(self) -> None:
-        self.display_id = uuid.uuid4().hex
-        self.shown = False
-
-    def __call__(self, view: TurnView) -> None:
-        bundle = {"text/markdown": view.markdown(), "text/plain": view.plain()}
-        if self.shown:
-            update_display(bundle, raw=True, display_id=self.display_id)  # type: ignore[no-untyped-call]
-        else:
-            display(bundle, raw=True, display_id=self.display_id)  # type: ignore[no-untyped-call]
-            self.shown = True
-
-
-class TerminalStream:
-    """A turn in a terminal (plain IPython): print what is new, then the footer."""
-
-    def __init__(self) -> None:
-        self.printed = ""
-
-    def __call__(self, view: TurnView) -> None:
-        body = view.plain_body()
-        if body.startswith(self.printed) and len(body) > len(self.printed):
-            print(body[len(self.printed) :], end="", flush=True)
-            self.printed = body
-        if view.finished:
-            print(f"\n-- {view.footer()}", flush=True)
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt while a turn runs. ipykernel arranges that for ordinary
-    cells, but in a cell with top-level ``await`` its handler only schedules a callback on the
-    kernel's event loop, which this blocking magic holds: the interrupt would be lost."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread (e.g. ipykernel's subshells)
-        return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-NO_STDIN = (
-    "nobody can answer in this notebook (its frontend takes no input); use %%assistant --allow, "
-    "or have the administrator allow it in c.AssistantExtension.permission_allowed_tools"
-)
-GIVEN_UP = {
-    "timeout": "no answer in time; the tool call was denied.",
-    "ended": "the turn ended before an answer; there is nothing to answer any more.",
-    "answered": "the question was answered elsewhere.",
-}
-WATCH_SECONDS = 0.25  # how often a pending input() checks that its question still waits
-
-
-class CellApprover:
-    """Answers the tool approval questions of one cell's turn: as ``--allow``/``--deny-all``
-    say, else by asking with ``input()`` (in a kernel: an input box in the notebook). A
-    frontend that takes no input gets the policy's answer for an open question: deny.
-    ``state(request_id)`` says whether a question still waits; once it does not (nobody
-    answered in time, or the turn ended), the input prompt is given up with a simulated
-    interrupt, the one way out of ``input()``."""
-
-    def __init__(self, mode: str | None, state: Callable[[str], str]) -> None:
-        self.mode = mode  # "allow" | "deny" | None (ask)
-        self.state = state
-
-    def __call__(self, event: Mapping[str, Any]) -> PermissionAnswer | None:
-        if self.mode == "allow":
-            return PermissionAnswer("allow")
-        if self.mode == "deny":
-            return PermissionAnswer("deny", message="the user denies every tool call this turn")
-        what = f"{event.get('tool_name', 'a tool')} {tool_detail(event.get('input'))}".strip()
-        prompt = f"Allow {what}? y = once, s = for this session, n = deny (n REASON) > "
-        try:
-            reply = self._input(prompt, str(event.get("request_id", "")))
-        except StdinNotImplementedError:
-            return PermissionAnswer("deny", message=NO_STDIN)
-        except EOFError:
-            reply = "n"
-        if reply is None:
-            return None
-        return parse_answer(reply)
-
-    def _input(self, prompt: str, request_id: str) -> str | None:
-        """``input(prompt)``, or None once the question does not wait any more."""
-        if threading.current_thread() is not threading.main_thread():
-            return input(prompt)  # no way to give it up from here: wait for the user
-        phase = {"now": "asking", "why": ""}
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.wait(WATCH_SECONDS):
-                why = self.state(request_id)
-                if why == "waiting":
-                    continue
-                with lock:
-                    if phase["now"] == "asking":
-                        phase["now"], phase["why"] = "given up", why
-                        _thread.interrupt_main()
-                return
-
-        watcher = threading.Thread(target=watch, name="assistant-question", daemon=True)
-        given_up = returned = False
-        watcher.start()
-        try:
-            try:
-                reply = input(prompt)
-                returned = True
-            finally:
-                stop.set()
-                with lock:
-                    given_up = phase["now"] == "given up"
-                    phase["now"] = "done"
-                if given_up and returned:
-                    time.sleep(1.0)  # the simulated interrupt is on its way: take it here
-            return reply
-        except KeyboardInterrupt:
-            if not given_up:
-                raise  # the user's own interrupt: it cancels the turn
-            print(f"Assistant: {GIVEN_UP.get(phase['why'], 'the question is over.')}")
-            return None
-
-
-def parse_answer(reply: str) -> PermissionAnswer:
-    """``y``/``yes`` allow once, ``s``/``session`` allow for the session; anything else denies
-    (``n REASON`` tells the agent why)."""
-    word, _, rest = reply.strip().partition(" ")
-    word = word.lower().rstrip(":,")
-    if word in ("y", "yes", "allow"):
-        return PermissionAnswer("allow")
-    if word in ("s", "session"):
-        return PermissionAnswer("allow", "session")
-    reason = rest.strip() if word in ("n", "no", "deny") else reply.strip()
-    return PermissionAnswer("deny", message=reason or None)
-
-
-def _when(timestamp: str) -> str:
-    return timestamp[:16].replace("T", " ")
-
 
 # -- the magics ------------------------------------------------------------------------------
 
@@ -383,7 +100,7 @@ class AssistantMagics(Magics):
             self._help()
             return
         args = _magic_function().parser.parse_args(tokens)
-        with_vars = _variable_names(args.with_vars)
+        with_vars = variable_names(args.with_vars)
         if cell is not None:
             if rest:
                 raise UsageError(
@@ -406,10 +123,10 @@ class AssistantMagics(Magics):
                 return
             prompt = rest
         if args.output is not None:
-            _check_identifier(args.output, "--output")
+            check_identifier(args.output, "--output")
         user_ns = self.ip.user_ns
         for name in with_vars:
-            _check_identifier(name, "--with")
+            check_identifier(name, "--with")
             if name not in user_ns:
                 raise UsageError(
                     f"No variable {name!r} in the notebook (--with). In the one-line form, end "
@@ -569,7 +286,7 @@ class AssistantMagics(Magics):
         for index, row in enumerate(rows):
             mark = "*" if index == 0 else " "
             print(
-                f"{mark} {row['id']}  {_when(row['updated_at'])}  {row['provider']}  "
+                f"{mark} {row['id']}  {when(row['updated_at'])}  {row['provider']}  "
                 f"{row['message_count']} messages  {row['status']}  {row['title']!r}"
             )
 
@@ -587,8 +304,8 @@ class AssistantMagics(Magics):
         for message in messages:
             who = "You" if message.role == "user" else message.role.capitalize()
             state = "" if message.status == "complete" else f" ({message.status})"
-            md.append(f"**{who}**{state} · {_when(message.created_at)}\n\n{message.content}")
-            plain.append(f"--- {who}{state} · {_when(message.created_at)}\n{message.content}")
+            md.append(f"**{who}**{state} · {when(message.created_at)}\n\n{message.content}")
+            plain.append(f"--- {who}{state} · {when(message.created_at)}\n{message.content}")
             for tool in message.tools:
                 md.append(f"> **{tool.name}**{' — failed' if tool.is_error else ''}")
                 plain.append(f"[{tool.name}]{' (failed)' if tool.is_error else ''}")

@@ -21,7 +21,8 @@ from jupyter_assistant.cell_view import TurnView
 from jupyter_assistant.code_blocks import first_code_block
 from jupyter_assistant.kernel_config import SERVER_ONLY_SETTINGS, KernelSettings, load_config
 from jupyter_assistant.kernel_notebook import find_notebook
-from jupyter_assistant.magics import keep_questions, split_options
+from jupyter_assistant.magic_options import split_options
+from jupyter_assistant.magics import keep_questions
 from jupyter_assistant.processes import ProcessRegistry, terminate_tree
 from jupyter_assistant.store import SessionStore
 from jupyter_assistant.variables import (

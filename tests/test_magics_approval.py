@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from jupyter_assistant.cell_approval import parse_answer
 from jupyter_assistant.cell_view import TurnView
 from jupyter_assistant.kernel_assistant import PermissionAnswer
-from jupyter_assistant.magics import parse_answer
 from jupyter_assistant.store import SessionStore
 
 from .fakes.anthropic_standin import AnthropicStandIn
