@@ -23,6 +23,8 @@ from .turn import RunnerSettings, Turn
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 80
+# In the store: files a launch must keep off the command line (0700 folder, 0600 files).
+PRIVATE_DIR = "private"
 INTERRUPTED = "The process running this turn stopped before it finished."
 
 

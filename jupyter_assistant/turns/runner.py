@@ -15,28 +15,24 @@ import contextlib
 import functools
 import logging
 import os
-import time
 from typing import Any
 
 from .. import events
-from ..errors import Busy, NotFound
+from ..errors import Busy
 from ..events import Event
 from ..journal import EventJournal
 from ..models import new_id
 from ..processes import (
-    ProcessRecord,
     ProcessRegistry,
-    spawned_providers,
-    terminate_tree,
-    terminate_tree_async,
 )
 from ..providers import ProviderRegistry
 from ..providers.base import ProviderUnavailable, TurnRequest, provider_environment
 from ..reply import reply_status
 from ..store import SessionStore
 from .approvals import ApprovalBroker, session_policy
-from .persistence import TurnPersistence, interrupted_reply, write_turn_end
+from .persistence import PRIVATE_DIR, TurnPersistence
 from .provider_process import Outcome, ProviderProcess
+from .reaping import Reaper
 from .stopping import stop_elsewhere, stop_provider, watch_requests
 from .turn import EndReason, RunnerSettings, Turn
 
@@ -45,8 +41,6 @@ log = logging.getLogger(__name__)
 # Events kept per turn for reconnecting clients; text deltas are coalesced, so only a provider
 # gone wrong gets near this.
 MAX_TURN_EVENTS = 100_000
-# In the store: files a launch must keep off the command line (0700 folder, 0600 files).
-PRIVATE_DIR = "private"
 RESUME_LOST = (
     "The earlier conversation could not be resumed by the provider; this turn starts a new one."
 )
@@ -65,6 +59,7 @@ class TurnRunner:
         self.providers = providers
         self.settings = settings
         self.persistence = TurnPersistence(store, registry, settings)
+        self.reaper = Reaper(store, registry, settings)
         self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
 
     def latest(self, session_id: str) -> Turn | None:
@@ -306,7 +301,7 @@ class TurnRunner:
         answered = record.owner_alive() and await stop_elsewhere(self.registry, record, grace)
         if answered or record.owner_alive():
             return True
-        await self._reap(record)
+        await self.reaper.reap(record)
         return True
 
     async def shutdown(self) -> None:
@@ -317,71 +312,8 @@ class TurnRunner:
 
     async def reap_orphans(self) -> int:
         """Terminate what dead owners left running; mark their turns interrupted."""
-        records = await asyncio.to_thread(self.registry.orphans)
-        for record in records:
-            await self._reap(record)
-        await asyncio.to_thread(self._sweep_private_files)
-        return len(records)
-
-    async def _reap(self, record: ProcessRecord) -> None:
-        log.warning(
-            "Reaping the provider of turn %s (session %s): its owner process %s is gone",
-            record.turn_id,
-            record.session_id,
-            record.owner_pid,
-        )
-        with contextlib.suppress(Exception):
-            await terminate_tree_async(record, self.settings.cancel_grace_seconds)
-        end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=None)
-        try:
-            await asyncio.to_thread(self.store.update, record.session_id, end)
-        except NotFound:
-            pass
-        except Exception:
-            log.exception("Could not mark turn %s as interrupted", record.turn_id)
-        await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
-
-    def _sweep_private_files(self, older_than_seconds: float = 3600.0) -> None:
-        """Private launch files a killed server or kernel could not remove (a CLI reads its
-        file as it starts, so an hour-old one is no longer needed)."""
-        cutoff = time.time() - older_than_seconds
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.store.root / PRIVATE_DIR):
-                with contextlib.suppress(OSError):
-                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
+        return await self.reaper.reap_orphans()
 
     def stop_now(self) -> None:
-        """Last resort at interpreter exit, when the server stopped without its clean shutdown
-        (no event loop left to run the stop sequence): stop every provider this process owns
-        at once and keep what its turn had written, marked interrupted."""
-        me = os.getpid()
-        records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
-        # Also the turns whose record file was not written yet: the provider was just spawned.
-        for live in list(self.turns.values()):
-            if live.record is not None and not live.finished:
-                records.setdefault((live.session_id, live.id), live.record)
-        # And any provider child of this process at all (spawned, not yet recorded anywhere).
-        known = {record.pid for record in records.values()}
-        sessions = {live.id: live.session_id for live in list(self.turns.values())}
-        for pid, turn_id in spawned_providers().items():
-            if pid not in known:
-                session_id = sessions.get(turn_id, "")
-                records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
-        for record in records.values():
-            try:
-                terminate_tree(record, self.settings.cancel_grace_seconds)
-            except Exception as exc:  # exiting anyway: report, go on with the others
-                log.warning("Could not stop the provider of turn %s: %s", record.turn_id, exc)
-            if not record.session_id:
-                continue  # a provider of no turn this process knows: stopped, nothing to mark
-            turn = self.turns.get(record.session_id)
-            partial = (
-                interrupted_reply(turn) if turn is not None and turn.id == record.turn_id else None
-            )
-            end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=partial)
-            try:
-                self.store.update(record.session_id, end)
-            except Exception as exc:  # exiting anyway: report, go on with the others
-                log.warning("Could not mark session %s interrupted: %s", record.session_id, exc)
-            self.registry.clear(record.session_id, record.turn_id)
+        """Last resort at interpreter exit (see ``Reaper.stop_now``)."""
+        self.reaper.stop_now(self.turns)

@@ -1,0 +1,111 @@
+"""What is left when a turn's owner is gone: orphaned providers, and the stop at exit.
+
+A server or kernel killed mid-turn leaves its provider running and its turn unfinished: the
+next process to start (or the periodic housekeeping) reaps them. A server that exits without
+its clean shutdown has no event loop left for the stop sequence: ``stop_now`` stops its
+providers at once. Both end the turn through ``write_turn_end``, as interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import time
+
+from ..errors import NotFound
+from ..processes import (
+    ProcessRecord,
+    ProcessRegistry,
+    spawned_providers,
+    terminate_tree,
+    terminate_tree_async,
+)
+from ..store import SessionStore
+from .persistence import PRIVATE_DIR, interrupted_reply, write_turn_end
+from .turn import RunnerSettings, Turn
+
+log = logging.getLogger(__name__)
+
+
+class Reaper:
+    def __init__(
+        self, store: SessionStore, registry: ProcessRegistry, settings: RunnerSettings
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.settings = settings
+
+    async def reap_orphans(self) -> int:
+        """Terminate what dead owners left running; mark their turns interrupted."""
+        records = await asyncio.to_thread(self.registry.orphans)
+        for record in records:
+            await self.reap(record)
+        await asyncio.to_thread(self._sweep_private_files)
+        return len(records)
+
+    async def reap(self, record: ProcessRecord) -> None:
+        """Stop the provider of a turn whose owner died, and end the turn as interrupted."""
+        log.warning(
+            "Reaping the provider of turn %s (session %s): its owner process %s is gone",
+            record.turn_id,
+            record.session_id,
+            record.owner_pid,
+        )
+        with contextlib.suppress(Exception):
+            await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+        end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=None)
+        try:
+            await asyncio.to_thread(self.store.update, record.session_id, end)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("Could not mark turn %s as interrupted", record.turn_id)
+        await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
+
+    def _sweep_private_files(self, older_than_seconds: float = 3600.0) -> None:
+        """Private launch files a killed server or kernel could not remove (a CLI reads its
+        file as it starts, so an hour-old one is no longer needed)."""
+        cutoff = time.time() - older_than_seconds
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.store.root / PRIVATE_DIR):
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+
+    def stop_now(self, turns: dict[str, Turn]) -> None:
+        """Last resort at interpreter exit, when the server stopped without its clean shutdown
+        (no event loop left to run the stop sequence): stop every provider this process owns
+        at once and keep what its turn had written, marked interrupted."""
+        me = os.getpid()
+        records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
+        # Also the turns whose record file was not written yet: the provider was just spawned.
+        for live in list(turns.values()):
+            if live.record is not None and not live.finished:
+                records.setdefault((live.session_id, live.id), live.record)
+        # And any provider child of this process at all (spawned, not yet recorded anywhere).
+        known = {record.pid for record in records.values()}
+        sessions = {live.id: live.session_id for live in list(turns.values())}
+        for pid, turn_id in spawned_providers().items():
+            if pid not in known:
+                session_id = sessions.get(turn_id, "")
+                records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
+        for record in records.values():
+            try:
+                terminate_tree(record, self.settings.cancel_grace_seconds)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not stop the provider of turn %s: %s", record.turn_id, exc)
+            if not record.session_id:
+                continue  # a provider of no turn this process knows: stopped, nothing to mark
+            turn = turns.get(record.session_id)
+            partial = (
+                interrupted_reply(turn) if turn is not None and turn.id == record.turn_id else None
+            )
+            end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=partial)
+            try:
+                self.store.update(record.session_id, end)
+            except Exception as exc:  # exiting anyway: report, go on with the others
+                log.warning("Could not mark session %s interrupted: %s", record.session_id, exc)
+            self.registry.clear(record.session_id, record.turn_id)
