@@ -19,9 +19,9 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from .providers.base import TERMINAL_EVENTS
+from . import events
+from .events import TERMINAL_EVENTS, Event
 from .store import (
     FILE_MODE,
     JOURNALS_DIR,
@@ -38,9 +38,7 @@ ALIVE_CHECK_SECONDS = 1.0
 # Approval questions of a kernel's turn are answered in its cell (input()), not in the sidebar:
 # the sidebar gets a notice saying so instead of a question it could not answer.
 QUESTION = "permission_request"
-NOT_STREAMED = frozenset({"permission_resolved"})
-
-Event = dict[str, Any]
+NOT_STREAMED = frozenset({"permission_answered"})
 
 
 def journal_path(store_root: Path, session_id: str, turn_id: str) -> Path:
@@ -89,12 +87,11 @@ class EventJournal:
 
 def _question_notice(question: Event) -> Event:
     what = question.get("summary") or question.get("tool_name") or "a tool"
-    return {
-        "type": "notice",
-        "level": "warning",
-        "message": f"The notebook cell running this turn asks whether to allow: {what}. "
+    return events.notice(
+        f"The notebook cell running this turn asks whether to allow: {what}. "
         "Answer it in the cell.",
-    }
+        "warning",
+    )
 
 
 class JournalReader:

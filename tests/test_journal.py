@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_assistant import events
 from jupyter_assistant.journal import EventJournal, JournalReader, journal_path
 from jupyter_assistant.models import Session
 from jupyter_assistant.store import SessionStore
@@ -60,7 +61,8 @@ async def test_the_reader_follows_the_writer_from_any_event_on(tmp_path: Path) -
     assert "allow: x. Answer it in the cell" in batch[2][1]["message"]
     assert await reader.next_batch(3, timeout=0.1) == []  # nothing new yet: a keep-alive
     with path.open("a") as handle:
-        handle.write('xt", "text": "lo"}\nnot json\n{"type": "permission_resolved"}\n')
+        answered = events.permission_answered("r1", "allow", "once", None, "user")
+        handle.write(f'xt", "text": "lo"}}\nnot json\n{json.dumps(answered)}\n')
         handle.write('{"type": "done", "cost_usd": 0}\n')
     batch = await reader.next_batch(3, timeout=1)
     assert batch == [(4, {"type": "text", "text": "lo"}), (7, {"type": "done", "cost_usd": 0})]
