@@ -112,18 +112,6 @@ class ProcessRegistry:
         self.write(rec)
         return rec
 
-    def record(
-        self,
-        session_id: str,
-        turn_id: str,
-        pid: int,
-        interrupt_signal: int = int(signal.SIGTERM),
-    ) -> ProcessRecord:
-        """Record the spawned provider (the leader of its own process group)."""
-        rec = self.new_record(session_id, turn_id, pid, interrupt_signal)
-        self.write(rec)
-        return rec
-
     def new_record(
         self,
         session_id: str,
@@ -131,7 +119,8 @@ class ProcessRegistry:
         pid: int,
         interrupt_signal: int = int(signal.SIGTERM),
     ) -> ProcessRecord:
-        """The record of a spawned provider, not yet written (``write`` it)."""
+        """The record of a spawned provider (the leader of its own process group), not yet
+        written: ``write`` it."""
         import psutil
 
         try:

@@ -96,7 +96,8 @@ async def test_spawn_uses_a_new_process_group_and_marks_the_turn(
         assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
         assert psutil.Process(pids[2]).environ()[MARKER_ENV] == turn_id
     finally:
-        rec = registry.record(new_id(), turn_id, proc.pid)
+        rec = registry.new_record(new_id(), turn_id, proc.pid)
+        registry.write(rec)
         terminate_tree(rec, 1.0)
         await proc.wait()
 
@@ -108,7 +109,8 @@ async def test_terminate_tree_leaves_no_process(
     turn_id = new_id()
     session_id = new_id()
     proc, pids = await start_tree(tmp_path, mode, turn_id)
-    rec = registry.record(session_id, turn_id, proc.pid)
+    rec = registry.new_record(session_id, turn_id, proc.pid)
+    registry.write(rec)
     assert registry.read(session_id) == rec
     grace = 0.5
     started = time.monotonic()

@@ -43,20 +43,13 @@ class Outcome:
     resume_failed: bool = False
 
 
+@dataclass
 class ProviderProcess:
-    def __init__(
-        self,
-        turn: Turn,
-        provider: Provider,
-        settings: RunnerSettings,
-        registry: ProcessRegistry,
-        sink: EventSink,
-    ) -> None:
-        self.turn = turn
-        self.provider = provider
-        self.settings = settings
-        self.registry = registry
-        self.sink = sink
+    turn: Turn
+    provider: Provider
+    settings: RunnerSettings
+    registry: ProcessRegistry
+    sink: EventSink
 
     async def run(self, request: TurnRequest, launch: LaunchSpec) -> Outcome:
         turn, settings = self.turn, self.settings

@@ -18,25 +18,21 @@ import time
 from ..errors import NotFound
 from ..processes import (
     ProcessRecord,
-    ProcessRegistry,
     spawned_providers,
     terminate_tree,
     terminate_tree_async,
 )
-from ..store import SessionStore
-from .persistence import PRIVATE_DIR, interrupted_reply, write_turn_end
-from .turn import RunnerSettings, Turn
+from .persistence import PRIVATE_DIR, TurnPersistence, interrupted_reply, write_turn_end
+from .turn import Turn
 
 log = logging.getLogger(__name__)
 
 
 class Reaper:
-    def __init__(
-        self, store: SessionStore, registry: ProcessRegistry, settings: RunnerSettings
-    ) -> None:
-        self.store = store
-        self.registry = registry
-        self.settings = settings
+    def __init__(self, persistence: TurnPersistence) -> None:
+        self.store = persistence.store
+        self.registry = persistence.registry
+        self.settings = persistence.settings
 
     async def reap_orphans(self) -> int:
         """Terminate what dead owners left running; mark their turns interrupted."""

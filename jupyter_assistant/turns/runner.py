@@ -59,7 +59,7 @@ class TurnRunner:
         self.providers = providers
         self.settings = settings
         self.persistence = TurnPersistence(store, registry, settings)
-        self.reaper = Reaper(store, registry, settings)
+        self.reaper = Reaper(self.persistence)
         self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
 
     def latest(self, session_id: str) -> Turn | None:
