@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..events import TERMINAL_EVENTS, Event
 from ..journal import EventJournal
@@ -17,7 +17,6 @@ from ..reply import ReplyBuilder
 
 if TYPE_CHECKING:
     from ..providers.base import StreamParser
-    from .approvals import ApprovalBroker
 
 # Why a turn ended. "completed"/"failed": the provider's own result; the rest: the turn was
 # stopped (by the user, a limit, or the server shutting down) and the reply is partial.
@@ -58,6 +57,22 @@ class RunnerSettings:
     root_dir: str | None = None
 
 
+class Approvals(Protocol):
+    """What the rest of a turn needs of its approval broker (approvals.py)."""
+
+    last_answer: float  # when the user last answered (the provider was not idle until then)
+
+    def waiting(self) -> bool: ...
+
+    def request(self, event: Event) -> None: ...
+
+    async def answer(
+        self, request_id: str, allow: bool, scope: str, message: str | None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class StopRequest:
     """Why the turn is being stopped, and the terminal event that says so. The first stop
@@ -89,7 +104,7 @@ class Turn:
         self.record: ProcessRecord | None = None
         self.process: asyncio.subprocess.Process | None = None
         self.parser: StreamParser | None = None
-        self.approvals: ApprovalBroker | None = None
+        self.approvals: Approvals | None = None
         # Ending.
         self.stop_request: StopRequest | None = None
         self.stopped = asyncio.Event()  # set with stop_request: the attempt stops waiting
