@@ -1,17 +1,15 @@
 /**
- * The sidebar's state for the active notebook: its conversations, the one shown, and the turn
- * in progress (sent from here, from another tab, or from a kernel). No DOM, no JupyterLab
- * runtime: the view renders it and calls its methods.
+ * The sidebar's state for the active notebook: its conversations (conversations.ts, the base
+ * class) and the turn in progress (sent from here, from another tab, or from a kernel), here.
+ * No DOM, no JupyterLab runtime: the view renders it and calls its methods.
  *
  * A turn goes idle -> sending -> streaming -> idle (the terminal event, then a refresh of the
  * stored session). A turn this server does not stream (a `%%assistant` cell in a kernel) is
  * `elsewhere`: the session says `running` and the model polls until it is idle again.
  */
 
-import { ISignal, Signal } from '@lumino/signaling';
-
-import { ApiError, AssistantClient } from './api';
-import { isUsable } from './providers';
+import { ApiError } from './api';
+import { ConversationsModel, describe, IConversationsOptions, summaryOf } from './conversations';
 import {
   applyEvent,
   displayMessages,
@@ -26,11 +24,7 @@ import { turnIdOf } from './types';
 import type {
   IMessage,
   IReceivedEvent,
-  IProvider,
-  IProvidersResponse,
   ISession,
-  ISessionSummary,
-  ITurnError,
   IUsage,
   MessageContext,
   PermissionDecision,
@@ -45,41 +39,21 @@ export const SETUP_ERRORS: ReadonlySet<string> = new Set([
   'not_authenticated'
 ]);
 
-export interface IModelOptions {
-  client: AssistantClient;
-  /** Seconds between refreshes while the panel is visible (turns started elsewhere). */
-  pollSeconds?: number;
+export interface IModelOptions extends IConversationsOptions {
   /** Reconnect attempts of a dropped event stream before giving up to polling. */
   maxReconnects?: number;
   /** Milliseconds before the first reconnect; doubled each time. */
   reconnectDelayMs?: number;
 }
 
-export class AssistantModel {
+/** The conversations of the followed notebook (conversations.ts), and the turn in progress. */
+export class AssistantModel extends ConversationsModel {
   constructor(options: IModelOptions) {
-    this._client = options.client;
-    this._pollSeconds = options.pollSeconds ?? 3;
+    super(options);
     this._maxReconnects = options.maxReconnects ?? 5;
     this._reconnectDelayMs = options.reconnectDelayMs ?? 500;
   }
 
-  /** Emitted after every change of what the view shows. */
-  get changed(): ISignal<this, void> {
-    return this._changed;
-  }
-
-  get notebookPath(): string | null {
-    return this._path;
-  }
-  get loading(): boolean {
-    return this._loading;
-  }
-  get sessions(): readonly ISessionSummary[] {
-    return this._sessions;
-  }
-  get session(): ISession | null {
-    return this._session;
-  }
   get phase(): TurnPhase {
     return this._phase;
   }
@@ -88,13 +62,6 @@ export class AssistantModel {
   }
   get live(): ILiveTurn | null {
     return this._live;
-  }
-  /** A request that failed (network, 409, 413, ...), shown until the next action. */
-  get error(): string | null {
-    return this._error ?? this._connectionError;
-  }
-  get providers(): IProvidersResponse | null {
-    return this._providers;
   }
   get busy(): boolean {
     return this._phase !== 'idle';
@@ -112,111 +79,6 @@ export class AssistantModel {
 
   get usage(): IUsage {
     return totalUsage(this._session, this._live);
-  }
-
-  /** The provider of the shown session (or the default one), if the server knows it. */
-  get provider(): IProvider | null {
-    if (!this._providers) {
-      return null;
-    }
-    const name = this._session?.provider ?? this._providers.default;
-    return this._providers.providers.find(p => p.name === name) ?? null;
-  }
-
-  /**
-   * What keeps the assistant from working, with its fix: the provider is unavailable, or the
-   * last turn failed because the CLI is missing or not logged in.
-   */
-  get setupProblem(): string | null {
-    const provider = this.provider;
-    if (provider && !isUsable(provider)) {
-      return provider.problem || `${provider.display_name} is not available.`;
-    }
-    return this._setupError?.message ?? null;
-  }
-
-  /**
-   * The provider this panel would use is known not to work (not installed, or not logged in):
-   * the view shows the onboarding card instead of the message box until a check says it does.
-   */
-  get needsSetup(): boolean {
-    const provider = this.provider;
-    return provider !== null && !isUsable(provider);
-  }
-
-  /** A `GET providers` is under way (the onboarding card's "Check again"). */
-  get checkingProviders(): boolean {
-    return this._checkingProviders;
-  }
-
-  // -- what the view calls ---------------------------------------------------------------------
-
-  /** Follow another notebook (null: none is open). */
-  async setNotebook(path: string | null): Promise<void> {
-    if (path === this._path) {
-      return;
-    }
-    this._detach();
-    this._path = path;
-    this._session = null;
-    this._sessions = [];
-    this._pinned = false;
-    this._draftKnown = null;
-    this._error = null;
-    this._loading = path !== null;
-    this._emit();
-    if (path !== null) {
-      await this._load(this._epoch);
-    }
-  }
-
-  /** The notebook was renamed: same conversations, new path. */
-  renamed(path: string): void {
-    this._path = path;
-    this._emit();
-  }
-
-  async loadProviders(refresh = false): Promise<void> {
-    this._checkingProviders = true;
-    this._emit();
-    try {
-      this._providers = await this._client.providers(refresh);
-      if (refresh) {
-        this._setupError = null;
-      }
-    } catch (err) {
-      this._error = `Could not ask the server about providers: ${describe(err)}`;
-    } finally {
-      this._checkingProviders = false;
-    }
-    this._emit();
-  }
-
-  /**
-   * The shown conversation as stored now (what is shown may lag behind a turn run elsewhere),
-   * rendered by the server as a file of `format`. Null, with the error shown, if there is no
-   * conversation or it cannot be exported.
-   */
-  async loadExport(format: 'md' | 'ipynb'): Promise<string | null> {
-    const shown = this._session;
-    if (!shown) {
-      this._error = 'There is no conversation to export yet.';
-      this._emit();
-      return null;
-    }
-    try {
-      return await this._client.exportSession(shown.id, format);
-    } catch (err) {
-      this._error = `Could not export the conversation: ${describe(err)}`;
-      this._emit();
-      return null;
-    }
-  }
-
-  /** Show an error from an action the view carried out (e.g. saving an export). */
-  reportError(message: string): void {
-    this._error = message;
-    this._emit();
   }
 
   /**
@@ -345,172 +207,15 @@ export class AssistantModel {
     return this._answering.has(requestId);
   }
 
-  /** Start a new conversation for the notebook; it is created with its first message. */
-  newConversation(): void {
-    if (this._path === null) {
-      return;
-    }
-    this._detach();
-    this._session = null;
-    this._pinned = false;
-    // Keep showing the draft while a magic or another tab adds to the older conversations.
-    this._draftKnown = new Set(this._sessions.map(s => s.id));
-    this._error = null;
-    this._emit();
-  }
-
-  /** Show another conversation of the notebook. */
-  async selectSession(id: string): Promise<void> {
-    if (this._session?.id === id) {
-      return;
-    }
-    this._detach();
-    this._pinned = this._sessions.length > 0 && this._sessions[0].id !== id;
-    this._draftKnown = null;
-    this._error = null;
-    this._loading = true;
-    this._emit();
-    const epoch = this._epoch;
-    try {
-      const session = await this._client.getSession(id);
-      if (epoch === this._epoch) {
-        this._adopt(epoch, session);
-      }
-    } catch (err) {
-      if (epoch === this._epoch) {
-        this._error = `Could not load the conversation: ${describe(err)}`;
-      }
-    } finally {
-      if (epoch === this._epoch) {
-        this._loading = false;
-        this._emit();
-      }
-    }
-  }
-
-  /**
-   * Catch up with changes made elsewhere (another tab, a `%%assistant` cell): new
-   * conversations, a turn that started or ended. Called periodically while the panel shows.
-   */
-  async poll(): Promise<void> {
-    const path = this._path;
-    if (path === null || this._polling || this._phase === 'sending') {
-      return;
-    }
-    if (this._phase === 'streaming') {
-      return; // the stream tells us everything about the shown session
-    }
-    this._polling = true;
-    const epoch = this._epoch;
-    try {
-      const { sessions } = await this._client.listSessions(path);
-      if (epoch !== this._epoch || this._turnInHand()) {
-        return;
-      }
-      this._sessions = sessions;
-      this._connectionError = null;
-      const target = this._pollTarget(sessions);
-      if (target) {
-        const session = await this._client.getSession(target);
-        if (epoch === this._epoch && !this._turnInHand()) {
-          this._adopt(epoch, session);
-        }
-      }
-      this._emit();
-    } catch (err) {
-      if (epoch === this._epoch) {
-        this._connectionError = `Lost contact with the server: ${describe(err)}`;
-        this._emit();
-      }
-    } finally {
-      this._polling = false;
-    }
-  }
-
-  /** Poll every `pollSeconds` while active (the panel is visible). */
-  setActive(active: boolean): void {
-    if (active && this._timer === null) {
-      this._timer = setInterval(() => void this.poll(), this._pollSeconds * 1000);
-      void this.poll();
-    } else if (!active && this._timer !== null) {
-      clearInterval(this._timer);
-      this._timer = null;
-    }
-  }
-
-  set pollSeconds(seconds: number) {
-    this._pollSeconds = Math.max(0.5, seconds);
-    if (this._timer !== null) {
-      this.setActive(false);
-      this.setActive(true);
-    }
-  }
-
-  dispose(): void {
-    this.setActive(false);
-    this._detach();
-    Signal.clearData(this);
-  }
-
-  // -- internals -------------------------------------------------------------------------------
-
-  private async _load(epoch: number): Promise<void> {
-    try {
-      const { sessions } = await this._client.listSessions(this._path ?? undefined);
-      if (epoch !== this._epoch) {
-        return;
-      }
-      this._sessions = sessions;
-      if (sessions.length > 0) {
-        const session = await this._client.getSession(sessions[0].id);
-        if (epoch !== this._epoch) {
-          return;
-        }
-        this._adopt(epoch, session);
-      }
-    } catch (err) {
-      if (epoch === this._epoch) {
-        this._error = `Could not load the conversations of this notebook: ${describe(err)}`;
-      }
-    } finally {
-      if (epoch === this._epoch) {
-        this._loading = false;
-        this._emit();
-      }
-    }
-  }
+  // -- the turn --------------------------------------------------------------------------------
 
   /** A turn sent or streamed from here: its stream, not polling, keeps the panel current. */
-  private _turnInHand(): boolean {
+  protected _turnInHand(): boolean {
     return this._phase === 'sending' || this._phase === 'streaming';
   }
 
-  /** Which session to (re)load after a poll, if any. */
-  private _pollTarget(sessions: ISessionSummary[]): string | null {
-    if (this._draftKnown) {
-      const fresh = sessions.find(s => !this._draftKnown!.has(s.id));
-      return fresh ? fresh.id : null;
-    }
-    const current = this._session;
-    if (!current) {
-      return sessions.length > 0 ? sessions[0].id : null;
-    }
-    if (!this._pinned && sessions.length > 0 && sessions[0].id !== current.id) {
-      return sessions[0].id; // a newer conversation was started elsewhere
-    }
-    const summary = sessions.find(s => s.id === current.id);
-    if (!summary) {
-      return null; // deleted elsewhere; keep showing what we have
-    }
-    const changed =
-      summary.status !== current.status ||
-      summary.updated_at !== current.updated_at ||
-      summary.message_count !== messageCount(current);
-    return changed ? current.id : null;
-  }
-
   /** Show `session`; follow its turn if it is running. */
-  private _adopt(epoch: number, session: ISession): void {
+  protected _adopt(epoch: number, session: ISession): void {
     if (this._session?.id !== session.id) {
       this._resetTurn();
     }
@@ -664,13 +369,7 @@ export class AssistantModel {
     this._emit();
   }
 
-  /** Stop following the shown turn (it goes on on the server) and forget its local state. */
-  private _detach(): void {
-    this._epoch += 1;
-    this._resetTurn();
-  }
-
-  private _resetTurn(): void {
+  protected _resetTurn(): void {
     this._abort?.abort();
     this._abort = null;
     this._phase = 'idle';
@@ -681,22 +380,8 @@ export class AssistantModel {
     this._elsewhereTurn = null;
   }
 
-  private _emit(): void {
-    this._changed.emit();
-  }
-
-  private readonly _client: AssistantClient;
   private readonly _maxReconnects: number;
   private readonly _reconnectDelayMs: number;
-  private _pollSeconds: number;
-  private _changed = new Signal<this, void>(this);
-  private _epoch = 0;
-  private _path: string | null = null;
-  private _loading = false;
-  private _sessions: ISessionSummary[] = [];
-  private _session: ISession | null = null;
-  private _pinned = false;
-  private _draftKnown: Set<string> | null = null;
   private _phase: TurnPhase = 'idle';
   private _cancelling = false;
   private _cancelWhenStarted = false;
@@ -705,16 +390,8 @@ export class AssistantModel {
   private _localUser: IMessage | null = null;
   private _elsewhereTurn: string | null = null;
   private _abort: AbortController | null = null;
-  private _error: string | null = null;
-  /** Set by a failed poll, cleared by the next one that works. */
-  private _connectionError: string | null = null;
-  private _setupError: ITurnError | null = null;
-  private _providers: IProvidersResponse | null = null;
-  private _checkingProviders = false;
-  private _polling = false;
   private _refreshSeq = 0;
   private _appliedSeq = 0;
-  private _timer: ReturnType<typeof setInterval> | null = null;
 }
 
 function userMessage(content: string, context: MessageContext | null): IMessage {
@@ -735,31 +412,6 @@ function userStored(session: ISession, turnId: string): boolean {
     session.pending_message?.turn_id === turnId ||
     session.messages.some(m => m.role === 'user' && m.turn_id === turnId)
   );
-}
-
-function messageCount(session: ISession): number {
-  return session.messages.length + (session.pending_message ? 1 : 0);
-}
-
-function summaryOf(session: ISession): ISessionSummary {
-  return {
-    id: session.id,
-    path: session.path,
-    title: session.title,
-    provider: session.provider,
-    status: session.status,
-    created_at: session.created_at,
-    updated_at: session.updated_at,
-    message_count: messageCount(session),
-    detached: session.detached
-  };
-}
-
-function describe(err: unknown): string {
-  if (err instanceof Error) {
-    return err.message;
-  }
-  return String(err);
 }
 
 function sleep(ms: number): Promise<void> {
