@@ -9,7 +9,11 @@ before any user sees it. In order:
    administrator's ``extra_dirs`` is refused;
 3. an answer the user gave "for this session" to the same tool and subject decides;
 4. a tool named by ``allowed_tools`` (default: the read-only ones) runs;
-5. anything else is asked.
+5. a tool named by ``confined_tools`` runs if the call names a path (all inside, by 2.);
+6. anything else is asked.
+
+ACP agents' requests are decided by the same policy, with the agent's tool kinds as tool names
+(providers/acp_protocol.py).
 
 A rule is a tool name (``Write``, shell-style wildcards allowed: ``mcp__*``) or a tool name with
 a pattern for the call's subject: ``Bash(git status)``, ``Bash(pytest*)``, or Claude Code's
@@ -142,6 +146,21 @@ def deny_rule_matches(rule: str, tool_name: str, tool_input: Any, call_subject: 
 
 
 @dataclass(frozen=True)
+class Reasons:
+    """How verdicts explain themselves; ``{tool}``, ``{rule}``, ``{path}`` and
+    ``{working_dir}`` are filled in."""
+
+    outside: str = (
+        "{path} is outside the notebook's folder ({working_dir}); an administrator can allow "
+        f"more folders with {SETTINGS_HINT}"
+    )
+    allowed: str = "{rule} is always allowed (permission_allowed_tools)"
+    confined: str = "every path it names is inside the notebook's folder"
+    unconfined: str = "the '{tool}' call names no file, so it cannot be confined"
+    undecided: str = "not decided by the policy"
+
+
+@dataclass(frozen=True)
 class Verdict:
     decision: Decision
     reason: str
@@ -164,19 +183,21 @@ class PermissionPolicy:
     denied_tools: Sequence[str] = ()
     extra_dirs: Sequence[str] = ()
     answers: list[SessionAnswer] = field(default_factory=list)
+    # Tools that run without asking when the call names a path, every one inside the folders
+    # above: an ACP agent's `edit` kind. A call of one that names no path is asked about.
+    confined_tools: Sequence[str] = ()
+    reasons: Reasons = Reasons()
 
     def decide(self, tool_name: str, tool_input: Any, paths: Iterable[str] = ()) -> Verdict:
         what = subject(tool_input, self.working_dir)
         for rule in self.denied_tools:
             if deny_rule_matches(rule, tool_name, tool_input, what):
                 return Verdict("deny", f"the administrator denies {rule} (permission_denied_tools)")
-        for path in [*call_paths(tool_input), *paths]:
+        named = [*call_paths(tool_input), *paths]
+        for path in named:
             if not self.allowed_path(path):
-                return Verdict(
-                    "deny",
-                    f"{path} is outside the notebook's folder ({self.working_dir}); an "
-                    f"administrator can allow more folders with {SETTINGS_HINT}",
-                )
+                reason = self.reasons.outside.format(path=path, working_dir=self.working_dir)
+                return Verdict("deny", reason)
         for answer in reversed(self.answers):
             if answer.tool_name == tool_name and answer.pattern == what:
                 verb = "allowed" if answer.allow else "denied"
@@ -187,8 +208,12 @@ class PermissionPolicy:
                 )
         for rule in self.allowed_tools:
             if allow_rule_matches(rule, tool_name, tool_input, what):
-                return Verdict("allow", f"{rule} is always allowed (permission_allowed_tools)")
-        return Verdict("ask", "not decided by the policy")
+                return Verdict("allow", self.reasons.allowed.format(rule=rule, tool=tool_name))
+        if any(fnmatchcase(tool_name, rule) for rule in self.confined_tools):
+            if named:
+                return Verdict("allow", self.reasons.confined.format(tool=tool_name))
+            return Verdict("ask", self.reasons.unconfined.format(tool=tool_name))
+        return Verdict("ask", self.reasons.undecided.format(tool=tool_name))
 
     def allowed_path(self, path: str) -> bool:
         # Relative paths count from the notebook's folder, whichever root they end up in.

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from jupyter_assistant.providers.base import TurnRequest
-from jupyter_assistant.providers.claude_code import ClaudeCodeProvider, ClaudeStreamParser
+from jupyter_assistant.providers.claude_code import ClaudeCodeProvider
+from jupyter_assistant.providers.claude_stream import ClaudeStreamParser
 
 SAMPLES = Path(__file__).parent / "fakes" / "wire-samples"
 

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Protocol
 from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import events
+
 # Re-exported: providers import them from here.
 from ..events import TERMINAL_EVENTS as TERMINAL_EVENTS
 from ..events import Event as Event
@@ -216,6 +218,33 @@ class ParserState:
     notes: list[str] = field(default_factory=list)
 
 
+class StatefulParser(StreamParser):
+    """A parser that keeps its progress in a ``ParserState``: the conversation id it learnt and
+    the terminal event once there is one (the built-in parsers all derive from it)."""
+
+    def __init__(self) -> None:
+        self.state = ParserState()
+        self.resume_failed = False
+
+    @property
+    def provider_session_id(self) -> str | None:
+        return self.state.provider_session_id
+
+    def end_with(self, terminal: Event) -> Event:
+        """Record the turn's terminal event (``finish`` then adds none) and return it."""
+        self.state.terminal = terminal
+        return terminal
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        if self.state.terminal is not None:
+            return []
+        return [self.end_with(self.exit_error(returncode, stderr_tail))]
+
+    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
+        """The error of a process that ended before the turn did."""
+        return events.error("provider_failed", f"The provider exited with code {returncode}.")
+
+
 class Provider(LoggingConfigurable):
     """Base class of every provider."""
 
@@ -263,21 +292,32 @@ class Provider(LoggingConfigurable):
     @staticmethod
     async def read_version(argv: list[str], env: dict[str, str], timeout: float = 15.0) -> str:
         """Run ``argv`` (e.g. ``claude --version``) and return its first output line."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        text = out.decode(errors="replace").strip()
-        if proc.returncode != 0:
-            raise RuntimeError(text.splitlines()[-1] if text else f"exit code {proc.returncode}")
+        returncode, out, _ = await run_briefly(argv, env, timeout, merge_stderr=True)
+        text = out.strip()
+        if returncode != 0:
+            raise RuntimeError(text.splitlines()[-1] if text else f"exit code {returncode}")
         return text.splitlines()[0] if text else ""
+
+
+async def run_briefly(
+    argv: list[str], env: dict[str, str], timeout: float = 15.0, merge_stderr: bool = False
+) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a short command such as ``--version``, run in a session
+    of its own with no stdin; killed and ``asyncio.TimeoutError`` after ``timeout`` seconds.
+    ``merge_stderr``: stderr is read with stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    returncode = proc.returncode if proc.returncode is not None else -1
+    return returncode, out.decode(errors="replace"), (err or b"").decode(errors="replace")

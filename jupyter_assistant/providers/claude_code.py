@@ -1,332 +1,32 @@
-"""Claude Code (``claude -p --output-format stream-json``) as a provider.
-
-Wire format (checked against claude 2.1.197, samples in tests/fakes/wire-samples/): one JSON
-object per line: ``system/init`` (session_id, cwd), ``stream_event`` (raw API stream events, with
-``--include-partial-messages``), ``assistant`` (complete content blocks: text, thinking, tool_use),
-``user`` (tool_result blocks) and a final ``result`` in which ``is_error`` (not ``subtype``) tells
-failure.
+"""Claude Code (``claude -p --output-format stream-json``) as a provider: the command line of a
+turn and the CLI's health. Its output is parsed by claude_stream.py (print mode) or
+claude_control.py (interactive mode, the default).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from traitlets import Bool, Enum, List, Unicode, Union
+from traitlets import Bool, Enum
 
 from ..traits import StringList
-from .base import (
-    Event,
-    LaunchSpec,
-    ParserState,
-    Provider,
-    ProviderHealth,
-    ProviderUnavailable,
-    SetupStep,
-    StreamParser,
-    TurnRequest,
-    private_file,
-)
+from .base import LaunchSpec, SetupStep, StreamParser, TurnRequest, private_file, run_briefly
+from .claude_control import ClaudeControlParser
+from .claude_stream import ClaudeStreamParser
+from .cli_provider import CliProvider
 
 INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
 # Asks the CLI whether it is logged in: no model call. `claude auth status` in words.
 LOGIN_CHECK_ARGS = ("auth", "status", "--json")
-LOGIN_HINT = (
-    "Claude Code is not logged in. Run `claude` in a terminal on the Jupyter server and log in "
-    "with /login, or set ANTHROPIC_API_KEY in the server's environment "
-    "(or c.ClaudeCodeProvider.env = {'ANTHROPIC_API_KEY': ...})."
-)
-NO_CONVERSATION = "No conversation found with session ID"
-CONTEXT_HEADING = "Context sent with this request from the user's notebook:\n\n"
-MAX_TOOL_RESULT_CHARS = 100_000
-CONTROL_TYPES = frozenset({"control_request", "control_response", "control_cancel_request"})
 # Tools the interactive CLI offers that need a user interface this client does not have.
 INTERACTIVE_DISALLOWED = ("AskUserQuestion",)
 
 
-def _tool_result_text(content: Any) -> str:
-    """A tool_result's content is a string or a list of blocks; keep the text."""
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, dict) and block.get("type") == "text":
-                parts.append(str(block.get("text", "")))
-            elif isinstance(block, dict):
-                parts.append(f"[{block.get('type', 'content')}]")
-            else:
-                parts.append(str(block))
-        text = "\n".join(parts)
-    elif content is None:
-        text = ""
-    else:
-        text = json.dumps(content)
-    if len(text) > MAX_TOOL_RESULT_CHARS:
-        text = (
-            text[:MAX_TOOL_RESULT_CHARS]
-            + f"\n… [{len(text) - MAX_TOOL_RESULT_CHARS} more characters]"
-        )
-    return text
-
-
-def _looks_unauthenticated(text: str) -> bool:
-    lowered = text.lower()
-    return any(
-        needle in lowered
-        for needle in (
-            "not logged in",
-            "/login",
-            "invalid api key",
-            "authentication_error",
-            "authentication failed",
-            "oauth token has expired",
-        )
-    )
-
-
-def _denial_message(denial: dict[str, Any]) -> str:
-    tool = str(denial.get("tool_name", "a tool"))
-    tool_input = denial.get("tool_input") or {}
-    detail = ""
-    if isinstance(tool_input, dict):
-        for key in ("command", "file_path", "path", "url", "pattern"):
-            if key in tool_input:
-                detail = f" ({key}: {str(tool_input[key])[:200]})"
-                break
-    rule = tool
-    if tool == "Bash" and isinstance(tool_input, dict) and tool_input.get("command"):
-        first_word = str(tool_input["command"]).split()[0]
-        rule = f"Bash({first_word}:*)"
-    return (
-        f"Claude Code was not allowed to use {tool}{detail}. To allow it, add {rule!r} to "
-        "c.ClaudeCodeProvider.allowed_tools, or choose another "
-        "c.ClaudeCodeProvider.permission_mode."
-    )
-
-
-class ClaudeStreamParser(StreamParser):
-    """stream-json lines -> events. Text is streamed from deltas and not repeated when the
-    complete ``assistant`` message of the same API message follows."""
-
-    def __init__(self) -> None:
-        self.state = ParserState()
-        self._streamed: set[str] = set()  # API message ids whose text/thinking arrived as deltas
-        self._current_message: str | None = None
-        self._auth_failed = False
-        self.resume_failed = False
-        # Separate text blocks of one turn ("I will run pwd." ... tool ... "The directory is")
-        # are joined with a paragraph break, as a reader expects.
-        self._text_so_far = False
-        self._new_text_block = False
-
-    @property
-    def provider_session_id(self) -> str | None:
-        return self.state.provider_session_id
-
-    def feed(self, line: bytes) -> list[Event]:
-        line = line.strip()
-        if not line:
-            return []
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            self.state.invalid_lines += 1
-            return []
-        if not isinstance(obj, dict):
-            self.state.invalid_lines += 1
-            return []
-        kind = obj.get("type")
-        if isinstance(obj.get("session_id"), str) and kind in ("system", "result"):
-            self.state.provider_session_id = obj["session_id"]
-        if kind == "stream_event":
-            return self._stream_event(obj.get("event") or {})
-        if kind == "assistant":
-            return self._assistant(obj)
-        if kind == "user":
-            return self._user(obj)
-        if kind == "result":
-            return self._result(obj)
-        if kind in CONTROL_TYPES:
-            return self._control(obj)
-        return []
-
-    def _control(self, obj: dict[str, Any]) -> list[Event]:
-        """Control protocol messages; only the interactive mode has any (claude_control.py)."""
-        return []
-
-    def _reported(self, denial: dict[str, Any]) -> bool:
-        """Whether a denial in the result was already reported as it happened."""
-        return False
-
-    def _stream_event(self, event: dict[str, Any]) -> list[Event]:
-        etype = event.get("type")
-        if etype == "message_start":
-            self._current_message = (event.get("message") or {}).get("id")
-            return []
-        if etype == "content_block_start":
-            if (event.get("content_block") or {}).get("type") == "text":
-                self._new_text_block = True
-            return []
-        if etype != "content_block_delta":
-            return []
-        delta = event.get("delta") or {}
-        dtype = delta.get("type")
-        if dtype == "text_delta" and delta.get("text"):
-            self._mark_streamed()
-            return [{"type": "text", "text": self._block_text(delta["text"])}]
-        if dtype == "thinking_delta" and delta.get("thinking"):
-            self._mark_streamed()
-            return [{"type": "thinking", "text": delta["thinking"]}]
-        return []
-
-    def _block_text(self, text: str) -> str:
-        if self._new_text_block and self._text_so_far:
-            text = "\n\n" + text
-        self._new_text_block = False
-        self._text_so_far = True
-        return text
-
-    def _mark_streamed(self) -> None:
-        if self._current_message:
-            self._streamed.add(self._current_message)
-
-    def _assistant(self, obj: dict[str, Any]) -> list[Event]:
-        message = obj.get("message") or {}
-        if obj.get("error"):
-            # A synthetic message that reports a failure ("Not logged in"): it becomes the
-            # turn's error, not reply text.
-            if obj.get("error") == "authentication_failed":
-                self._auth_failed = True
-            return []
-        streamed = message.get("id") in self._streamed
-        events: list[Event] = []
-        for block in message.get("content") or []:
-            if not isinstance(block, dict):
-                continue
-            btype = block.get("type")
-            if btype == "text" and not streamed and block.get("text"):
-                self._new_text_block = True
-                events.append({"type": "text", "text": self._block_text(block["text"])})
-            elif btype == "thinking" and not streamed and block.get("thinking"):
-                events.append({"type": "thinking", "text": block["thinking"]})
-            elif btype == "tool_use":
-                events.append(
-                    {
-                        "type": "tool_use",
-                        "id": str(block.get("id", "")),
-                        "name": str(block.get("name", "")),
-                        "input": block.get("input"),
-                    }
-                )
-        return events
-
-    def _user(self, obj: dict[str, Any]) -> list[Event]:
-        content = (obj.get("message") or {}).get("content")
-        if not isinstance(content, list):
-            return []
-        return [
-            {
-                "type": "tool_result",
-                "id": str(block.get("tool_use_id", "")),
-                "content": _tool_result_text(block.get("content")),
-                "is_error": bool(block.get("is_error", False)),
-            }
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "tool_result"
-        ]
-
-    def _result(self, obj: dict[str, Any]) -> list[Event]:
-        events: list[Event] = []
-        usage = obj.get("usage") or {}
-        input_tokens = sum(
-            int(usage.get(key) or 0)
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
-        cost = float(obj.get("total_cost_usd") or 0.0)
-        events.append(
-            {
-                "type": "usage",
-                "input_tokens": input_tokens,
-                "output_tokens": int(usage.get("output_tokens") or 0),
-                "cost_usd": cost,
-            }
-        )
-        for denial in obj.get("permission_denials") or []:
-            if isinstance(denial, dict) and not self._reported(denial):
-                events.append(
-                    {
-                        "type": "permission_denied",
-                        "tool_name": str(denial.get("tool_name", "")),
-                        "input": denial.get("tool_input"),
-                        "message": _denial_message(denial),
-                    }
-                )
-        if obj.get("is_error"):
-            errors = [str(e) for e in obj.get("errors") or []]
-            text = str(obj.get("result") or "; ".join(errors) or "Claude Code reported an error.")
-            if any(NO_CONVERSATION in e for e in errors) or NO_CONVERSATION in text:
-                self.resume_failed = True
-                terminal: Event = {
-                    "type": "error",
-                    "code": "resume_failed",
-                    "message": f"The earlier Claude Code conversation could not be resumed: {text}",
-                }
-            elif self._auth_failed or _looks_unauthenticated(text):
-                terminal = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
-            else:
-                terminal = {
-                    "type": "error",
-                    "code": "provider_failed",
-                    "message": f"Claude Code reported an error: {text}",
-                }
-        else:
-            terminal = {
-                "type": "done",
-                "provider_session_id": self.state.provider_session_id,
-                "cost_usd": cost,
-                "duration_ms": int(obj.get("duration_ms") or 0),
-            }
-        self.state.terminal = terminal
-        events.append(terminal)
-        return events
-
-    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
-        if self.state.terminal is not None:
-            return []
-        detail = stderr_tail.strip() or "no error output"
-        if self.state.invalid_lines:
-            detail += (
-                f" (it also printed {self.state.invalid_lines} line(s) that were not stream-json: "
-                "is c.ClaudeCodeProvider.command really Claude Code?)"
-            )
-        if _looks_unauthenticated(stderr_tail):
-            terminal: Event = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
-        else:
-            terminal = {
-                "type": "error",
-                "code": "provider_failed",
-                "message": (
-                    f"Claude Code exited with code {returncode} before finishing the turn: {detail}"
-                ),
-            }
-        self.state.terminal = terminal
-        return [terminal]
-
-
-def _render_context(context: dict[str, Any]) -> str:
-    parts = []
-    for key, value in context.items():
-        text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str)
-        parts.append(f"### {key}\n{text}")
-    return "\n\n".join(parts)
-
-
-class ClaudeCodeProvider(Provider):
+class ClaudeCodeProvider(CliProvider):
     """Anthropic's Claude Code CLI, run in print mode with stream-json output."""
 
     name: ClassVar[str] = "claude"
@@ -340,16 +40,8 @@ class ClaudeCodeProvider(Provider):
     # On SIGINT the CLI aborts its running tools (which it starts in sessions of their own)
     # and saves the interrupted conversation; on SIGTERM it leaves both behind.
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)
-
-    command = Union(
-        [List(Unicode()), Unicode()],
-        default_value=["claude"],
-        help="The Claude Code executable, with any leading arguments (e.g. ['npx', 'claude']).",
-    ).tag(config=True)
-
-    model = Unicode(
-        None, allow_none=True, help="Model name or alias passed as --model (default: the CLI's)."
-    ).tag(config=True)
+    default_command: ClassVar[tuple[str, ...]] = ("claude",)
+    cli_name: ClassVar[str] = "Claude Code CLI"
 
     interactive = Bool(
         True,
@@ -384,47 +76,11 @@ class ClaudeCodeProvider(Provider):
         default_value=[], help="Tools the agent must never use, e.g. ['Bash(rm:*)']."
     ).tag(config=True)
 
-    extra_args = StringList(
-        default_value=[], help="Further command-line arguments, appended as given."
-    ).tag(config=True)
-
-    append_system_prompt = Unicode(
-        "", help="Text appended to the system prompt of every turn (after the notebook context)."
-    ).tag(config=True)
-
     include_partial_messages = True
 
-    def executable_argv(self) -> list[str]:
-        command = self.command
-        if isinstance(command, str):
-            import shlex
-
-            command = shlex.split(command)
-        return list(command) or ["claude"]
-
-    def system_prompt(self, request: TurnRequest) -> str:
-        lines = [
-            f"You are assisting a Jupyter user with the notebook `{request.notebook_path}`. "
-            f"Your working directory is the notebook's folder ({request.working_dir}); files "
-            "the user mentions are relative to it.",
-        ]
-        if request.context:
-            lines.append(CONTEXT_HEADING + _render_context(request.context))
-        if self.append_system_prompt:
-            lines.append(self.append_system_prompt)
-        return "\n\n".join(lines)
-
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
-        argv = self.executable_argv()
-        env = {**base_env, **self.env}
-        resolved = self.which(argv[0], env.get("PATH"))
-        if resolved is None:
-            raise ProviderUnavailable(
-                "provider_not_found",
-                f"Claude Code CLI not found ({argv[0]!r}): {INSTALL_HINT}, "
-                "or set c.ClaudeCodeProvider.command to its path.",
-            )
-        argv[0] = resolved
+        env = self.launch_env(base_env)
+        argv = self.resolved_argv(env)
         argv += ["-p", "--output-format", "stream-json", "--verbose"]
         if self.include_partial_messages:
             argv.append("--include-partial-messages")
@@ -433,7 +89,7 @@ class ClaudeCodeProvider(Provider):
         argv += ["--permission-mode", self.effective_permission_mode()]
         if request.provider_session_id:
             argv.append(f"--resume={request.provider_session_id}")
-        model = request.model or self.model
+        model = self.turn_model(request)
         if model:
             argv += ["--model", model]
         if self.allowed_tools:
@@ -444,7 +100,7 @@ class ClaudeCodeProvider(Provider):
             argv += ["--disallowedTools", *disallowed]
         # The system prompt holds the notebook's context (a cell may hold a secret): it goes in
         # a private file, never on the command line, which every local user can read in `ps`.
-        system_file = private_file(request, self.system_prompt(request), "claude-system-")
+        system_file = private_file(request, self.instructions(request), "claude-system-")
         argv += ["--append-system-prompt-file", system_file]
         argv += list(self.extra_args)
         # Interactive: the parser sends the prompt as a stream-json message (start()).
@@ -460,8 +116,6 @@ class ClaudeCodeProvider(Provider):
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         if self.interactive:
-            from .claude_control import ClaudeControlParser
-
             return ClaudeControlParser(request.prompt, request.working_dir)
         return ClaudeStreamParser()
 
@@ -474,60 +128,23 @@ class ClaudeCodeProvider(Provider):
         # Logins may also live in the OS keychain, which we do not read.
         return "unknown"
 
-    async def health(self) -> ProviderHealth:
-        from .base import provider_environment
-
-        env = provider_environment(self.env)
-        argv = self.executable_argv()
-        health = ProviderHealth(self.name, self.display_name, available=False)
-        resolved = self.which(argv[0], env.get("PATH"))
-        if resolved is None:
-            health.problem = (
-                f"Claude Code CLI not found ({argv[0]!r}): {INSTALL_HINT}, "
-                "or set c.ClaudeCodeProvider.command to its path."
-            )
-            return health
-        health.executable = resolved
-        try:
-            version = await self.read_version([resolved, *argv[1:], "--version"], env)
-        except Exception as exc:  # any failure to run it is reported, not raised
-            health.problem = f"{resolved} --version failed: {exc}"
-            return health
-        health.version = version.split(" ")[0] if version else None
-        health.available = True
-        health.credentials = self.credentials_state(env)
+    async def credentials(self, argv: list[str], env: dict[str, str]) -> str:
         if os.environ.get("CLAUDE_CODE_USE_BEDROCK") or os.environ.get("CLAUDE_CODE_USE_VERTEX"):
-            health.credentials = "unknown"
-        elif health.credentials == "unknown":
+            return "unknown"
+        found = self.credentials_state(env)
+        if found == "unknown":
             # No key and no credentials file: the login may be in the OS keychain. The CLI's
             # own `auth status` tells, without a model call (and so without a cost).
-            health.credentials = await self.login_state([resolved, *argv[1:]], env)
-        return health
+            return await self.login_state(argv, env)
+        return found
 
     async def login_state(self, argv: list[str], env: dict[str, str]) -> str:
         """``present``/``missing`` from ``claude auth status --json``; ``unknown`` if this CLI
         cannot tell (an older version, or no answer in time)."""
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                *LOGIN_CHECK_ARGS,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError:
-            return "unknown"
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 15.0)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return "unknown"
-        try:
-            status = json.loads(out.decode(errors="replace"))  # exit 1 when logged out
-        except ValueError:
+            _, out, _ = await run_briefly([*argv, *LOGIN_CHECK_ARGS], env)  # exit 1: logged out
+            status = json.loads(out)
+        except (OSError, TimeoutError, ValueError):
             return "unknown"
         if not isinstance(status, dict) or not isinstance(status.get("loggedIn"), bool):
             return "unknown"

@@ -25,8 +25,10 @@ import json
 import os
 from typing import Any
 
+from .. import events
 from .base import Event, ProviderIO
-from .claude_code import ClaudeStreamParser
+from .claude_stream import ClaudeStreamParser
+from .cli_support import clip
 
 INIT_REQUEST_ID = "jupyter-assistant-initialize"
 INTERRUPT_REQUEST_ID = "jupyter-assistant-interrupt"
@@ -49,7 +51,7 @@ class ClaudeControlParser(ClaudeStreamParser):
         self._asked_tool_uses: set[str] = set()
         self._interrupted = False
 
-    # -- InteractiveParser ---------------------------------------------------------------------
+    # -- the protocol the runner drives --------------------------------------------------------
 
     def start(self, io: ProviderIO) -> None:
         self._io = io
@@ -129,14 +131,11 @@ class ClaudeControlParser(ClaudeStreamParser):
         self._asks[request_id] = tool_input
         self._asked_tool_uses.add(str(request.get("tool_use_id", "")))
         paths = [str(request["blocked_path"])] if request.get("blocked_path") else []
+        summary = summarize(tool_name, tool_input, self._working_dir)
+        # Paths the CLI found in the call (e.g. in a shell command), for the policy.
         return [
             {
-                "type": "permission_request",
-                "request_id": request_id,
-                "tool_name": tool_name,
-                "input": tool_input,
-                "summary": summarize(tool_name, tool_input, self._working_dir),
-                # Paths the CLI found in the call (e.g. in a shell command), for the policy.
+                **events.permission_request(request_id, tool_name, tool_input, summary),
                 "paths": paths,
             }
         ]
@@ -194,9 +193,7 @@ def summarize(tool_name: str, tool_input: Any, working_dir: str) -> str:
         text = data["file_path"]
     else:
         text = json.dumps(tool_input, indent=1, ensure_ascii=False, default=str)
-    if len(text) > MAX_SUMMARY_CHARS:
-        text = text[:MAX_SUMMARY_CHARS] + f"\n… [{len(text) - MAX_SUMMARY_CHARS} more characters]"
-    return text
+    return clip(text, MAX_SUMMARY_CHARS)
 
 
 def file_change_diff(tool_name: str, data: dict[str, Any], working_dir: str) -> str:

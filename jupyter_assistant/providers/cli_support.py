@@ -1,15 +1,18 @@
-"""What the CLI-backed providers (Codex, Gemini, ACP agents) share: finding the executable,
-reading its version, decoding JSON lines, the notebook preamble, and tidy error text."""
+"""What the CLI-backed providers share below the provider class: reading a short command's
+output, decoding JSON lines (and the parser built on them), the notebook preamble, tidy error
+text, and the conversations a CLI lost."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shlex
+import time
+from collections.abc import Callable
 from typing import Any
 
-from .base import Provider, ProviderHealth, ProviderUnavailable
+from .. import events
+from .base import Event, StatefulParser, run_briefly
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_TOOL_TEXT = 100_000
@@ -23,75 +26,12 @@ def command_argv(command: list[str] | str) -> list[str]:
     return [str(part) for part in command]
 
 
-def resolve_command(
-    argv: list[str], env: dict[str, str], display_name: str, install_hint: str, setting: str
-) -> list[str]:
-    """``argv`` with its executable resolved on the provider's PATH, or ``provider_not_found``."""
-    if not argv:
-        raise ProviderUnavailable("provider_not_found", f"{display_name}: set {setting}.")
-    resolved = Provider.which(argv[0], env.get("PATH"))
-    if resolved is None:
-        raise ProviderUnavailable(
-            "provider_not_found", not_found_message(argv[0], display_name, install_hint, setting)
-        )
-    return [resolved, *argv[1:]]
-
-
-def not_found_message(executable: str, display_name: str, install_hint: str, setting: str) -> str:
-    return (
-        f"{display_name} not found ({executable!r}): {install_hint}, or set {setting} to its path."
-    )
-
-
-async def version_health(
-    provider: Provider,
-    argv: list[str],
-    env: dict[str, str],
-    install_hint: str,
-    setting: str,
-    version_args: tuple[str, ...] = ("--version",),
-) -> ProviderHealth:
-    """Health from ``<executable> --version``: never a model call. The caller adds credentials."""
-    health = ProviderHealth(provider.name, provider.display_name, available=False)
-    if not argv:
-        health.problem = f"{provider.display_name} has no command: set {setting}."
-        return health
-    resolved = provider.which(argv[0], env.get("PATH"))
-    if resolved is None:
-        health.problem = not_found_message(argv[0], provider.display_name, install_hint, setting)
-        return health
-    health.executable = resolved
-    try:
-        text = await read_stdout([resolved, *argv[1:], *version_args], env)
-    except Exception as exc:  # any failure to run it is reported, not raised
-        reason = str(exc) or type(exc).__name__
-        health.problem = f"{resolved} {' '.join(version_args)} failed: {reason}"
-        return health
-    health.version = version_number(text)
-    health.available = True
-    return health
-
-
 async def read_stdout(argv: list[str], env: dict[str, str], timeout: float = 15.0) -> str:
     """The stdout of a short command; stderr is left out (codex prints warnings there first)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except asyncio.TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    if proc.returncode != 0:
-        detail = stderr_summary(err.decode(errors="replace"))
-        raise RuntimeError(f"exit code {proc.returncode}: {detail}")
-    return out.decode(errors="replace").strip()
+    returncode, out, err = await run_briefly(argv, env, timeout)
+    if returncode != 0:
+        raise RuntimeError(f"exit code {returncode}: {stderr_summary(err)}")
+    return out.strip()
 
 
 def version_number(text: str) -> str | None:
@@ -182,12 +122,62 @@ class LostConversations:
         """The id to resume, or None to start a new conversation."""
         return None if conversation_id in self._ids else conversation_id
 
-    def notice(self, conversation_id: str | None, display_name: str) -> dict[str, Any] | None:
+    def notice(self, conversation_id: str | None, display_name: str) -> Event | None:
         if conversation_id is None or conversation_id not in self._ids:
             return None
-        return {
-            "type": "notice",
-            "level": "warning",
-            "message": f"The earlier {display_name} conversation could not be resumed; this "
-            "turn starts a new one.",
-        }
+        return events.notice(
+            f"The earlier {display_name} conversation could not be resumed; this turn starts a "
+            "new one.",
+            "warning",
+        )
+
+
+class JsonLinesParser(StatefulParser):
+    """A parser of a CLI that prints one JSON object a line; other lines are counted, not
+    parsed (a CLI may log to stdout).
+
+    ``first_events`` come before the first parsed line's (the notice that a lost conversation
+    is not resumed); ``resume_id`` is the conversation this turn resumes and ``on_lost`` hears
+    when it could not be (``lost_conversation``)."""
+
+    def __init__(
+        self,
+        resume_id: str | None = None,
+        on_lost: Callable[[str | None], None] | None = None,
+        first_events: list[Event] | None = None,
+    ) -> None:
+        super().__init__()
+        self._resume_id = resume_id
+        self._on_lost = on_lost
+        self._first_events = list(first_events or [])
+        self._started = time.monotonic()
+
+    def feed(self, line: bytes) -> list[Event]:
+        early, self._first_events = self._first_events, []
+        obj = json_object(line)
+        if obj is None:
+            if line.strip():
+                self.state.invalid_lines += 1
+            return early
+        return early + self.parse(obj)
+
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
+        """The events of one JSON line."""
+        raise NotImplementedError
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        if self.state.terminal is not None:
+            return []
+        terminal = self.end_with(self.exit_error(returncode, stderr_tail))
+        early, self._first_events = self._first_events, []
+        return [*early, terminal]
+
+    def elapsed_ms(self) -> int:
+        return int((time.monotonic() - self._started) * 1000)
+
+    def lost_conversation(self) -> None:
+        """The CLI could not resume ``resume_id``: the runner retries with a new conversation,
+        and later turns skip this one."""
+        self.resume_failed = True
+        if self._on_lost is not None:
+            self._on_lost(self._resume_id)

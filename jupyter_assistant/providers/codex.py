@@ -19,41 +19,17 @@ from __future__ import annotations
 import json
 import re
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from traitlets import Bool, Dict, Enum, List, Unicode, Union
+from traitlets import Bool, Dict, Enum, Unicode
 
-from ..traits import StringList
-from .base import (
-    Event,
-    LaunchSpec,
-    ParserState,
-    Provider,
-    ProviderHealth,
-    ProviderUnavailable,
-    SetupStep,
-    StreamParser,
-    TurnRequest,
-    provider_environment,
-)
-from .cli_support import (
-    LostConversations,
-    clip,
-    command_argv,
-    json_object,
-    notebook_instructions,
-    render_context,
-    resolve_command,
-    stderr_summary,
-    tagged,
-    version_health,
-)
+from .. import events
+from .base import Event, LaunchSpec, ProviderUnavailable, SetupStep, StreamParser, TurnRequest
+from .cli_provider import CliProvider
+from .cli_support import JsonLinesParser, clip, render_context, stderr_summary, tagged
 
 INSTALL_HINT = "npm install -g @openai/codex"
-SETTING = "c.CodexProvider.command"
 LOGIN_HINT = (
     "Codex is not logged in. Run `codex login` in a terminal on the Jupyter server, or set "
     "CODEX_API_KEY (or OPENAI_API_KEY) in the server's environment "
@@ -84,38 +60,15 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)
 
 
-class CodexStreamParser(StreamParser):
+class CodexStreamParser(JsonLinesParser):
     """``codex exec --json`` lines -> events."""
 
-    def __init__(
-        self,
-        resume_id: str | None = None,
-        on_lost: Callable[[str | None], None] | None = None,
-        first_events: list[Event] | None = None,
-    ) -> None:
-        self.state = ParserState()
-        self.resume_failed = False
-        self._resume_id = resume_id
-        self._on_lost = on_lost
-        self._first_events = list(first_events or [])
-        self._started = time.monotonic()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._tools_announced: set[str] = set()
         self._text_emitted = False
 
-    @property
-    def provider_session_id(self) -> str | None:
-        return self.state.provider_session_id
-
-    def feed(self, line: bytes) -> list[Event]:
-        events, self._first_events = self._first_events, []
-        return events + self._parse(line)
-
-    def _parse(self, line: bytes) -> list[Event]:
-        obj = json_object(line)
-        if obj is None:
-            if line.strip():
-                self.state.invalid_lines += 1
-            return []
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
             self.state.provider_session_id = obj["thread_id"]
@@ -127,13 +80,13 @@ class CodexStreamParser(StreamParser):
             return []
         if kind == "error":
             # Retries and transient problems; the turn goes on (or ends with turn.failed).
-            return [{"type": "notice", "level": "warning", "message": str(obj.get("message", ""))}]
+            return [events.notice(str(obj.get("message", "")), "warning")]
         if kind == "turn.completed":
             return self._completed(obj.get("usage") or {})
         if kind == "turn.failed":
             error = obj.get("error") or {}
             message = str(error.get("message") if isinstance(error, dict) else error)
-            return [self._terminal(self._failure(message))]
+            return [self.end_with(self._failure(message))]
         return []
 
     def _item(self, item: dict[str, Any], *, completed: bool) -> list[Event]:
@@ -147,14 +100,12 @@ class CodexStreamParser(StreamParser):
             if self._text_emitted:
                 text = "\n\n" + text
             self._text_emitted = True
-            return [{"type": "text", "text": text}]
+            return [events.text(text)]
         if itype == "reasoning":
             thought = item.get("text")
-            return [{"type": "thinking", "text": str(thought)}] if completed and thought else []
+            return [events.thinking(str(thought))] if completed and thought else []
         if itype == "error":
-            if not completed:
-                return []
-            return [{"type": "notice", "level": "warning", "message": str(item.get("message", ""))}]
+            return [events.notice(str(item.get("message", "")), "warning")] if completed else []
         if itype == "todo_list":
             if not completed:
                 return []
@@ -163,25 +114,18 @@ class CodexStreamParser(StreamParser):
                 for e in item.get("items") or []
                 if isinstance(e, dict)
             ]
-            return [{"type": "notice", "level": "info", "message": "Plan: " + "; ".join(entries)}]
+            return [events.notice("Plan: " + "; ".join(entries))]
         tool = self._tool(itype, item)
         if tool is None:
             return []
         name, tool_input, result, is_error = tool
-        events: list[Event] = []
+        out: list[Event] = []
         if item_id not in self._tools_announced:
             self._tools_announced.add(item_id)
-            events.append({"type": "tool_use", "id": item_id, "name": name, "input": tool_input})
+            out.append(events.tool_use(item_id, name, tool_input))
         if completed:
-            events.append(
-                {
-                    "type": "tool_result",
-                    "id": item_id,
-                    "content": clip(result),
-                    "is_error": is_error,
-                }
-            )
-        return events
+            out.append(events.tool_result(item_id, clip(result), is_error))
+        return out
 
     @staticmethod
     def _tool(itype: Any, item: dict[str, Any]) -> tuple[str, Any, str, bool] | None:
@@ -222,73 +166,40 @@ class CodexStreamParser(StreamParser):
         return None
 
     def _completed(self, usage: dict[str, Any]) -> list[Event]:
-        usage_event: Event = {
-            "type": "usage",
-            "input_tokens": int(usage.get("input_tokens") or 0),
-            "output_tokens": int(usage.get("output_tokens") or 0),
-            # codex does not report prices
-            "cost_usd": 0.0,
-        }
-        done: Event = {
-            "type": "done",
-            "provider_session_id": self.state.provider_session_id,
-            "cost_usd": 0.0,
-            "duration_ms": int((time.monotonic() - self._started) * 1000),
-        }
-        return [usage_event, self._terminal(done)]
+        input_tokens = int(usage.get("input_tokens") or 0)
+        output_tokens = int(usage.get("output_tokens") or 0)
+        # codex does not report prices
+        done = events.done(self.state.provider_session_id, 0.0, self.elapsed_ms())
+        return [events.usage(input_tokens, output_tokens, 0.0), self.end_with(done)]
 
-    def _failure(self, message: str) -> Event:
+    @staticmethod
+    def _failure(message: str) -> Event:
         if _looks_unauthenticated(message):
-            return {
-                "type": "error",
-                "code": "not_authenticated",
-                "message": f"{LOGIN_HINT} ({message})",
-            }
-        return {
-            "type": "error",
-            "code": "provider_failed",
-            "message": f"Codex reported an error: {message}",
-        }
+            return events.error("not_authenticated", f"{LOGIN_HINT} ({message})")
+        return events.error("provider_failed", f"Codex reported an error: {message}")
 
-    def _terminal(self, event: Event) -> Event:
-        self.state.terminal = event
-        return event
-
-    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
-        if self.state.terminal is not None:
-            return []
+    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
         detail = stderr_summary(stderr_tail, STDERR_NOISE)
         if NO_ROLLOUT in stderr_tail:
-            self.resume_failed = True
-            if self._on_lost is not None:
-                self._on_lost(self._resume_id)
-            event: Event = {
-                "type": "error",
-                "code": "resume_failed",
-                "message": f"The earlier Codex conversation could not be resumed: {detail}",
-            }
-        elif "Error finding codex home" in stderr_tail:
-            event = {
-                "type": "error",
-                "code": "provider_failed",
-                "message": f"Codex cannot use its home folder: {detail}. Create the folder that "
+            self.lost_conversation()
+            return events.error(
+                "resume_failed", f"The earlier Codex conversation could not be resumed: {detail}"
+            )
+        if "Error finding codex home" in stderr_tail:
+            return events.error(
+                "provider_failed",
+                f"Codex cannot use its home folder: {detail}. Create the folder that "
                 "CODEX_HOME names, or unset CODEX_HOME (default ~/.codex).",
-            }
-        elif _looks_unauthenticated(stderr_tail):
-            event = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
-        else:
-            event = {
-                "type": "error",
-                "code": "provider_failed",
-                "message": (
-                    f"Codex exited with code {returncode} before finishing the turn: {detail}"
-                ),
-            }
-        early, self._first_events = self._first_events, []
-        return [*early, self._terminal(event)]
+            )
+        if _looks_unauthenticated(stderr_tail):
+            return events.error("not_authenticated", LOGIN_HINT)
+        return events.error(
+            "provider_failed",
+            f"Codex exited with code {returncode} before finishing the turn: {detail}",
+        )
 
 
-class CodexProvider(Provider):
+class CodexProvider(CliProvider):
     """OpenAI's Codex CLI, run with ``codex exec --json``, sandboxed to the notebook's folder."""
 
     name: ClassVar[str] = "codex"
@@ -301,16 +212,9 @@ class CodexProvider(Provider):
     )
     # codex stops its sandboxed commands itself on SIGINT (checked: `sleep` in a tool is gone)
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)
-
-    command = Union(
-        [List(Unicode()), Unicode()],
-        default_value=["codex"],
-        help="The Codex executable, with any leading arguments (e.g. ['npx', '@openai/codex']).",
-    ).tag(config=True)
-
-    model = Unicode(None, allow_none=True, help="Model passed as -m (default: codex's own).").tag(
-        config=True
-    )
+    default_command: ClassVar[tuple[str, ...]] = ("codex",)
+    cli_name: ClassVar[str] = "Codex CLI"
+    login_hint: ClassVar[str | None] = LOGIN_HINT
 
     sandbox = Enum(
         ["read-only", "workspace-write", "danger-full-access"],
@@ -354,21 +258,6 @@ class CodexProvider(Provider):
         "for minutes instead of failing). Checked only for OpenAI's own model provider.",
     ).tag(config=True)
 
-    extra_args = StringList(
-        default_value=[], help="Further `codex exec` arguments, appended as given."
-    ).tag(config=True)
-
-    append_system_prompt = Unicode(
-        "", help="Text added to the instructions codex gets (after the notebook context)."
-    ).tag(config=True)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._lost = LostConversations()
-
-    def executable_argv(self) -> list[str]:
-        return command_argv(self.command) or ["codex"]
-
     # -- credentials ----------------------------------------------------------------------
 
     def codex_home(self, env: dict[str, str]) -> Path:
@@ -406,8 +295,8 @@ class CodexProvider(Provider):
     # -- a turn ----------------------------------------------------------------------------
 
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
-        env = {**base_env, **self.env}
-        argv = resolve_command(self.executable_argv(), env, "Codex CLI", INSTALL_HINT, SETTING)
+        env = self.launch_env(base_env)
+        argv = self.resolved_argv(env)
         if self.check_credentials and self.credentials_state(env) == "missing":
             raise ProviderUnavailable("not_authenticated", LOGIN_HINT)
         if not env.get("CODEX_API_KEY") and env.get("OPENAI_API_KEY"):
@@ -426,19 +315,17 @@ class CodexProvider(Provider):
             if not self.writable_tmp:
                 argv += ["-c", "sandbox_workspace_write.exclude_slash_tmp=true"]
                 argv += ["-c", "sandbox_workspace_write.exclude_tmpdir_env_var=true"]
-        model = request.model or self.model
+        model = self.turn_model(request)
         if model:
             argv += ["--model", model]
         for key, value in self.config_overrides.items():
             argv += ["-c", f"{key}={value}"]
         # The notebook's context can be large: it goes on stdin with the prompt, because one
         # command-line argument is limited to 128 KiB on Linux.
-        instructions = notebook_instructions(
-            request.notebook_path, request.working_dir, None, self.append_system_prompt
-        )
+        instructions = self.instructions(request, with_context=False)
         argv += ["-c", f"developer_instructions={_toml_string(instructions)}"]
         argv += list(self.extra_args)
-        resume_id = self._lost.usable(request.provider_session_id)
+        resume_id = self.resume_id(request)
         if resume_id:
             argv += ["resume", resume_id]
         argv.append("-")  # the prompt comes on stdin
@@ -448,19 +335,4 @@ class CodexProvider(Provider):
         return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
-        notice = self._lost.notice(request.provider_session_id, self.display_name)
-        return CodexStreamParser(
-            resume_id=self._lost.usable(request.provider_session_id),
-            on_lost=self._lost.add,
-            first_events=[notice] if notice else [],
-        )
-
-    async def health(self) -> ProviderHealth:
-        env = provider_environment(self.env)
-        health = await version_health(self, self.executable_argv(), env, INSTALL_HINT, SETTING)
-        if not health.available:
-            return health
-        health.credentials = self.credentials_state(env)
-        if health.credentials == "missing":
-            health.problem = LOGIN_HINT
-        return health
+        return self.resuming_parser(CodexStreamParser, request)

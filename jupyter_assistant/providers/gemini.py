@@ -21,39 +21,17 @@ keeps it (30 days by default, general.sessionRetention).
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from traitlets import Bool, Enum, List, Unicode, Union
+from traitlets import Bool, Enum
 
-from ..traits import StringList
-from .base import (
-    Event,
-    LaunchSpec,
-    ParserState,
-    Provider,
-    ProviderHealth,
-    SetupStep,
-    StreamParser,
-    TurnRequest,
-    provider_environment,
-)
-from .cli_support import (
-    LostConversations,
-    clip,
-    command_argv,
-    json_object,
-    notebook_instructions,
-    resolve_command,
-    stderr_summary,
-    tagged,
-    version_health,
-)
+from .. import events
+from .base import Event, LaunchSpec, SetupStep, StreamParser, TurnRequest
+from .cli_provider import CliProvider
+from .cli_support import JsonLinesParser, clip, stderr_summary, tagged
 
 INSTALL_HINT = "npm install -g @google/gemini-cli"
-SETTING = "c.GeminiProvider.command"
 LOGIN_HINT = (
     "Gemini CLI is not logged in. Set GEMINI_API_KEY in the server's environment "
     "(or c.GeminiProvider.env = {'GEMINI_API_KEY': ...}), or run `gemini` once in a terminal "
@@ -110,37 +88,10 @@ def _looks_unauthenticated(text: str) -> bool:
     return any("".join(pattern.split()) in squeezed for pattern in AUTH_PATTERNS)
 
 
-class GeminiStreamParser(StreamParser):
+class GeminiStreamParser(JsonLinesParser):
     """``gemini --output-format stream-json`` lines -> events."""
 
-    def __init__(
-        self,
-        resume_id: str | None = None,
-        on_lost: Callable[[str | None], None] | None = None,
-        first_events: list[Event] | None = None,
-    ) -> None:
-        self.state = ParserState()
-        self.resume_failed = False
-        self._resume_id = resume_id
-        self._on_lost = on_lost
-        self._first_events = list(first_events or [])
-        self._started = time.monotonic()
-        self._tool_names: dict[str, str] = {}
-
-    @property
-    def provider_session_id(self) -> str | None:
-        return self.state.provider_session_id
-
-    def feed(self, line: bytes) -> list[Event]:
-        events, self._first_events = self._first_events, []
-        return events + self._parse(line)
-
-    def _parse(self, line: bytes) -> list[Event]:
-        obj = json_object(line)
-        if obj is None:
-            if line.strip():
-                self.state.invalid_lines += 1
-            return []
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "init":
             if isinstance(obj.get("session_id"), str):
@@ -148,27 +99,22 @@ class GeminiStreamParser(StreamParser):
             return []
         if kind == "message":
             if obj.get("role") == "assistant" and obj.get("content"):
-                return [{"type": "text", "text": str(obj["content"])}]
+                return [events.text(str(obj["content"]))]
             return []
         if kind == "tool_use":
             tool_id = str(obj.get("tool_id", ""))
-            name = str(obj.get("tool_name", ""))
-            self._tool_names[tool_id] = name
-            return [
-                {"type": "tool_use", "id": tool_id, "name": name, "input": obj.get("parameters")}
-            ]
+            return [events.tool_use(tool_id, str(obj.get("tool_name", "")), obj.get("parameters"))]
         if kind == "tool_result":
             return [self._tool_result(obj)]
         if kind == "error":
             message = str(obj.get("message") or obj.get("error") or obj)
-            return [{"type": "notice", "level": "warning", "message": message}]
+            return [events.notice(message, "warning")]
         if kind == "result":
             return self._result(obj)
         return []
 
     @staticmethod
     def _tool_result(obj: dict[str, Any]) -> Event:
-        is_error = obj.get("status") == "error"
         error = obj.get("error")
         if "output" in obj:
             content = str(obj.get("output") or "")
@@ -176,85 +122,50 @@ class GeminiStreamParser(StreamParser):
             content = str(error["message"])
         else:
             content = ""  # gemini prints no output for some tools (list_directory, write_file)
-        return {
-            "type": "tool_result",
-            "id": str(obj.get("tool_id", "")),
-            "content": clip(content),
-            "is_error": is_error,
-        }
+        return events.tool_result(
+            str(obj.get("tool_id", "")), clip(content), obj.get("status") == "error"
+        )
 
     def _result(self, obj: dict[str, Any]) -> list[Event]:
         stats = obj.get("stats") or {}
-        events: list[Event] = [
-            {
-                "type": "usage",
-                "input_tokens": int(stats.get("input_tokens") or 0),
-                "output_tokens": int(stats.get("output_tokens") or 0),
-                "cost_usd": 0.0,  # gemini does not report prices
-            }
-        ]
+        input_tokens = int(stats.get("input_tokens") or 0)
+        output_tokens = int(stats.get("output_tokens") or 0)
+        usage = events.usage(input_tokens, output_tokens, 0.0)  # gemini does not report prices
         if obj.get("status") == "success":
             duration = stats.get("duration_ms")
-            terminal: Event = {
-                "type": "done",
-                "provider_session_id": self.state.provider_session_id,
-                "cost_usd": 0.0,
-                "duration_ms": int(duration) if duration else self._elapsed_ms(),
-            }
+            duration_ms = int(duration) if duration else self.elapsed_ms()
+            terminal = events.done(self.state.provider_session_id, 0.0, duration_ms)
         else:
             error = obj.get("error") or {}
             message = str(error.get("message") if isinstance(error, dict) else error)
             if _looks_unauthenticated(message):
-                terminal = {
-                    "type": "error",
-                    "code": "not_authenticated",
-                    "message": f"{LOGIN_HINT} ({message})",
-                }
+                terminal = events.error("not_authenticated", f"{LOGIN_HINT} ({message})")
             else:
-                terminal = {
-                    "type": "error",
-                    "code": "provider_failed",
-                    "message": f"Gemini CLI reported an error: {message}",
-                }
-        self.state.terminal = terminal
-        events.append(terminal)
-        return events
+                terminal = events.error(
+                    "provider_failed", f"Gemini CLI reported an error: {message}"
+                )
+        return [usage, self.end_with(terminal)]
 
-    def _elapsed_ms(self) -> int:
-        return int((time.monotonic() - self._started) * 1000)
-
-    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
-        if self.state.terminal is not None:
-            return []
+    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
         detail = stderr_summary(stderr_tail, STDERR_NOISE)
         if returncode == 42 and self._resume_id and "Error resuming session" in stderr_tail:
-            self.resume_failed = True
-            if self._on_lost is not None:
-                self._on_lost(self._resume_id)
-            event: Event = {
-                "type": "error",
-                "code": "resume_failed",
-                "message": f"The earlier Gemini CLI conversation could not be resumed: {detail}",
-            }
-        elif returncode in EXIT_CODES:
+            self.lost_conversation()
+            return events.error(
+                "resume_failed",
+                f"The earlier Gemini CLI conversation could not be resumed: {detail}",
+            )
+        if returncode in EXIT_CODES:
             code, fix = EXIT_CODES[returncode]
-            event = {"type": "error", "code": code, "message": f"{fix} Gemini CLI said: {detail}"}
-        elif _looks_unauthenticated(stderr_tail):
-            event = {"type": "error", "code": "not_authenticated", "message": LOGIN_HINT}
-        else:
-            event = {
-                "type": "error",
-                "code": "provider_failed",
-                "message": (
-                    f"Gemini CLI exited with code {returncode} before finishing the turn: {detail}"
-                ),
-            }
-        self.state.terminal = event
-        early, self._first_events = self._first_events, []
-        return [*early, event]
+            return events.error(code, f"{fix} Gemini CLI said: {detail}")
+        if _looks_unauthenticated(stderr_tail):
+            return events.error("not_authenticated", LOGIN_HINT)
+        return events.error(
+            "provider_failed",
+            f"Gemini CLI exited with code {returncode} before finishing the turn: {detail}",
+        )
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(CliProvider):
     """Google's Gemini CLI in headless mode (``-p``) with stream-json output."""
 
     name: ClassVar[str] = "gemini"
@@ -266,16 +177,9 @@ class GeminiProvider(Provider):
     )
     # gemini's launcher ignores SIGINT and SIGTERM; its worker process stops on SIGTERM, and the
     # runner sends SIGTERM to every process of the turn, the tool shells included.
-
-    command = Union(
-        [List(Unicode()), Unicode()],
-        default_value=["gemini"],
-        help="The Gemini CLI executable, with any leading arguments.",
-    ).tag(config=True)
-
-    model = Unicode(None, allow_none=True, help="Model passed as -m (default: gemini's own).").tag(
-        config=True
-    )
+    default_command: ClassVar[tuple[str, ...]] = ("gemini",)
+    cli_name: ClassVar[str] = "Gemini CLI"
+    login_hint: ClassVar[str | None] = LOGIN_HINT
 
     approval_mode = Enum(
         ["default", "auto_edit", "yolo", "plan"],
@@ -303,55 +207,32 @@ class GeminiProvider(Provider):
         "starts a new gemini conversation.",
     ).tag(config=True)
 
-    extra_args = StringList(
-        default_value=[], help="Further gemini arguments, appended as given."
-    ).tag(config=True)
-
-    append_system_prompt = Unicode(
-        "", help="Text added to the notebook context given with each prompt."
-    ).tag(config=True)
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._lost = LostConversations()
-
-    def executable_argv(self) -> list[str]:
-        return command_argv(self.command) or ["gemini"]
-
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
-        env = {**base_env, **self.env}
-        argv = resolve_command(self.executable_argv(), env, "Gemini CLI", INSTALL_HINT, SETTING)
+        env = self.launch_env(base_env)
+        argv = self.resolved_argv(env)
         argv += ["--output-format", "stream-json", "--approval-mode", self.approval_mode]
         if self.trust_workspace:
             argv.append("--skip-trust")
         if self.sandbox:
             argv.append("--sandbox")
-        model = request.model or self.model
+        model = self.turn_model(request)
         if model:
             argv += ["--model", model]
-        resume_id = self._resume_id(request)
+        resume_id = self.resume_id(request)
         if resume_id:
             argv += ["--resume", resume_id]
         argv += list(self.extra_args)
         # gemini has no flag for extra instructions: they go before the prompt, marked up the
         # way gemini marks its own context. -p "" + stdin keeps the prompt out of `ps`.
         argv += ["--prompt", ""]
-        preamble = notebook_instructions(
-            request.notebook_path, request.working_dir, request.context, self.append_system_prompt
-        )
-        prompt = tagged("notebook_context", preamble) + "\n\n" + request.prompt
+        prompt = tagged("notebook_context", self.instructions(request)) + "\n\n" + request.prompt
         return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
 
-    def _resume_id(self, request: TurnRequest) -> str | None:
-        return self._lost.usable(request.provider_session_id) if self.resume else None
+    def resumes(self) -> bool:
+        return bool(self.resume)
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
-        notice = self._lost.notice(request.provider_session_id, self.display_name)
-        return GeminiStreamParser(
-            resume_id=self._resume_id(request),
-            on_lost=self._lost.add,
-            first_events=[notice] if notice and self.resume else [],
-        )
+        return self.resuming_parser(GeminiStreamParser, request)
 
     def credentials_state(self, env: dict[str, str]) -> str:
         """present: a key or a Google login file is there; missing: nothing gemini could use;
@@ -381,13 +262,3 @@ class GeminiProvider(Provider):
         if (home / ".gemini" / "settings.json").is_file():
             return "unknown"  # may name an auth method whose login we cannot see
         return "missing"
-
-    async def health(self) -> ProviderHealth:
-        env = provider_environment(self.env)
-        health = await version_health(self, self.executable_argv(), env, INSTALL_HINT, SETTING)
-        if not health.available:
-            return health
-        health.credentials = self.credentials_state(env)
-        if health.credentials == "missing":
-            health.problem = LOGIN_HINT
-        return health

@@ -1,0 +1,138 @@
+"""What the Agent Client Protocol's messages mean to this client: the handshake it sends, the
+tool calls an agent reports (their name, input, paths and text) and how its permission requests
+are decided (by permissions.py's policy, with ACP's tool kinds as tool names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+from ..permissions import PATH_KEYS, PermissionPolicy, Reasons
+
+PROTOCOL_VERSION = 1
+AUTH_REQUIRED = -32000  # ACP's "authentication required" error code
+METHOD_NOT_FOUND = -32601
+# Tool kinds whose effect is limited to the paths the call names.
+PATH_KINDS = ("read", "edit", "delete", "move", "search")
+HARMLESS_KINDS = ("think",)
+POLICY_HINT = (
+    "To decide such calls yourself set c.AcpProvider.permission_policy = 'ask'; 'allow' allows "
+    "everything."
+)
+# permission_policy "workdir" and "ask": what they allow without asking, in their own words.
+WORKDIR_REASONS = Reasons(
+    outside="{path} is outside the notebook's folder",
+    allowed="a '{tool}' call changes nothing",
+    undecided="a '{tool}' call cannot be confined to the notebook's folder",
+)
+
+
+def initialize_params() -> dict[str, Any]:
+    """The ``initialize`` request's params: protocol 1, no file system, no terminal."""
+    return {
+        "protocolVersion": PROTOCOL_VERSION,
+        "clientCapabilities": {
+            "fs": {"readTextFile": False, "writeTextFile": False},
+            "terminal": False,
+        },
+        "clientInfo": {
+            "name": "jupyter-assistant",
+            "title": "Jupyter Assistant",
+            "version": __version__,
+        },
+    }
+
+
+def tool_paths(tool_call: dict[str, Any]) -> list[str]:
+    """Every file path a tool call names: its locations, its diffs and its raw input."""
+    paths: list[str] = []
+    for location in tool_call.get("locations") or []:
+        if isinstance(location, dict) and isinstance(location.get("path"), str):
+            paths.append(location["path"])
+    for block in tool_call.get("content") or []:
+        if isinstance(block, dict) and block.get("type") == "diff" and block.get("path"):
+            paths.append(str(block["path"]))
+    raw = tool_call.get("rawInput")
+    if isinstance(raw, dict):
+        paths += [str(raw[key]) for key in PATH_KEYS if isinstance(raw.get(key), str)]
+    return list(dict.fromkeys(paths))
+
+
+def decide(policy: str, tool_call: dict[str, Any], working_dir: str) -> tuple[str, str]:
+    """(allow | reject | ask, why) for a permission request under ``permission_policy``.
+
+    workdir: permissions.py's policy with the harmless kinds allowed and the path kinds
+    confined to the notebook's folder; what it would ask about is refused. ask: the same, but
+    the user is asked instead of refusing."""
+    if policy in ("allow", "reject"):
+        return policy, f"c.AcpProvider.permission_policy is '{policy}'"
+    rules = PermissionPolicy(
+        working_dir,
+        allowed_tools=HARMLESS_KINDS,
+        confined_tools=PATH_KINDS,
+        reasons=WORKDIR_REASONS,
+    )
+    kind = str(tool_call.get("kind") or "other")
+    verdict = rules.decide(kind, None, tool_paths(tool_call))
+    if verdict.decision == "allow":
+        return "allow", verdict.reason
+    return ("ask" if policy == "ask" else "reject"), verdict.reason
+
+
+def content_text(blocks: Any) -> str:
+    """Tool call content blocks (text, diffs, terminals) as text."""
+    parts: list[str] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "content":
+            inner = block.get("content") or {}
+            if isinstance(inner, dict):
+                parts.append(str(inner.get("text", f"[{inner.get('type', 'content')}]")))
+        elif block.get("type") == "diff":
+            parts.append(f"edited {block.get('path', '')}")
+        elif block.get("type") == "terminal":
+            parts.append(f"[terminal {block.get('terminalId', '')}]")
+    return "\n".join(parts)
+
+
+def option_id(options: list[Any], *kinds: str) -> str | None:
+    """The id of the first permission option of one of ``kinds`` (in that order)."""
+    for kind in kinds:
+        for option in options:
+            if isinstance(option, dict) and option.get("kind") == kind:
+                return str(option.get("optionId"))
+    return None
+
+
+def tool_name(call: dict[str, Any]) -> str:
+    return str(call.get("kind") or "tool")
+
+
+def tool_input(call: dict[str, Any]) -> Any:
+    raw = call.get("rawInput")
+    if isinstance(raw, dict) and raw:
+        return raw
+    return {"title": call.get("title"), "paths": tool_paths(call)}
+
+
+def prompt_usage(result: dict[str, Any]) -> tuple[int, int] | None:
+    """Token counts some agents add to the prompt result (gemini: _meta.quota.token_count)."""
+    meta = result.get("_meta") or {}
+    quota = meta.get("quota") if isinstance(meta, dict) else None
+    counts = quota.get("token_count") if isinstance(quota, dict) else None
+    if isinstance(counts, dict):
+        return int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0)
+    return None
+
+
+def error_text(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    text = str(error.get("message", "error"))
+    data = error.get("data")
+    if isinstance(data, dict) and data.get("details"):
+        text += f": {data['details']}"
+    elif isinstance(data, str):
+        text += f": {data}"
+    return text
