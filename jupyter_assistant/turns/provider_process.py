@@ -55,7 +55,7 @@ class ProviderProcess:
         turn, settings = self.turn, self.settings
         if turn.stop_request is not None:  # stopped before it started: nothing to run
             return Outcome(None, request.provider_session_id)
-        parser = self.provider.create_parser(request)
+        parser = as_stream_parser(self.provider.create_parser(request))
         cwd = launch.cwd or request.working_dir
         # Confinement is re-checked right before the spawn: the folder may have been swapped
         # for a symlink that leads out of the root since the session was created.
@@ -191,6 +191,47 @@ class ProviderProcess:
                 "stopped. Raise c.AssistantExtension.turn_timeout_seconds if it needs longer."
             )
         return events.error("timeout", message)
+
+
+class _PluginParser(StreamParser):
+    """A third-party provider's parser that does not derive from ``StreamParser``: the
+    documented minimum is ``feed`` and ``finish`` (docs/providers.md); whatever else of the
+    protocol it has is used, the rest takes the base class's defaults."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.interactive = callable(getattr(inner, "start", None))
+
+    @property
+    def provider_session_id(self) -> str | None:
+        value = getattr(self.inner, "provider_session_id", None)
+        return str(value) if value else None
+
+    def start(self, io: Any) -> None:
+        self.inner.start(io)
+
+    def feed(self, line: bytes) -> list[Event]:
+        return list(self.inner.feed(line))
+
+    def finish(self, returncode: int, stderr_tail: str) -> list[Event]:
+        ended = list(self.inner.finish(returncode, stderr_tail))
+        # read after finish(), as for the built-in parsers
+        self.resume_failed = bool(getattr(self.inner, "resume_failed", False))
+        return ended
+
+    def interrupt(self) -> bool:
+        interrupt = getattr(self.inner, "interrupt", None)
+        return bool(interrupt()) if callable(interrupt) else False
+
+    def answer_permission(
+        self, request_id: str, allow: bool, scope: str, message: str | None
+    ) -> bool:
+        answer = getattr(self.inner, "answer_permission", None)
+        return bool(answer(request_id, allow, scope, message)) if callable(answer) else False
+
+
+def as_stream_parser(parser: Any) -> StreamParser:
+    return parser if isinstance(parser, StreamParser) else _PluginParser(parser)
 
 
 def _done(terminal: Event | None) -> bool:
