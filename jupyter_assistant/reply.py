@@ -1,7 +1,7 @@
 """A turn's events folded into its reply: the one fold of the stream (events.py).
 
 The runner folds every event it publishes into a ``ReplyBuilder`` and stores ``message()``; a
-kernel's ``%%assistant`` cell folds the same events to draw the cell (kernel_view.py); the
+kernel's ``%%assistant`` cell folds the same events to draw the cell (cell_view.py); the
 export renders the stored messages that come out of it. Pure: no I/O, no clock, no asyncio.
 """
 
