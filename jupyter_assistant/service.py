@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from .errors import BadRequest, NotFound, TooLarge
 from .journal import JournalReader, journal_path
 from .models import Session
 from .processes import ProcessRegistry
+from .provider_health import failed_health
 from .providers import ProviderRegistry
 from .store import SessionStore, validate_session_id
 from .turns import RunnerSettings, Turn, TurnRunner
@@ -82,15 +84,7 @@ class AssistantService:
             row = (await provider.health()).to_json()
         except Exception as exc:  # a broken provider is reported, not raised
             log.exception("Health check of provider %s failed", name)
-            row = {
-                "name": name,
-                "display_name": getattr(provider, "display_name", name) or name,
-                "available": False,
-                "version": None,
-                "problem": f"Health check failed: {exc}",
-                "credentials": "unknown",
-                "executable": None,
-            }
+            row = failed_health(name, provider, exc)
         try:
             row["setup"] = provider.setup_json()
         except Exception:  # a plugin that is not a Provider subclass
@@ -117,18 +111,7 @@ class AssistantService:
     async def create_session(
         self, api_path: str, provider: str | None = None, context: dict[str, Any] | None = None
     ) -> Session:
-        location = self.locate(api_path)
-        name = provider or self.default_provider()
-        self.providers.get(name)  # unknown provider: 400
-        session = Session(
-            path=location.api_path,
-            notebook_key=location.notebook_key,
-            working_dir=location.working_dir,
-            provider=name,
-            context=context or {},
-        )
-        await asyncio.to_thread(self.store.create, session)
-        return session
+        return await self._create(self.locate(api_path), provider, context)
 
     async def create_session_for_file(
         self,
@@ -140,8 +123,13 @@ class AssistantService:
         """A session for a notebook known by its absolute file path (a kernel knows its notebook
         this way, from JPY_SESSION_NAME). Keyed like the server's sessions, so both find it."""
         location = locate_notebook_file(notebook_file, display_path)
+        return await self._create(location, provider, context)
+
+    async def _create(
+        self, location: NotebookLocation, provider: str | None, context: dict[str, Any] | None
+    ) -> Session:
         name = provider or self.default_provider()
-        self.providers.get(name)
+        self.providers.get(name)  # unknown provider: 400
         session = Session(
             path=location.api_path,
             notebook_key=location.notebook_key,
@@ -211,11 +199,7 @@ class AssistantService:
                 session.detached = False
                 session.detached_reason = None
 
-            try:
-                await asyncio.to_thread(self.store.update, row["id"], follow)
-                moved += 1
-            except NotFound:
-                continue
+            moved += await self._update_if_exists(row["id"], follow)
         return moved
 
     async def notebook_deleted(self, api_path: str) -> int:
@@ -233,12 +217,16 @@ class AssistantService:
         for row in rows:
             key = row["notebook_key"]
             if key == gone or key.startswith(gone + os.sep):
-                try:
-                    await asyncio.to_thread(self.store.update, row["id"], mark)
-                    detached += 1
-                except NotFound:
-                    continue
+                detached += await self._update_if_exists(row["id"], mark)
         return detached
+
+    async def _update_if_exists(self, session_id: str, change: Callable[[Session], None]) -> int:
+        """Apply ``change`` to a listed session: 1, or 0 if it was deleted meanwhile."""
+        try:
+            await asyncio.to_thread(self.store.update, session_id, change)
+        except NotFound:
+            return 0
+        return 1
 
     async def get_session(self, session_id: str) -> Session:
         validate_session_id(session_id)

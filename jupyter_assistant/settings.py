@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_core.paths import jupyter_data_dir
 from traitlets import Dict, Float, Int, Unicode, default, validate
@@ -25,6 +25,28 @@ if TYPE_CHECKING:
 STORE_ENV = "JUPYTER_ASSISTANT_DIR"
 
 CONFIG_SECTION = "AssistantExtension"
+
+
+# Settings the turn runner takes as they are, under the same name (RunnerSettings).
+RUNNER_TRAITS = (
+    "cancel_grace_seconds",
+    "turn_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_concurrent_turns",
+    "max_line_bytes",
+    "max_reply_bytes",
+    "max_session_cost_usd",
+    "permission_timeout_seconds",
+)
+
+Number = TypeVar("Number", int, float)
+
+
+def _positive(proposal: Any, value: Number) -> Number:
+    """A validator's check that a number setting is above zero."""
+    if value <= 0:
+        raise ValueError(f"{proposal['trait'].name} must be > 0")
+    return value
 
 
 def default_store_dir() -> str:
@@ -120,13 +142,6 @@ class EngineSettings(Configurable):
         "(e.g. a shared data folder). Calls naming any other path are denied.",
     ).tag(config=True)
 
-    @validate("permission_timeout_seconds")
-    def _positive_permission_timeout(self, proposal: Any) -> float:
-        value = float(proposal["value"])
-        if value <= 0:
-            raise ValueError("permission_timeout_seconds must be > 0")
-        return value
-
     max_message_bytes = Int(
         1024 * 1024, help="Largest message (content plus context, UTF-8 bytes); larger is a 413."
     ).tag(config=True)
@@ -181,19 +196,18 @@ class EngineSettings(Configurable):
             raise ValueError("max_session_age_days must be > 0, or None to keep everything")
         return None if value is None else float(value)
 
-    @validate("cancel_grace_seconds", "turn_timeout_seconds", "idle_timeout_seconds")
+    @validate(
+        "cancel_grace_seconds",
+        "turn_timeout_seconds",
+        "idle_timeout_seconds",
+        "permission_timeout_seconds",
+    )
     def _positive_seconds(self, proposal: Any) -> float:
-        value = float(proposal["value"])
-        if value <= 0:
-            raise ValueError(f"{proposal['trait'].name} must be > 0")
-        return value
+        return _positive(proposal, float(proposal["value"]))
 
     @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
     def _positive_int(self, proposal: Any) -> int:
-        value = int(proposal["value"])
-        if value <= 0:
-            raise ValueError(f"{proposal['trait'].name} must be > 0")
-        return value
+        return _positive(proposal, int(proposal["value"]))
 
     def service_settings(self, root_dir: str | None) -> ServiceSettings:
         """The engine's settings object (imports the engine, so call it lazily)."""
@@ -206,16 +220,9 @@ class EngineSettings(Configurable):
             default_provider=self.default_provider,
             max_message_bytes=self.max_message_bytes,
             runner=RunnerSettings(
-                cancel_grace_seconds=self.cancel_grace_seconds,
-                turn_timeout_seconds=self.turn_timeout_seconds,
-                idle_timeout_seconds=self.idle_timeout_seconds,
-                max_concurrent_turns=self.max_concurrent_turns,
-                max_line_bytes=self.max_line_bytes,
-                max_reply_bytes=self.max_reply_bytes,
-                max_session_cost_usd=self.max_session_cost_usd,
+                **{name: getattr(self, name) for name in RUNNER_TRAITS},
                 checkpoint_interval_seconds=max(0.0, self.checkpoint_interval_seconds),
                 provider_env=dict(self.provider_env),
-                permission_timeout_seconds=self.permission_timeout_seconds,
                 permission_allowed_tools=tuple(self.permission_allowed_tools),
                 permission_denied_tools=tuple(self.permission_denied_tools),
                 permission_extra_dirs=tuple(self.permission_extra_dirs),
