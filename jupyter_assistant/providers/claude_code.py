@@ -31,7 +31,6 @@ class ClaudeCodeProvider(CliProvider):
 
     name: ClassVar[str] = "claude"
     display_name: ClassVar[str] = "Claude Code"
-    install_hint: ClassVar[str] = INSTALL_HINT
     install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
     login_check: ClassVar[str | None] = "claude auth status"
     login_step: ClassVar[SetupStep | None] = SetupStep(

@@ -11,7 +11,7 @@ failure. The control protocol's messages (interactive mode) are claude_control.p
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import events
 from .base import Event
@@ -83,6 +83,8 @@ def _denial_message(denial: dict[str, Any]) -> str:
 class ClaudeStreamParser(JsonLinesParser):
     """stream-json lines -> events. Text is streamed from deltas and not repeated when the
     complete ``assistant`` message of the same API message follows."""
+
+    cli_name: ClassVar[str] = "Claude Code"
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,11 +223,7 @@ class ClaudeStreamParser(JsonLinesParser):
         errors = [str(e) for e in result.get("errors") or []]
         text = str(result.get("result") or "; ".join(errors) or "Claude Code reported an error.")
         if any(NO_CONVERSATION in e for e in errors) or NO_CONVERSATION in text:
-            self.resume_failed = True
-            return events.error(
-                "resume_failed",
-                f"The earlier Claude Code conversation could not be resumed: {text}",
-            )
+            return self.lost_conversation(text)
         if self._auth_failed or _looks_unauthenticated(text):
             return events.error("not_authenticated", LOGIN_HINT)
         return events.error("provider_failed", f"Claude Code reported an error: {text}")
@@ -239,7 +237,4 @@ class ClaudeStreamParser(JsonLinesParser):
                 f" (it also printed {self.state.invalid_lines} line(s) that were not stream-json: "
                 "is c.ClaudeCodeProvider.command really Claude Code?)"
             )
-        return events.error(
-            "provider_failed",
-            f"Claude Code exited with code {returncode} before finishing the turn: {detail}",
-        )
+        return self.exited_early(returncode, detail)

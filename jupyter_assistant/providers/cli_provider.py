@@ -139,8 +139,9 @@ class CliProvider(Provider):
         return f"{self.display_name} has no command: set {self.command_setting}."
 
     def not_found_message(self, executable: str) -> str:
+        install = self.install_step.command if self.install_step else self.install_hint
         return (
-            f"{self.cli_name} not found ({executable!r}): {self.install_hint}, or set "
+            f"{self.cli_name} not found ({executable!r}): {install}, or set "
             f"{self.command_setting} to its path."
         )
 

@@ -9,7 +9,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import events
 from .base import Event, StatefulParser, run_briefly
@@ -140,6 +140,13 @@ class JsonLinesParser(StatefulParser):
     is not resumed); ``resume_id`` is the conversation this turn resumes and ``on_lost`` hears
     when it could not be (``lost_conversation``)."""
 
+    # How messages name the CLI.
+    cli_name: ClassVar[str] = "The CLI"
+    # The error of a process that ended for want of a login (empty: not told apart).
+    login_hint: ClassVar[str] = ""
+    # Parts of stderr lines that say nothing about a failure.
+    stderr_noise: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         resume_id: str | None = None,
@@ -172,12 +179,39 @@ class JsonLinesParser(StatefulParser):
         early, self._first_events = self._first_events, []
         return [*early, terminal]
 
+    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
+        detail = stderr_summary(stderr_tail, self.stderr_noise)
+        known = self.known_exit_error(returncode, stderr_tail, detail)
+        if known is not None:
+            return known
+        if self.login_hint and self.looks_unauthenticated(stderr_tail):
+            return events.error("not_authenticated", self.login_hint)
+        return self.exited_early(returncode, detail)
+
+    def known_exit_error(self, returncode: int, stderr_tail: str, detail: str) -> Event | None:
+        """The error of an exit this CLI explains (a lost conversation, an exit code it
+        documents), or None."""
+        return None
+
+    def looks_unauthenticated(self, text: str) -> bool:
+        return False
+
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self._started) * 1000)
 
-    def lost_conversation(self) -> None:
+    def lost_conversation(self, detail: str) -> Event:
         """The CLI could not resume ``resume_id``: the runner retries with a new conversation,
-        and later turns skip this one."""
+        and later turns skip this one. Returns the turn's error."""
         self.resume_failed = True
         if self._on_lost is not None:
             self._on_lost(self._resume_id)
+        return events.error(
+            "resume_failed",
+            f"The earlier {self.cli_name} conversation could not be resumed: {detail}",
+        )
+
+    def exited_early(self, returncode: int, detail: str) -> Event:
+        return events.error(
+            "provider_failed",
+            f"{self.cli_name} exited with code {returncode} before finishing the turn: {detail}",
+        )

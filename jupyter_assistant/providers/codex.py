@@ -27,7 +27,7 @@ from traitlets import Bool, Dict, Enum, Unicode
 from .. import events
 from .base import Event, LaunchSpec, ProviderUnavailable, SetupStep, StreamParser, TurnRequest
 from .cli_provider import CliProvider
-from .cli_support import JsonLinesParser, clip, render_context, stderr_summary, tagged
+from .cli_support import JsonLinesParser, clip, render_context, tagged
 
 INSTALL_HINT = "npm install -g @openai/codex"
 LOGIN_HINT = (
@@ -62,6 +62,10 @@ def _toml_string(text: str) -> str:
 
 class CodexStreamParser(JsonLinesParser):
     """``codex exec --json`` lines -> events."""
+
+    cli_name: ClassVar[str] = "Codex"
+    login_hint: ClassVar[str] = LOGIN_HINT
+    stderr_noise: ClassVar[tuple[str, ...]] = STDERR_NOISE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,25 +182,19 @@ class CodexStreamParser(JsonLinesParser):
             return events.error("not_authenticated", f"{LOGIN_HINT} ({message})")
         return events.error("provider_failed", f"Codex reported an error: {message}")
 
-    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
-        detail = stderr_summary(stderr_tail, STDERR_NOISE)
+    def looks_unauthenticated(self, text: str) -> bool:
+        return _looks_unauthenticated(text)
+
+    def known_exit_error(self, returncode: int, stderr_tail: str, detail: str) -> Event | None:
         if NO_ROLLOUT in stderr_tail:
-            self.lost_conversation()
-            return events.error(
-                "resume_failed", f"The earlier Codex conversation could not be resumed: {detail}"
-            )
+            return self.lost_conversation(detail)
         if "Error finding codex home" in stderr_tail:
             return events.error(
                 "provider_failed",
                 f"Codex cannot use its home folder: {detail}. Create the folder that "
                 "CODEX_HOME names, or unset CODEX_HOME (default ~/.codex).",
             )
-        if _looks_unauthenticated(stderr_tail):
-            return events.error("not_authenticated", LOGIN_HINT)
-        return events.error(
-            "provider_failed",
-            f"Codex exited with code {returncode} before finishing the turn: {detail}",
-        )
+        return None
 
 
 class CodexProvider(CliProvider):
@@ -204,7 +202,6 @@ class CodexProvider(CliProvider):
 
     name: ClassVar[str] = "codex"
     display_name: ClassVar[str] = "Codex"
-    install_hint: ClassVar[str] = INSTALL_HINT
     install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
     login_check: ClassVar[str | None] = "codex login status"
     login_step: ClassVar[SetupStep | None] = SetupStep(

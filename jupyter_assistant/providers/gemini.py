@@ -29,7 +29,7 @@ from traitlets import Bool, Enum
 from .. import events
 from .base import Event, LaunchSpec, SetupStep, StreamParser, TurnRequest
 from .cli_provider import CliProvider
-from .cli_support import JsonLinesParser, clip, stderr_summary, tagged
+from .cli_support import JsonLinesParser, clip, tagged
 
 INSTALL_HINT = "npm install -g @google/gemini-cli"
 LOGIN_HINT = (
@@ -91,6 +91,10 @@ def _looks_unauthenticated(text: str) -> bool:
 class GeminiStreamParser(JsonLinesParser):
     """``gemini --output-format stream-json`` lines -> events."""
 
+    cli_name: ClassVar[str] = "Gemini CLI"
+    login_hint: ClassVar[str] = LOGIN_HINT
+    stderr_noise: ClassVar[tuple[str, ...]] = STDERR_NOISE
+
     def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "init":
@@ -146,23 +150,16 @@ class GeminiStreamParser(JsonLinesParser):
                 )
         return [usage, self.end_with(terminal)]
 
-    def exit_error(self, returncode: int, stderr_tail: str) -> Event:
-        detail = stderr_summary(stderr_tail, STDERR_NOISE)
+    def looks_unauthenticated(self, text: str) -> bool:
+        return _looks_unauthenticated(text)
+
+    def known_exit_error(self, returncode: int, stderr_tail: str, detail: str) -> Event | None:
         if returncode == 42 and self._resume_id and "Error resuming session" in stderr_tail:
-            self.lost_conversation()
-            return events.error(
-                "resume_failed",
-                f"The earlier Gemini CLI conversation could not be resumed: {detail}",
-            )
+            return self.lost_conversation(detail)
         if returncode in EXIT_CODES:
             code, fix = EXIT_CODES[returncode]
             return events.error(code, f"{fix} Gemini CLI said: {detail}")
-        if _looks_unauthenticated(stderr_tail):
-            return events.error("not_authenticated", LOGIN_HINT)
-        return events.error(
-            "provider_failed",
-            f"Gemini CLI exited with code {returncode} before finishing the turn: {detail}",
-        )
+        return None
 
 
 class GeminiProvider(CliProvider):
@@ -170,7 +167,6 @@ class GeminiProvider(CliProvider):
 
     name: ClassVar[str] = "gemini"
     display_name: ClassVar[str] = "Gemini CLI"
-    install_hint: ClassVar[str] = INSTALL_HINT
     install_step: ClassVar[SetupStep | None] = SetupStep(INSTALL_HINT)
     login_step: ClassVar[SetupStep | None] = SetupStep(
         "gemini", "then log in with Google. Or set GEMINI_API_KEY in the server's environment."
