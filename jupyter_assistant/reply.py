@@ -53,14 +53,10 @@ class ReplyBuilder:
         if kind == "text":
             self._text(str(event.get("text", "")))
         elif kind == "tool_use":
-            call_id = str(event.get("id", ""))
-            self.tools[call_id] = ToolCall(
-                id=call_id,
-                name=str(event.get("name", "")),
-                input=event.get("input"),
-                text_offset=self.text_length,
-            )
-            self.parts.append(Part("tool", ref=call_id))
+            new = ToolCall(id=str(event.get("id", "")), name=str(event.get("name", "")))
+            new.input, new.text_offset = event.get("input"), self.text_length
+            self.tools[new.id] = new
+            self.parts.append(Part("tool", ref=new.id))
         elif kind == "tool_result":
             call_id = str(event.get("id", ""))
             call = self.tools.get(call_id)

@@ -22,7 +22,7 @@ from .processes import ProcessRegistry
 from .provider_health import failed_health
 from .providers import ProviderRegistry
 from .store import SessionStore, validate_session_id
-from .turns import RunnerSettings, Turn, TurnRunner
+from .turns import NewMessage, RunnerSettings, Turn, TurnRunner
 from .workdir import (
     NotebookLocation,
     locate_notebook_file,
@@ -267,7 +267,7 @@ class AssistantService:
         self.check_message_size(content, context)
         if not await asyncio.to_thread(self.store.exists, session_id):
             raise NotFound(f"Unknown session: {session_id}")
-        return await self.runner.start(session_id, content, context, model)
+        return await self.runner.start(session_id, NewMessage(content, context, model))
 
     async def cancel(self, session_id: str) -> bool:
         validate_session_id(session_id)

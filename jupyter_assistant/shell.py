@@ -80,9 +80,12 @@ def _split(command: str, found: list[str], depth: int) -> None:
             current.append(command[index : index + 2])
             index += 2
             continue
-        if quote == "'":
+        # Quoted text is literal up to its closing quote, except that substitutions still run
+        # inside double quotes.
+        substitution = quote != "'" and (command.startswith("$(", index) or char == "`")
+        if quote and not substitution:
             current.append(char)
-            if char == "'":
+            if char == quote:
                 quote = ""
             index += 1
             continue
@@ -93,12 +96,6 @@ def _split(command: str, found: list[str], depth: int) -> None:
             end = command.find("`", index + 1)
             end = length if end < 0 else end
             inner, index = command[index + 1 : end], end + 1
-        elif quote == '"':
-            current.append(char)
-            if char == '"':
-                quote = ""
-            index += 1
-            continue
         elif char in "'\"":
             quote = char
             current.append(char)

@@ -10,10 +10,11 @@
 
 from .persistence import mark_interrupted, put_reply, write_turn_end
 from .runner import TurnRunner
-from .turn import EndReason, RunnerSettings, Turn
+from .turn import EndReason, NewMessage, RunnerSettings, Turn
 
 __all__ = [
     "EndReason",
+    "NewMessage",
     "RunnerSettings",
     "Turn",
     "TurnRunner",

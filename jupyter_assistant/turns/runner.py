@@ -15,7 +15,6 @@ import contextlib
 import functools
 import logging
 import os
-from typing import Any
 
 from .. import events
 from ..errors import Busy
@@ -34,7 +33,7 @@ from .persistence import PRIVATE_DIR, TurnPersistence
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
 from .stopping import stop_elsewhere, stop_provider, watch_requests
-from .turn import EndReason, RunnerSettings, Turn
+from .turn import EndReason, NewMessage, RunnerSettings, Turn
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,8 @@ class TurnRunner:
 
     # -- a turn, start to end ----------------------------------------------------------------
 
-    async def start(
-        self,
-        session_id: str,
-        content: str,
-        context: dict[str, Any] | None = None,
-        model: str | None = None,
-    ) -> Turn:
+    async def start(self, session_id: str, message: NewMessage) -> Turn:
+        """Start a turn that answers ``message`` (Busy if the session runs one anywhere)."""
         current = self.turns.get(session_id)
         if current is not None and not current.finished:
             raise Busy("A turn is already running for this session; cancel it or wait.")
@@ -94,7 +88,7 @@ class TurnRunner:
         turn = self.turns[session_id] = Turn(session_id, turn_id, provider="")
         try:
             session = await asyncio.to_thread(
-                self.persistence.claim, session_id, turn_id, content, context
+                self.persistence.claim, session_id, turn_id, message.content, message.context
             )
         except BaseException:
             if self.turns.get(session_id) is turn:
@@ -109,7 +103,9 @@ class TurnRunner:
             turn.journal = await asyncio.to_thread(
                 EventJournal.open, self.store.root, session_id, turn_id
             )
-        turn.task = asyncio.create_task(self._run(turn, model), name=f"assistant-turn-{turn_id}")
+        turn.task = asyncio.create_task(
+            self._run(turn, message.model), name=f"assistant-turn-{turn_id}"
+        )
         return turn
 
     async def _run(self, turn: Turn, model: str | None) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..events import TERMINAL_EVENTS, Event
 from ..journal import EventJournal
@@ -71,6 +71,16 @@ class Approvals(Protocol):
     ) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the user sends to start a turn: the text, what they chose to send along from the
+    notebook, and the model for this turn only (None: the session's provider's own)."""
+
+    content: str
+    context: dict[str, Any] | None = None
+    model: str | None = None
 
 
 @dataclass
