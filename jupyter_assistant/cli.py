@@ -29,7 +29,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -330,6 +330,47 @@ TRAITS_HELP = (
 )
 
 
+Command = Callable[[argparse.Namespace, "Context", TextIO], int]
+# An argument of a command: add_argument's flags (or name) and options.
+Option = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def option(*flags: str, **kwargs: Any) -> Option:
+    return flags, kwargs
+
+
+def required_choice(
+    parser: argparse.ArgumentParser, dest: str, metavar: str
+) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """The subcommands of ``parser``, one of which must be given."""
+    choice = parser.add_subparsers(dest=dest, metavar=metavar, parser_class=_Parser)
+    choice.required = True
+    return choice
+
+
+def add_command(
+    group: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    run: Command,
+    help: str,
+    description: str | None = None,
+    *,
+    takes_id: bool = False,
+    options: Sequence[Option] = (),
+    json_help: str | None = None,
+) -> None:
+    """A command that calls ``run``: its arguments are a conversation ID (``takes_id``), then
+    ``options``, then ``--json`` (with ``json_help``)."""
+    command = group.add_parser(name, help=help, description=description)
+    if takes_id:
+        command.add_argument("id", metavar="ID")
+    for flags, kwargs in options:
+        command.add_argument(*flags, **kwargs)
+    if json_help:
+        command.add_argument("--json", action="store_true", help=json_help)
+    command.set_defaults(run=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -337,18 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
         "coding assistant. " + TRAITS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"jupyter_assistant {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
+    commands = required_choice(parser, dest="command", metavar="COMMAND")
 
-    doctor = commands.add_parser(
+    add_command(
+        commands,
         "doctor",
+        cmd_doctor,
         help="check the set-up and print each fix",
         description="Check, in order: the server extension, the JupyterLab extension, each "
         "provider's CLI and credentials (no billed call), the store folder, and the Jupyter "
         "config. Exit status 0 only when the default provider can answer. " + TRAITS_HELP,
+        json_help="print the report as JSON",
     )
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    doctor.set_defaults(run=cmd_doctor)
 
     sessions = commands.add_parser(
         "sessions",
@@ -356,62 +397,74 @@ def build_parser() -> argparse.ArgumentParser:
         description="Work on the conversations in the store the server uses (safe while it "
         "runs). IDs may be shortened to a unique prefix of 4 or more characters.",
     )
-    actions = sessions.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
-    actions.required = True
+    actions = required_choice(sessions, dest="action", metavar="ACTION")
 
-    listing = actions.add_parser("list", help="list conversations, newest first")
-    listing.add_argument(
-        "--notebook", metavar="PATH", help="only the conversations of this notebook file"
+    add_command(
+        actions,
+        "list",
+        cmd_list,
+        help="list conversations, newest first",
+        options=[
+            option(
+                "--notebook", metavar="PATH", help="only the conversations of this notebook file"
+            )
+        ],
+        json_help="print JSON",
     )
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=cmd_list)
-
-    show = actions.add_parser("show", help="print a conversation")
-    show.add_argument("id", metavar="ID")
-    show.add_argument("--json", action="store_true", help="print the whole stored session")
-    show.set_defaults(run=cmd_show)
-
-    export = actions.add_parser(
+    add_command(
+        actions,
+        "show",
+        cmd_show,
+        help="print a conversation",
+        takes_id=True,
+        json_help="print the whole stored session",
+    )
+    add_command(
+        actions,
         "export",
+        cmd_export,
         help="export a conversation as Markdown or as a notebook",
         description="Export a conversation: md, a readable Markdown transcript; ipynb, a "
         "notebook (nbformat 4) with the conversation as Markdown cells and the Python code "
         "blocks of the replies as code cells.",
+        takes_id=True,
+        options=[
+            option("--format", required=True, choices=["md", "ipynb"]),
+            option(
+                "-o", "--output", metavar="FILE", help="write to FILE (default: standard output)"
+            ),
+        ],
     )
-    export.add_argument("id", metavar="ID")
-    export.add_argument("--format", required=True, choices=["md", "ipynb"])
-    export.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE (default: standard output)"
-    )
-    export.set_defaults(run=cmd_export)
-
-    delete = actions.add_parser(
+    add_command(
+        actions,
         "delete",
+        cmd_delete,
         help="delete a conversation",
         description="Delete a conversation. A conversation with a running turn is refused "
         "unless --force, which stops the turn (its whole process tree) first.",
+        takes_id=True,
+        options=[
+            option("--force", action="store_true", help="stop a running turn first, then delete")
+        ],
     )
-    delete.add_argument("id", metavar="ID")
-    delete.add_argument(
-        "--force", action="store_true", help="stop a running turn first, then delete"
-    )
-    delete.set_defaults(run=cmd_delete)
-
-    prune = actions.add_parser(
+    add_command(
+        actions,
         "prune",
+        cmd_prune,
         help="delete conversations idle for longer than an age",
         description="Delete every conversation whose last activity is older than the given "
         "age. A conversation with a running turn is never touched.",
+        options=[
+            option(
+                "--older-than",
+                required=True,
+                metavar="AGE",
+                help="an age such as 30d, 12h, 2w or 90m (a plain number means days)",
+            ),
+            option("--dry-run", action="store_true", help="only list what would go"),
+        ],
+        json_help="print JSON",
     )
-    prune.add_argument(
-        "--older-than",
-        required=True,
-        metavar="AGE",
-        help="an age such as 30d, 12h, 2w or 90m (a plain number means days)",
-    )
-    prune.add_argument("--dry-run", action="store_true", help="only list what would go")
-    prune.add_argument("--json", action="store_true", help="print JSON")
-    prune.set_defaults(run=cmd_prune)
     return parser
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 
 class AssistantError(Exception):
+    """An error the user is shown as it is: ``message`` says what went wrong and what to do."""
+
     status = 500
 
     def __init__(self, message: str) -> None:
@@ -13,6 +15,8 @@ class AssistantError(Exception):
 
 
 class BadRequest(AssistantError):
+    """The request itself is wrong (a bad path, provider or body); nothing was changed."""
+
     status = 400
 
 
@@ -21,6 +25,9 @@ class NotFound(AssistantError):
 
 
 class Busy(AssistantError):
+    """A turn already runs in the session, or this server runs as many turns as it may; try
+    again when it ends."""
+
     status = 409
 
 
@@ -35,6 +42,8 @@ class StoreUnavailable(AssistantError):
 
 
 class InsufficientStorage(StoreUnavailable):
+    """The disk holding the store is full (or over quota)."""
+
     status = 507
 
 
@@ -44,4 +53,6 @@ class NewerSchema(StoreUnavailable):
 
 
 class Forbidden(AssistantError):
+    """An admin policy refuses it (e.g. a conversation over its cost cap)."""
+
     status = 403
