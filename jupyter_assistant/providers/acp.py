@@ -20,7 +20,7 @@ import signal
 import time
 from typing import Any, ClassVar
 
-from traitlets import Enum, Unicode
+from traitlets import Enum, List, Unicode, Union
 
 from .acp_client import AcpClient as AcpClient
 from .acp_protocol import PROTOCOL_VERSION, error_text, initialize_params
@@ -88,6 +88,12 @@ class AcpProvider(CliProvider):
     display_name: ClassVar[str] = "ACP agent"
     install_hint: ClassVar[str] = "set c.AcpProvider.command, e.g. ['gemini', '--acp']"
     cli_name: ClassVar[str] = "ACP agent"
+
+    command = Union(
+        [List(Unicode()), Unicode()],
+        default_value=[],
+        help="The agent's command line, e.g. ['gemini', '--acp'] or ['claude-agent-acp'].",
+    ).tag(config=True)
 
     mode = Unicode(
         None,

@@ -17,7 +17,7 @@ from ..traits import StringList
 from .base import LaunchSpec, SetupStep, StreamParser, TurnRequest, private_file, run_briefly
 from .claude_control import ClaudeControlParser
 from .claude_stream import ClaudeStreamParser
-from .cli_provider import CliProvider
+from .cli_provider import CliProvider, command_trait
 
 INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
 # Asks the CLI whether it is logged in: no model call. `claude auth status` in words.
@@ -39,8 +39,9 @@ class ClaudeCodeProvider(CliProvider):
     # On SIGINT the CLI aborts its running tools (which it starts in sessions of their own)
     # and saves the interrupted conversation; on SIGTERM it leaves both behind.
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)
-    default_command: ClassVar[tuple[str, ...]] = ("claude",)
     cli_name: ClassVar[str] = "Claude Code CLI"
+
+    command = command_trait("claude")
 
     interactive = Bool(
         True,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, TypeVar
 
-from traitlets import List, Unicode, Union, default
+from traitlets import List, Unicode, Union
 
 from ..traits import StringList
 from .base import (
@@ -28,28 +28,34 @@ from .cli_support import (
 ResumingParser = TypeVar("ResumingParser", bound=JsonLinesParser)
 
 
+def command_trait(*default: str, example: str = "['npx', 'claude']") -> Union:
+    """The ``command`` setting of a CLI provider whose CLI is usually started as ``default``
+    (declared per class so that the help shows that default)."""
+    return Union(
+        [List(Unicode()), Unicode()],
+        default_value=list(default),
+        help=(
+            "The CLI's executable (looked up on the provider's PATH) with any leading "
+            f"arguments, e.g. {example}; a string is split like a shell would."
+        ),
+    ).tag(config=True)
+
+
 class CliProvider(Provider):
     """A provider whose turn is one run of an agent's CLI.
 
-    A subclass sets ``default_command`` and ``cli_name`` and writes ``build_launch`` and
-    ``create_parser`` with the helpers below; it overrides ``probe`` when ``--version`` is not
-    how its CLI shows that it works, and ``credentials_state`` when it can tell whether the CLI
-    is logged in. The settings are configured per subclass (``c.CodexProvider.model``)."""
+    A subclass sets ``command = command_trait("its-cli")`` and ``cli_name``, and writes
+    ``build_launch`` and ``create_parser`` with the helpers below; it overrides ``probe`` when
+    ``--version`` is not how its CLI shows that it works, and ``credentials_state`` when it can
+    tell whether the CLI is logged in. The settings are configured per subclass
+    (``c.CodexProvider.model``)."""
 
-    # The command when ``command`` is empty or not set.
-    default_command: ClassVar[tuple[str, ...]] = ()
     # How error messages name the program ("Claude Code CLI").
     cli_name: ClassVar[str] = ""
     # The problem shown when the credentials are missing (None: the CLI's own message).
     login_hint: ClassVar[str | None] = None
 
-    command = Union(
-        [List(Unicode()), Unicode()],
-        help=(
-            "The CLI's executable (looked up on the provider's PATH) with any leading "
-            "arguments, e.g. ['npx', 'claude']; a string is split like a shell would."
-        ),
-    ).tag(config=True)
+    command = command_trait()
 
     model = Unicode(
         None,
@@ -66,10 +72,6 @@ class CliProvider(Provider):
         help="Text added to the instructions of every turn, after the notebook's context.",
     ).tag(config=True)
 
-    @default("command")
-    def _default_command(self) -> list[str]:
-        return list(self.default_command)
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.lost_conversations = LostConversations()
@@ -82,7 +84,8 @@ class CliProvider(Provider):
 
     def executable_argv(self) -> list[str]:
         """The command line that starts the CLI, before the turn's arguments."""
-        return command_argv(self.command) or list(self.default_command)
+        usual = self.trait_defaults("command")
+        return command_argv(self.command) or (list(usual) if isinstance(usual, list) else [])
 
     def launch_env(self, base_env: dict[str, str]) -> dict[str, str]:
         return {**base_env, **self.env}

@@ -26,7 +26,7 @@ from traitlets import Bool, Dict, Enum, Unicode
 
 from .. import events
 from .base import Event, LaunchSpec, ProviderUnavailable, SetupStep, StreamParser, TurnRequest
-from .cli_provider import CliProvider
+from .cli_provider import CliProvider, command_trait
 from .cli_support import JsonLinesParser, clip, render_context, tagged
 
 INSTALL_HINT = "npm install -g @openai/codex"
@@ -209,9 +209,10 @@ class CodexProvider(CliProvider):
     )
     # codex stops its sandboxed commands itself on SIGINT (checked: `sleep` in a tool is gone)
     interrupt_signal: ClassVar[int] = int(signal.SIGINT)
-    default_command: ClassVar[tuple[str, ...]] = ("codex",)
     cli_name: ClassVar[str] = "Codex CLI"
     login_hint: ClassVar[str | None] = LOGIN_HINT
+
+    command = command_trait("codex", example="['npx', '@openai/codex']")
 
     sandbox = Enum(
         ["read-only", "workspace-write", "danger-full-access"],

@@ -28,7 +28,7 @@ from traitlets import Bool, Enum
 
 from .. import events
 from .base import Event, LaunchSpec, SetupStep, StreamParser, TurnRequest
-from .cli_provider import CliProvider
+from .cli_provider import CliProvider, command_trait
 from .cli_support import JsonLinesParser, clip, tagged
 
 INSTALL_HINT = "npm install -g @google/gemini-cli"
@@ -173,9 +173,10 @@ class GeminiProvider(CliProvider):
     )
     # gemini's launcher ignores SIGINT and SIGTERM; its worker process stops on SIGTERM, and the
     # runner sends SIGTERM to every process of the turn, the tool shells included.
-    default_command: ClassVar[tuple[str, ...]] = ("gemini",)
     cli_name: ClassVar[str] = "Gemini CLI"
     login_hint: ClassVar[str | None] = LOGIN_HINT
+
+    command = command_trait("gemini", example="['npx', '@google/gemini-cli']")
 
     approval_mode = Enum(
         ["default", "auto_edit", "yolo", "plan"],
