@@ -215,7 +215,6 @@ class ParserState:
     provider_session_id: str | None = None
     terminal: Event | None = None
     invalid_lines: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class StatefulParser(StreamParser):
