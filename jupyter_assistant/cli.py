@@ -29,15 +29,16 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from ._version import __version__
+from .cli_parser import Parser, add_command, option, required_choice
 from .errors import AssistantError, BadRequest, NotFound
 from .kernel_client import LoadedConfig, load_config
 from .settings import EngineSettings
@@ -317,12 +318,6 @@ def cmd_prune(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
 # -- the parser --------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 TRAITS_HELP = (
     "Settings can also be given as --Class.trait=value (e.g. "
     "--AssistantExtension.store_dir=/path or --ClaudeCodeProvider.command=/opt/bin/claude); "
@@ -330,49 +325,8 @@ TRAITS_HELP = (
 )
 
 
-Command = Callable[[argparse.Namespace, "Context", TextIO], int]
-# An argument of a command: add_argument's flags (or name) and options.
-Option = tuple[tuple[str, ...], dict[str, Any]]
-
-
-def option(*flags: str, **kwargs: Any) -> Option:
-    return flags, kwargs
-
-
-def required_choice(
-    parser: argparse.ArgumentParser, dest: str, metavar: str
-) -> argparse._SubParsersAction:  # type: ignore[type-arg]
-    """The subcommands of ``parser``, one of which must be given."""
-    choice = parser.add_subparsers(dest=dest, metavar=metavar, parser_class=_Parser)
-    choice.required = True
-    return choice
-
-
-def add_command(
-    group: argparse._SubParsersAction,  # type: ignore[type-arg]
-    name: str,
-    run: Command,
-    help: str,
-    description: str | None = None,
-    *,
-    takes_id: bool = False,
-    options: Sequence[Option] = (),
-    json_help: str | None = None,
-) -> None:
-    """A command that calls ``run``: its arguments are a conversation ID (``takes_id``), then
-    ``options``, then ``--json`` (with ``json_help``)."""
-    command = group.add_parser(name, help=help, description=description)
-    if takes_id:
-        command.add_argument("id", metavar="ID")
-    for flags, kwargs in options:
-        command.add_argument(*flags, **kwargs)
-    if json_help:
-        command.add_argument("--json", action="store_true", help=json_help)
-    command.set_defaults(run=run)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Set-up checks and housekeeping for jupyter_assistant, the notebook-tied AI "
         "coding assistant. " + TRAITS_HELP,
