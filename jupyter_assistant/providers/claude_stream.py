@@ -98,10 +98,10 @@ class ClaudeStreamParser(JsonLinesParser):
 
     def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
+        if kind == "stream_event":  # first: nearly every line is one
+            return self._stream_event(obj.get("event") or {})
         if isinstance(obj.get("session_id"), str) and kind in ("system", "result"):
             self.state.provider_session_id = obj["session_id"]
-        if kind == "stream_event":
-            return self._stream_event(obj.get("event") or {})
         if kind == "assistant":
             return self._assistant(obj)
         if kind == "user":

@@ -160,13 +160,22 @@ class JsonLinesParser(StatefulParser):
         self._started = time.monotonic()
 
     def feed(self, line: bytes) -> list[Event]:
-        early, self._first_events = self._first_events, []
-        obj = json_object(line)
-        if obj is None:
-            if line.strip():
+        # Once per output line (tens of thousands in a long reply): the JSON is read inline.
+        line = line.strip()
+        try:
+            obj = json.loads(line) if line.startswith(b"{") else None
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            events = self.parse(obj)
+        else:
+            if line:
                 self.state.invalid_lines += 1
-            return early
-        return early + self.parse(obj)
+            events = []
+        if self._first_events:
+            early, self._first_events = self._first_events, []
+            return early + events
+        return events
 
     def parse(self, obj: dict[str, Any]) -> list[Event]:
         """The events of one JSON line."""
