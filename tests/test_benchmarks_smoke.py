@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 RUN_ALL = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
-MEASURES = ["1", "2", "3", "4a", "4b", "4c", "4d", "5", "6a", "7a", "7b"]
+MEASURES = ["1", "2", "3", "4a", "4b", "4c", "4d", "4e", "5", "6a", "7a", "7b"]
 
 
 @pytest.mark.timeout(240)
