@@ -29,6 +29,7 @@ from ..providers.base import ProviderUnavailable, TurnRequest, provider_environm
 from ..reply import reply_status
 from ..store import SessionStore
 from .approvals import ApprovalBroker, session_policy
+from .limits import check_cost, within_limits
 from .persistence import PRIVATE_DIR, TurnPersistence
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
@@ -37,9 +38,6 @@ from .turn import EndReason, NewMessage, RunnerSettings, Turn
 
 log = logging.getLogger(__name__)
 
-# Events kept per turn for reconnecting clients; text deltas are coalesced, so only a provider
-# gone wrong gets near this.
-MAX_TURN_EVENTS = 100_000
 RESUME_LOST = (
     "The earlier conversation could not be resumed by the provider; this turn starts a new one."
 )
@@ -179,51 +177,17 @@ class TurnRunner:
         )
 
     def _receive(self, turn: Turn, event: Event) -> None:
-        """A non-terminal event from the provider: apply the limits, then publish it."""
-        settings = self.settings
-        if len(turn.events) >= MAX_TURN_EVENTS:
-            turn.request_stop(
-                "oversize",
-                events.error(
-                    "provider_failed",
-                    f"The turn produced over {MAX_TURN_EVENTS} events; it was stopped.",
-                ),
-            )
+        """A non-terminal event from the provider: within the limits, it is published (a
+        question goes to the approval broker, which publishes what becomes of it)."""
+        if not within_limits(turn, event, self.settings):
             return
-        kind = event["type"]
-        if (
-            kind == "text"
-            and turn.reply.text_length + len(event["text"]) > settings.max_reply_bytes
-        ):
-            # Bounded memory against a provider that prints without end.
-            turn.request_stop(
-                "oversize",
-                events.error(
-                    "provider_failed",
-                    f"The reply grew past {settings.max_reply_bytes} characters; "
-                    "the turn was stopped (c.AssistantExtension.max_reply_bytes).",
-                ),
-            )
-            return
-        if kind == "permission_request":
+        if event["type"] == "permission_request":
             if turn.approvals is not None:
                 turn.approvals.request(event)
             return
         turn.publish(event)
-        cap = settings.max_session_cost_usd
-        if (
-            kind == "usage"
-            and cap is not None
-            and turn.cost_before + turn.reply.usage.cost_usd > cap
-        ):
-            turn.request_stop(
-                "cost_limit",
-                events.error(
-                    "cost_limit",
-                    f"This conversation passed its cost limit of ${cap:g} "
-                    "(c.AssistantExtension.max_session_cost_usd); the turn was stopped.",
-                ),
-            )
+        if event["type"] == "usage":
+            check_cost(turn, self.settings)
 
     async def _end(self, turn: Turn, outcome: Outcome) -> None:
         """End the turn, once: decide why it ended, store the reply, release the session,
