@@ -244,3 +244,20 @@ def test_a_summary_change_on_one_side_only_is_found(change: tuple[str, str], fou
         or fields[name] != Field(False, ts_members(SUMMARY_TYPES[name]))
     ]
     assert differs == [found]
+
+
+def test_the_typescript_session_has_the_fields_of_the_python_one() -> None:
+    """``GET sessions/{id}`` sends a whole ``Session``: types.ts's ``ISession`` (and the
+    records inside it) name exactly its fields."""
+    from jupyter_assistant.models import Approval, Message, PermissionRecord, Session, ToolCall
+
+    declared = interfaces(TYPES_TS)
+    pairs = {
+        "ISession": Session,
+        "IMessage": Message,
+        "IToolCall": ToolCall,
+        "IPermissionRecord": PermissionRecord,
+        "IApproval": Approval,
+    }
+    for interface, model in pairs.items():
+        assert set(declared[interface]) == set(model.model_fields), interface

@@ -125,6 +125,21 @@ export interface ISession {
   usage: IUsage;
   status: SessionStatus;
   detached: boolean;
+  /** Why it is detached, in words for the user (the notebook was deleted or moved away). */
+  detached_reason?: string | null;
+  /** The notebook's resolved file path on the server (the store's index key). */
+  notebook_key: string;
+  /** "For this session" answers to tool approval questions. */
+  approvals: IApproval[];
+}
+
+/** A "for this session" answer: the same tool on the same subject is not asked again. */
+export interface IApproval {
+  tool_name: string;
+  pattern: string;
+  decision: PermissionDecision;
+  message?: string | null;
+  created_at: string;
 }
 
 /** The `context` of a message: what the user chose to send along from the notebook. */
