@@ -170,6 +170,8 @@ export class FakeServer {
       usage: { input_tokens: 0, output_tokens: 0, cost_usd: 0 },
       status: 'idle',
       detached: false,
+      notebook_key: '/root/' + path,
+      approvals: [],
       ...extra
     };
     this.sessions.set(id, session);
