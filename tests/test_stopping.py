@@ -76,6 +76,19 @@ def start_other_process_turn(setup: dict[str, Any], session_id: str) -> subproce
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
 
 
+async def owner_streaming(setup: dict[str, Any], session_id: str) -> subprocess.Popen[str]:
+    """Another process running a turn of ``session_id``, once its CLI has started."""
+    owner = start_other_process_turn(setup, session_id)
+    try:
+        assert owner.stdout is not None
+        assert owner.stdout.readline().startswith("STARTED")
+        await until(lambda: bool(control_messages(setup["log"])))
+    except BaseException:
+        owner.kill()
+        raise
+    return owner
+
+
 def test_a_stop_from_another_process_interrupts_the_provider_gracefully(
     setup: dict[str, Any],
 ) -> None:
@@ -83,11 +96,9 @@ def test_a_stop_from_another_process_interrupts_the_provider_gracefully(
 
     async def scenario() -> None:
         session = await service.create_session("nb.ipynb")
-        owner = start_other_process_turn(setup, session.id)
+        owner = await owner_streaming(setup, session.id)
         try:
             assert owner.stdout is not None
-            assert owner.stdout.readline().startswith("STARTED")
-            await until(lambda: bool(control_messages(setup["log"])))
             assert service.runner.is_running(session.id)
             assert await service.cancel(session.id)
             # The owner ran the stop: the provider was asked to interrupt itself first.
@@ -111,11 +122,9 @@ def test_a_frozen_owner_is_stopped_for_by_the_asker(setup: dict[str, Any]) -> No
 
     async def scenario() -> None:
         session = await service.create_session("nb.ipynb")
-        owner = start_other_process_turn(setup, session.id)
+        owner = await owner_streaming(setup, session.id)
         try:
             assert owner.stdout is not None
-            assert owner.stdout.readline().startswith("STARTED")
-            await until(lambda: bool(control_messages(setup["log"])))
             record = service.registry.read(session.id)
             assert record is not None
             os.kill(owner.pid, signal.SIGSTOP)
