@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 
+from .. import events
 from ..processes import ProcessRecord, ProcessRegistry, terminate_tree_async
 from .turn import Turn
 
@@ -54,8 +55,6 @@ async def _interrupt(turn: Turn, timeout: float) -> None:
 
 async def watch_requests(turn: Turn, registry: ProcessRegistry) -> None:
     """In the owner: turn another process's stop request into ``turn.request_stop``."""
-    from .. import events
-
     while not turn.finished:
         if registry.cancel_requested(turn.session_id, turn.id):
             turn.request_stop("cancelled", events.cancelled())
