@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float
+from traitlets import Bool, Float, Int, Unicode
 
 from ._version import __version__
 from .settings import STORE_ENV, EngineSettings, default_store_dir
 
 if TYPE_CHECKING:
     from .listing import SessionListing
+    from .notebook_tools.gateway import NotebookToolsGateway
     from .service import AssistantService
 
 CONTENTS_EVENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -45,8 +46,38 @@ class AssistantExtension(ExtensionApp, EngineSettings):
         15.0, help="Seconds between keep-alive comments on an idle event stream."
     ).tag(config=True)
 
+    notebook_tools_enabled = Bool(
+        True,
+        config=True,
+        help="Give each turn's agent the notebook tools (an MCP server named 'notebook': read, "
+        "insert, edit, delete and run cells, the kernel's variables) for its own notebook. "
+        "Providers whose CLI cannot take them go without.",
+    )
+    notebook_tools_url = Unicode(
+        "",
+        config=True,
+        help="The URL at which the agents reach the notebook tools' endpoint "
+        "(…/api/assistant/mcp). Default: this server's own address on the loopback interface.",
+    )
+    tool_output_max_chars = Int(
+        4000,
+        config=True,
+        help="Characters of one cell output's text that a notebook tool returns to the model "
+        "(the start and the end are kept).",
+    )
+    tool_image_max_bytes = Int(
+        1_000_000,
+        config=True,
+        help="Largest image output (decoded bytes) a notebook tool returns to the model as an "
+        "image; larger ones are scaled down if Pillow is installed, else only named.",
+    )
+    tool_source_max_chars = Int(
+        100_000, config=True, help="Largest cell source the agent may write, in characters."
+    )
+
     _service: AssistantService | None = None
     _listing: SessionListing | None = None
+    _notebook_tools: NotebookToolsGateway | None = None
 
     def initialize_settings(self) -> None:
         # Kernels started by this server find the same store (see magics).
@@ -76,10 +107,31 @@ class AssistantExtension(ExtensionApp, EngineSettings):
                 store=listing.store,
                 registry=listing.registry,
             )
+            self._service.runner.notebook_tools = self.notebook_tools
             # If the server exits without its clean shutdown (SIGINT without a terminal, as
             # JupyterHub stops servers), no provider it started may outlive it.
             atexit.register(self._service.stop_now)
         return self._service
+
+    @property
+    def notebook_tools(self) -> NotebookToolsGateway | None:
+        """The notebook tools' gateway (built with the engine), or None when they are off or
+        the agents could not reach this server (a UNIX socket)."""
+        if self._notebook_tools is None and self.notebook_tools_enabled and self.serverapp:
+            url = self.notebook_tools_url or tools_url(self.serverapp)
+            if not url:
+                return None
+            from .notebook_tools import build_gateway
+
+            self._notebook_tools = build_gateway(
+                self.serverapp,
+                url,
+                self.service,
+                output_chars=self.tool_output_max_chars,
+                image_bytes=self.tool_image_max_bytes,
+                source_chars=self.tool_source_max_chars,
+            )
+        return self._notebook_tools
 
     @property
     def listing(self) -> SessionListing:
@@ -148,6 +200,23 @@ class AssistantExtension(ExtensionApp, EngineSettings):
             timer.cancel()
         if self._service is not None:
             await self._service.stop()
+        if self._notebook_tools is not None:
+            await self._notebook_tools.close()
+
+
+WILDCARD_IPS = ("", "0.0.0.0", "::", "*", "localhost")
+
+
+def tools_url(serverapp: Any) -> str | None:
+    """The notebook tools' endpoint as an agent on this machine reaches it: the server's port
+    on the loopback interface (None if the server listens on a UNIX socket)."""
+    if getattr(serverapp, "sock", ""):
+        return None
+    ip = serverapp.ip
+    host = "127.0.0.1" if ip in WILDCARD_IPS else (f"[{ip}]" if ":" in ip else ip)
+    scheme = "https" if serverapp.certfile else "http"
+    base = serverapp.base_url if serverapp.base_url.endswith("/") else serverapp.base_url + "/"
+    return f"{scheme}://{host}:{serverapp.port}{base}api/assistant/mcp"
 
 
 # Entry points for `jupyter assistantextension` style launching are not needed; the server

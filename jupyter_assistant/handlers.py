@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.decorator import allow_unauthenticated, authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
@@ -293,6 +293,44 @@ class EventsHandler(AssistantHandler):
             self.finish(set_content_type="text/event-stream; charset=utf-8")
 
 
+class NotebookToolsHandler(AssistantHandler):
+    """``/api/assistant/mcp``: the ``notebook`` MCP server (streamable HTTP) for the agents.
+
+    Not behind Jupyter's login, on purpose: an agent never gets Jupyter's token. Each request
+    must carry a live capability instead (issued for one turn, for one notebook, revoked when
+    the turn ends); without one it gets a 403 before anything else is read.
+    """
+
+    def check_xsrf_cookie(self) -> None:
+        # Authorization is a header a page on another site cannot set without a CORS
+        # preflight that Jupyter refuses, and no cookie is used: no XSRF to check.
+        return None
+
+    @allow_unauthenticated
+    async def post(self) -> None:
+        from .notebook_tools.capabilities import capability_of
+
+        gateway = self.assistant.notebook_tools
+        if gateway is None:
+            raise web.HTTPError(
+                404, "The notebook tools are off (c.AssistantExtension.notebook_tools)."
+            )
+        if not gateway.authorized(capability_of(self.request.headers)):
+            raise web.HTTPError(
+                403, "No live capability: the notebook tools serve only a running turn's agent."
+            )
+        response = await gateway.handle(
+            self.request.method or "POST", list(self.request.headers.get_all()), self.request.body
+        )
+        self.set_status(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.set_header(name, value)
+        await self.finish(bytes(response.body))
+
+    get = delete = post
+
+
 class NotFoundHandler(AssistantHandler):
     """Any other path under the API prefix: a JSON 404, not Jupyter's HTML page."""
 
@@ -316,5 +354,6 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
         (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
+        (rf"{prefix}/mcp/?", NotebookToolsHandler),
         (rf"{prefix}(?P<rest>/.*)?", NotFoundHandler),
     ]

@@ -53,6 +53,9 @@ READ_ONLY_TOOLS = (
     "TaskList",
     "TaskUpdate",
     "TaskOutput",
+    # the notebook tools that only read (notebook_tools/)
+    "mcp__notebook__read_notebook",
+    "mcp__notebook__kernel_variables",
 )
 # Input keys that name the file or folder a call works on (Claude Code and ACP agents).
 PATH_KEYS = (

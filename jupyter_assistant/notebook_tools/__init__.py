@@ -5,7 +5,40 @@
 - toolbox.py: a tool call (name + JSON arguments) checked and run on a notebook's storage (the
   file, through Jupyter's contents manager).
 - capabilities.py: the per-turn capability that authorizes a call, for one notebook.
-
-Still to come (issue 18): the MCP server the CLIs are given, the HTTP route it forwards to, the
-open document in the browser, running cells and the kernel's variables.
+- mcp_server.py: the tools as the ``notebook`` MCP server (the ``mcp`` SDK), imported on the
+  first call only.
+- asgi_bridge.py: a tornado request handed to the SDK's streamable-HTTP ASGI application.
+- gateway.py: capabilities issued per turn, each call approved by its turn's policy, served.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..service import AssistantService
+    from .gateway import NotebookToolsGateway
+
+
+def build_gateway(
+    serverapp: Any,
+    url: str,
+    service: AssistantService,
+    *,
+    output_chars: int,
+    image_bytes: int,
+    source_chars: int,
+) -> NotebookToolsGateway:
+    """The notebook tools of a Jupyter server, for the turns of ``service``."""
+    from .cells import CellLimits
+    from .gateway import NotebookToolsGateway, TurnApprover
+    from .outputs import OutputLimits
+    from .toolbox import ContentsStorage, NotebookToolbox, ToolLimits
+
+    limits = ToolLimits(
+        cells=CellLimits(max_source_chars=source_chars),
+        outputs=OutputLimits(max_output_chars=output_chars, max_image_bytes=image_bytes),
+    )
+    toolbox = NotebookToolbox(ContentsStorage(serverapp.contents_manager), limits)
+    approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir))
+    return NotebookToolsGateway(toolbox, url, approver)

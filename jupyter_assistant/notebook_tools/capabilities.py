@@ -11,9 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .cells import ToolError
+
+SERVER_NAME = "notebook"
+# The header that carries a turn's capability (``Authorization: Bearer`` works too, for CLIs
+# that can only send a bearer token).
+CAPABILITY_HEADER = "x-assistant-capability"
+
+
+def capability_of(headers: Mapping[str, str] | None) -> str:
+    """The capability a request carries ('' if none)."""
+    if not headers:
+        return ""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    if lowered.get(CAPABILITY_HEADER):
+        return lowered[CAPABILITY_HEADER].strip()
+    scheme, _, value = lowered.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """A cell's outputs as a model should read them: text cut to a size, tracebacks without colour
-codes, HTML tables as text, images named with their size (not their bytes)."""
+codes, HTML tables as text, images attached up to a size (scaled down with Pillow when it is
+installed, else only named)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -15,6 +19,10 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 class OutputLimits:
     # Characters of one output's text the model gets (head and tail kept, the middle cut).
     max_output_chars: int = 4000
+    # Largest image (decoded bytes) attached for the model; 0: images are only named.
+    max_image_bytes: int = 1_000_000
+    # Longest side of an image scaled down to fit (with Pillow).
+    max_image_side: int = 1024
 
 
 def clip(text: str, limit: int) -> str:
@@ -100,6 +108,50 @@ def summarize_output(output: dict[str, Any], limits: OutputLimits) -> dict[str, 
     images = sorted(key for key in data if key.startswith("image/"))
     if images:
         summary["images"] = images
+        attached = [
+            payload
+            for mime in images
+            if (payload := image_payload(mime, data[mime], limits)) is not None
+        ]
+        if attached:
+            summary["image_data"] = attached[:1]  # one picture of a display is enough
     if kind == "execute_result":
         summary["execution_count"] = output.get("execution_count")
     return summary
+
+
+RASTER = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def image_payload(mime: str, data: Any, limits: OutputLimits) -> dict[str, str] | None:
+    """An image output for the model as ``{mime, data}`` (base64), within the size limit, or
+    None (SVG and other text formats are left to their text; too large without Pillow)."""
+    if mime not in RASTER or limits.max_image_bytes <= 0:
+        return None
+    compact = "".join(_text(data).split())
+    try:
+        raw = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) <= limits.max_image_bytes:
+        return {"mime": mime, "data": compact}
+    smaller = _scaled_down(raw, limits)
+    if smaller is None:
+        return None
+    return {"mime": "image/png", "data": base64.b64encode(smaller).decode("ascii")}
+
+
+def _scaled_down(raw: bytes, limits: OutputLimits) -> bytes | None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            image.thumbnail((limits.max_image_side, limits.max_image_side))
+            out = io.BytesIO()
+            image.save(out, format="PNG", optimize=True)
+    except Exception:  # Pillow raises many kinds on a broken image
+        return None
+    data = out.getvalue()
+    return data if len(data) <= limits.max_image_bytes else None

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from . import cells
 from .capabilities import Grant
@@ -64,12 +64,13 @@ class ToolLimits:
     outputs: OutputLimits = field(default_factory=OutputLimits)
 
 
-# tool -> (the arguments it takes, whether it changes the notebook)
-TOOLS: dict[str, tuple[frozenset[str], bool]] = {
-    "read_notebook": (frozenset({"start", "end", "include_outputs"}), False),
-    "insert_cell": (frozenset({"index", "after_id", "cell_type", "source"}), True),
-    "edit_cell": (frozenset({"id", "index", "source"}), True),
-    "delete_cell": (frozenset({"id", "index"}), True),
+ToolKind = Literal["read", "edit", "run"]
+# tool -> (the arguments it takes, what it does: reads, edits the notebook, or runs code)
+TOOLS: dict[str, tuple[frozenset[str], ToolKind]] = {
+    "read_notebook": (frozenset({"start", "end", "include_outputs"}), "read"),
+    "insert_cell": (frozenset({"index", "after_id", "cell_type", "source"}), "edit"),
+    "edit_cell": (frozenset({"id", "index", "source"}), "edit"),
+    "delete_cell": (frozenset({"id", "index"}), "edit"),
 }
 
 
@@ -88,7 +89,8 @@ class NotebookToolbox:
             )
         if not isinstance(arguments, dict):
             raise ToolError("The arguments must be a JSON object.")
-        allowed, changes = TOOLS[tool]
+        allowed, kind = TOOLS[tool]
+        changes = kind == "edit"
         unknown = sorted(set(arguments) - allowed)
         if unknown:
             raise ToolError(f"{tool} takes no argument {', '.join(map(repr, unknown))}.")

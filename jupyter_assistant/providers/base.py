@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from traitlets import Dict, Unicode
 from traitlets.config import LoggingConfigurable
@@ -63,6 +63,21 @@ def provider_environment(*overlays: dict[str, str]) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class NotebookToolsAccess:
+    """How a turn's agent reaches the notebook tools: an MCP server over streamable HTTP at
+    ``url``, each request carrying ``capability`` in the ``header`` (never Jupyter's token).
+    A provider passes it to its CLI in the form that CLI configures MCP servers."""
+
+    name: str  # the MCP server's name ("notebook"): tools show as mcp__notebook__<tool>
+    url: str
+    header: str
+    capability: str
+
+    def headers(self) -> dict[str, str]:
+        return {self.header: self.capability}
+
+
 @dataclass
 class TurnRequest:
     session_id: str
@@ -76,6 +91,8 @@ class TurnRequest:
     # A folder only this user can read (0700), for files a launch needs that must not show on
     # the command line (``private_file``). None: the system's temporary folder.
     scratch_dir: str | None = None
+    # The notebook tools for this turn (None: not offered).
+    notebook_tools: NotebookToolsAccess | None = None
 
 
 @dataclass
@@ -88,7 +105,9 @@ class LaunchSpec:
     cleanup: list[str] = field(default_factory=list)
 
 
-def private_file(request: TurnRequest, text: str, prefix: str = "prompt-") -> str:
+def private_file(
+    request: TurnRequest, text: str, prefix: str = "prompt-", suffix: str = ".md"
+) -> str:
     """Write ``text`` to a new file only this user can read (0600) and return its path: for
     what a CLI takes as a file argument but other local users must not see in ``ps`` (a
     notebook's cell, a secret in it). Put the path in ``LaunchSpec.cleanup``."""
@@ -96,7 +115,7 @@ def private_file(request: TurnRequest, text: str, prefix: str = "prompt-") -> st
 
     if request.scratch_dir:
         os.makedirs(request.scratch_dir, mode=0o700, exist_ok=True)
-    descriptor, path = tempfile.mkstemp(prefix=prefix, suffix=".md", dir=request.scratch_dir)
+    descriptor, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=request.scratch_dir)
     try:  # mkstemp creates it 0600
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)
@@ -244,6 +263,9 @@ class StatefulParser(StreamParser):
         return events.error("provider_failed", f"The provider exited with code {returncode}.")
 
 
+EditMode = Literal["allow", "ask", "deny"]
+
+
 class Provider(LoggingConfigurable):
     """Base class of every provider."""
 
@@ -279,6 +301,14 @@ class Provider(LoggingConfigurable):
 
     async def health(self) -> ProviderHealth:
         raise NotImplementedError
+
+    # Whether this provider's CLI can be given the notebook tools (an MCP server over HTTP).
+    supports_notebook_tools: ClassVar[bool] = False
+
+    def notebook_edits(self) -> EditMode:
+        """What the provider's own settings say of file edits, which the notebook tools'
+        cell edits follow: ``allow`` (edits run without asking), ``ask`` or ``deny``."""
+        return "ask"
 
     # -- helpers for subclasses ----------------------------------------------------------------
 

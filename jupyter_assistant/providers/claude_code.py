@@ -14,7 +14,15 @@ from typing import ClassVar
 from traitlets import Bool, Enum
 
 from ..traits import StringList
-from .base import LaunchSpec, SetupStep, StreamParser, TurnRequest, private_file, run_briefly
+from .base import (
+    EditMode,
+    LaunchSpec,
+    SetupStep,
+    StreamParser,
+    TurnRequest,
+    private_file,
+    run_briefly,
+)
 from .claude_control import ClaudeControlParser
 from .claude_stream import ClaudeStreamParser
 from .cli_provider import CliProvider, command_trait
@@ -77,6 +85,13 @@ class ClaudeCodeProvider(CliProvider):
     ).tag(config=True)
 
     include_partial_messages = True
+    supports_notebook_tools: ClassVar[bool] = True
+
+    def notebook_edits(self) -> EditMode:
+        mode = self.effective_permission_mode()
+        if mode in ("acceptEdits", "bypassPermissions", "auto"):
+            return "allow"
+        return "deny" if mode in ("plan", "dontAsk") else "ask"
 
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
         env = self.launch_env(base_env)
@@ -92,8 +107,24 @@ class ClaudeCodeProvider(CliProvider):
         model = self.turn_model(request)
         if model:
             argv += ["--model", model]
-        if self.allowed_tools:
-            argv += ["--allowedTools", *self.allowed_tools]
+        allowed = list(self.allowed_tools)
+        cleanup: list[str] = []
+        tools = request.notebook_tools
+        if tools is not None:
+            # The capability must not show in `ps`: the MCP configuration is a private file.
+            config = {
+                "mcpServers": {
+                    tools.name: {"type": "http", "url": tools.url, "headers": tools.headers()}
+                }
+            }
+            config_file = private_file(request, json.dumps(config), "claude-mcp-", ".json")
+            cleanup.append(config_file)
+            argv += ["--mcp-config", config_file]
+            # The server asks the user about each notebook tool call itself (the same way for
+            # every provider), so the CLI does not ask again.
+            allowed.append(f"mcp__{tools.name}")
+        if allowed:
+            argv += ["--allowedTools", *allowed]
         disallowed = [*INTERACTIVE_DISALLOWED] if self.interactive else []
         disallowed += [t for t in self.disallowed_tools if t not in disallowed]
         if disallowed:
@@ -102,12 +133,11 @@ class ClaudeCodeProvider(CliProvider):
         # a private file, never on the command line, which every local user can read in `ps`.
         system_file = private_file(request, self.instructions(request), "claude-system-")
         argv += ["--append-system-prompt-file", system_file]
+        cleanup.append(system_file)
         argv += list(self.extra_args)
         # Interactive: the parser sends the prompt as a stream-json message (start()).
         stdin = None if self.interactive else request.prompt.encode()
-        return LaunchSpec(
-            argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=[system_file]
-        )
+        return LaunchSpec(argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=cleanup)
 
     def effective_permission_mode(self) -> str:
         if self.permission_mode is not None:

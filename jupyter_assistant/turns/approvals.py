@@ -13,12 +13,14 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .. import events
 from ..errors import NotFound
 from ..events import Event
-from ..models import Approval, Session
-from ..permissions import PermissionPolicy, SessionAnswer
+from ..models import Approval, Session, new_id
+from ..permissions import PermissionPolicy, SessionAnswer, Verdict
+from ..providers.base import EditMode
 from ..toolcalls import describe_call
 from .turn import RunnerSettings, Turn
 
@@ -57,18 +59,22 @@ class ApprovalBroker:
         self.timeout = settings.permission_timeout_seconds
         self._edit_session = edit_session
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Questions about calls the server itself serves (the notebook tools): their answer
+        # goes to the waiting call, not to the provider.
+        self._served: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
         self.last_answer = turn.started
 
     def waiting(self) -> bool:
         return self.turn.reply.waiting_for_answer()
 
-    def request(self, event: Event) -> None:
+    def request(self, event: Event, verdict: Verdict | None = None) -> None:
         """The agent asks to use a tool: the policy decides, or the user is asked."""
         turn = self.turn
         request_id = str(event.get("request_id", ""))
         tool_name = str(event.get("tool_name", ""))
         tool_input = event.get("input")
-        verdict = self.policy.decide(tool_name, tool_input, event.get("paths") or ())
+        if verdict is None:
+            verdict = self.policy.decide(tool_name, tool_input, event.get("paths") or ())
         what = describe_call(tool_name, tool_input)
         if verdict.decision == "allow":
             if self._deliver(request_id, True, None):
@@ -85,8 +91,46 @@ class ApprovalBroker:
             self.timeout, self._timed_out, request_id
         )
 
+    async def decide_served(
+        self, tool_name: str, tool_input: Any, edits: EditMode = "ask"
+    ) -> str | None:
+        """A call the server serves itself (a notebook tool): None if it may run, else the
+        reason it may not, for the agent. ``edits``: an edit tool, with what the provider's
+        settings say of file edits."""
+        verdict = self.policy.decide(tool_name, tool_input)
+        what = describe_call(tool_name, tool_input)
+        if verdict.decision == "ask" and edits != "ask":
+            verdict = Verdict(
+                edits,
+                "the provider's permission mode accepts edits"
+                if edits == "allow"
+                else "the provider's permission mode allows no edits",
+            )
+        if verdict.decision == "allow":
+            return None
+        if verdict.decision == "deny":
+            message = f"Denied {what}: {verdict.reason}."
+            self.turn.publish(events.permission_denied(tool_name, tool_input, message))
+            return message
+        request_id = f"served-{new_id()}"
+        answer = self._served[request_id] = asyncio.get_running_loop().create_future()
+        self.request(
+            events.permission_request(request_id, tool_name, tool_input, ""), verdict=verdict
+        )
+        try:
+            allow, message = await answer
+        finally:
+            self._served.pop(request_id, None)
+        return None if allow else (message or "The user denied this tool call.")
+
     def _deliver(self, request_id: str, allow: bool, message: str | None) -> bool:
-        """Hand an answer to the provider's parser; False if it does not know the request."""
+        """Hand an answer to the provider's parser (or to a served call that waits for it);
+        False if nobody knows the request."""
+        served = self._served.get(request_id)
+        if served is not None:
+            if not served.done():
+                served.set_result((allow, message))
+            return True
         parser = self.turn.parser
         if parser is None:
             return False
@@ -191,4 +235,7 @@ class ApprovalBroker:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        for waiting in self._served.values():
+            if not waiting.done():
+                waiting.set_result((False, "The turn ended before this call was answered."))
         self.turn.reply.end_unanswered()

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import logging
 import os
+from typing import Any, Protocol
 
 from .. import events
 from ..errors import Busy
@@ -25,7 +26,12 @@ from ..processes import (
     ProcessRegistry,
 )
 from ..providers import ProviderRegistry
-from ..providers.base import ProviderUnavailable, TurnRequest, provider_environment
+from ..providers.base import (
+    NotebookToolsAccess,
+    ProviderUnavailable,
+    TurnRequest,
+    provider_environment,
+)
 from ..reply import reply_status
 from ..store import SessionStore
 from .approvals import ApprovalBroker, session_policy
@@ -37,6 +43,15 @@ from .stopping import stop_elsewhere, stop_provider, watch_requests
 from .turn import EndReason, NewMessage, RunnerSettings, Turn
 
 log = logging.getLogger(__name__)
+
+
+class NotebookToolsIssuer(Protocol):
+    """What the runner needs of the notebook tools: a turn's access, and its end."""
+
+    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> NotebookToolsAccess: ...
+
+    def revoke(self, turn_id: str) -> None: ...
+
 
 RESUME_LOST = (
     "The earlier conversation could not be resumed by the provider; this turn starts a new one."
@@ -58,6 +73,8 @@ class TurnRunner:
         self.persistence = TurnPersistence(store, registry, settings)
         self.reaper = Reaper(self.persistence)
         self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
+        # The notebook tools (notebook_tools/gateway.py), when the server offers them.
+        self.notebook_tools: NotebookToolsIssuer | None = None
 
     def latest(self, session_id: str) -> Turn | None:
         return self.turns.get(session_id)
@@ -130,6 +147,9 @@ class TurnRunner:
                 model=model,
                 scratch_dir=str(self.store.root / PRIVATE_DIR),
             )
+            tools = self.notebook_tools
+            if tools is not None and self.providers.get(turn.provider).supports_notebook_tools:
+                request.notebook_tools = tools.issue(session.id, turn.id, session.path)
             outcome = await self._attempt(turn, request)
             if outcome.resume_failed and request.provider_session_id and not turn.stop_request:
                 # The provider lost the conversation (its history was cleared, or the notebook
@@ -147,6 +167,8 @@ class TurnRunner:
                 "internal_error", f"The assistant failed unexpectedly: {exc}. See the server log."
             )
         finally:
+            if self.notebook_tools is not None:
+                self.notebook_tools.revoke(turn.id)
             for helper in helpers:
                 helper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -238,6 +260,17 @@ class TurnRunner:
                 )
             raise Busy("No turn is running for this session, so there is nothing to answer.")
         await turn.approvals.answer(request_id, allow, scope, message)
+
+    async def approve_served(
+        self, session_id: str, turn_id: str, tool_name: str, tool_input: Any, edits: bool
+    ) -> str | None:
+        """May a call the server serves for this turn (a notebook tool) run? None if so, else
+        why not. ``edits``: it edits, so the provider's setting for file edits applies."""
+        turn = self.turns.get(session_id)
+        if turn is None or turn.id != turn_id or turn.finished or turn.approvals is None:
+            return "The turn this call belongs to has ended."
+        mode = self.providers.get(turn.provider).notebook_edits() if edits else "ask"
+        return await turn.approvals.decide_served(tool_name, tool_input, mode)
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from ..processes import ProcessRecord
 from ..reply import ReplyBuilder
 
 if TYPE_CHECKING:
-    from ..providers.base import StreamParser
+    from ..providers.base import EditMode, StreamParser
 
 # Why a turn ended. "completed"/"failed": the provider's own result; the rest: the turn was
 # stopped (by the user, a limit, or the server shutting down) and the reply is partial.
@@ -65,6 +65,10 @@ class Approvals(Protocol):
     def waiting(self) -> bool: ...
 
     def request(self, event: Event) -> None: ...
+
+    async def decide_served(
+        self, tool_name: str, tool_input: Any, edits: EditMode = "ask"
+    ) -> str | None: ...
 
     async def answer(
         self, request_id: str, allow: bool, scope: str, message: str | None

@@ -25,6 +25,8 @@ Behaviour is scripted by the last user message of a main-agent request (see ``Sc
   ``RUN_BASH: <command>``: that command (e.g. ``sleep 30`` to test cancelling a real tool run);
 * ``RUN_WRITE: <file> <content>``: a ``Write`` of that file (relative names count from the CLI's
   working directory, read from its system prompt) with the rest of the line as content;
+* ``RUN_TOOL: <tool> <json arguments>``: a ``tool_use`` of that tool of the ``notebook`` MCP
+  server (``mcp__notebook__<tool>``) if the request offers it, else a text saying it is missing;
 * ``THINK`` in the text: a thinking block before the text;
 * ``API_ERROR`` (``API_ERROR:<status>``): an HTTP error with the real error body shape.
 Side-channel requests (no tools, e.g. title or topic generation) get a short plain answer.
@@ -53,6 +55,8 @@ BASH_TRIGGER = "RUN_BASH:"  # the rest of the line is the command (e.g. `sleep 3
 WRITE_TRIGGER = "RUN_WRITE:"  # `RUN_WRITE: notes.txt some text`: the Write tool, asked for
 WORKDIR_LINE = "Primary working directory: "  # how the CLI's system prompt names its cwd
 THINK_TRIGGER = "THINK"
+TOOL_TRIGGER = "RUN_TOOL:"  # `RUN_TOOL: insert_cell {"source": "1+1"}`: a notebook MCP tool
+MCP_PREFIX = "mcp__notebook__"
 ERROR_TRIGGER = "API_ERROR"  # `API_ERROR` -> HTTP 400; `API_ERROR:529` -> that status
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -195,6 +199,21 @@ class Script:
         return {"file_path": name, "content": content + "\n"}
 
     @staticmethod
+    def notebook_tool_for(text: str, body: JSON) -> JSON | None:
+        """The notebook tool call a user text asks for (TOOL_TRIGGER): a tool_use block, or a
+        text block saying the tool was not offered."""
+        if TOOL_TRIGGER not in text:
+            return None
+        line = text.split(TOOL_TRIGGER, 1)[1].splitlines()[0].strip()
+        tool, _, raw = line.partition(" ")
+        name = MCP_PREFIX + tool
+        offered = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
+        if name not in offered:
+            return {"type": "text", "text": f"The tool {name} is not offered."}
+        arguments = json.loads(raw) if raw.strip() else {}
+        return {"type": "tool_use", "id": _new_id("toolu"), "name": name, "input": arguments}
+
+    @staticmethod
     def tool_command(messages: list[JSON], tool_use_id: Any) -> str | None:
         """The Bash command of the earlier tool_use a tool_result answers."""
         for message in reversed(messages):
@@ -230,6 +249,12 @@ class Script:
                 text = f"The command output is: {out}"
             return [{"type": "text", "text": text}], "end_turn"
         text = _user_text(last)
+        notebook_tool = Script.notebook_tool_for(text, body)
+        if notebook_tool is not None:
+            if notebook_tool["type"] == "text":
+                return [notebook_tool], "end_turn"
+            intro = {"type": "text", "text": f"I will use {notebook_tool['name']}."}
+            return [intro, notebook_tool], "tool_use"
         write = Script.write_for(text, body)
         if write:
             tool = {"type": "tool_use", "id": _new_id("toolu"), "name": "Write", "input": write}

@@ -1,0 +1,144 @@
+"""The notebook tools as the server offers them: capabilities per turn, the ``notebook`` MCP
+server, and the approval of each call.
+
+The engine asks ``issue`` for a turn's access (the MCP endpoint's URL and a new capability)
+and ``revoke``s it when the turn ends; the HTTP handler hands each request to ``handle``.
+A tool call is served only if its capability is live, and only after ``Approver`` let it run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .asgi_bridge import AsgiResponse, call_asgi
+from .capabilities import CAPABILITY_HEADER, SERVER_NAME, CapabilityRegistry, Grant
+from .cells import ToolError
+from .toolbox import TOOLS, NotebookToolbox
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    from ..providers.base import NotebookToolsAccess
+
+log = logging.getLogger(__name__)
+
+
+class Approver(Protocol):
+    async def approve(self, grant: Grant, tool: str, arguments: dict[str, Any]) -> None:
+        """Return if the call may run; raise ToolError (with the reason) if it may not."""
+
+
+# Asks the turn's approval broker: (session_id, turn_id, tool_name, input, edits) -> None if
+# the call may run, else why not (TurnRunner.approve_served).
+ApproveServed = Callable[[str, str, str, Any, bool], Awaitable["str | None"]]
+
+
+class TurnApprover:
+    """Each notebook tool call is decided by its turn's approval policy, as the agent's own
+    tool calls are: ``mcp__notebook__<tool>`` with the notebook's path, so that an answer
+    "for this session" covers that tool on this notebook."""
+
+    def __init__(self, approve: ApproveServed, root_dir: str) -> None:
+        self._approve = approve
+        self.root_dir = root_dir
+
+    async def approve(self, grant: Grant, tool: str, arguments: dict[str, Any]) -> None:
+        kind = TOOLS[tool][1] if tool in TOOLS else "run"
+        tool_input = {"notebook_path": os.path.join(self.root_dir, grant.notebook_path)}
+        tool_input.update(arguments)
+        refusal = await self._approve(
+            grant.session_id,
+            grant.turn_id,
+            f"mcp__{SERVER_NAME}__{tool}",
+            tool_input,
+            kind == "edit",
+        )
+        if refusal is not None:
+            raise ToolError(refusal)
+
+
+class NotebookToolsGateway:
+    def __init__(self, toolbox: NotebookToolbox, url: str, approver: Approver | None = None):
+        self.toolbox = toolbox
+        self.url = url  # where the CLIs reach the MCP endpoint
+        self.approver = approver
+        self.capabilities = CapabilityRegistry()
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = asyncio.Event()
+
+    # -- per turn ----------------------------------------------------------------------------
+
+    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> NotebookToolsAccess:
+        from ..providers.base import NotebookToolsAccess
+
+        capability = self.capabilities.issue(session_id, turn_id, notebook_path)
+        return NotebookToolsAccess(SERVER_NAME, self.url, CAPABILITY_HEADER, capability)
+
+    def revoke(self, turn_id: str) -> None:
+        self.capabilities.revoke(turn_id)
+
+    async def dispatch(self, capability: str, tool: str, arguments: dict[str, Any]) -> Any:
+        grant = self.capabilities.check(capability)
+        if self.approver is not None:
+            await self.approver.approve(grant, tool, arguments)
+        # The turn may have ended while the user was asked.
+        self.capabilities.check(capability)
+        return await self.toolbox.call(grant, tool, arguments)
+
+    # -- the MCP endpoint ----------------------------------------------------------------------
+
+    def authorized(self, capability: str) -> bool:
+        try:
+            self.capabilities.check(capability)
+        except Exception:
+            return False
+        return True
+
+    async def handle(
+        self, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> AsgiResponse:
+        manager = await self._started()
+        return await call_asgi(manager.handle_request, method, "/mcp", headers, body)
+
+    async def _started(self) -> StreamableHTTPSessionManager:
+        if self._serving is None:
+            from mcp.server.transport_security import TransportSecuritySettings
+
+            from .mcp_server import build_server
+
+            server = build_server(self.dispatch)
+            # Stateless, JSON answers: every request stands alone, authorized by its header.
+            # The Jupyter server checks the Host and Origin itself. (The Starlette app this
+            # returns is not used: its session manager serves the requests.)
+            server.streamable_http_app(
+                json_response=True,
+                stateless_http=True,
+                transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            )
+            self._manager = server.session_manager
+            self._serving = asyncio.create_task(self._serve(self._manager))
+        await self._ready.wait()
+        assert self._manager is not None
+        return self._manager
+
+    async def _serve(self, manager: StreamableHTTPSessionManager) -> None:
+        try:
+            async with manager.run():
+                self._ready.set()
+                await self._closing.wait()
+        except Exception:
+            log.exception("The notebook tools' MCP server stopped")
+            raise
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._serving is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._serving, 5)
