@@ -270,7 +270,7 @@ class TestWithTheFakeCli:
         session = await create_session(jp_fetch, provider="gemini")
         first = await run_turn(jp_fetch, session["id"], "one")
         sid = first[-1]["data"]["provider_session_id"]
-        (gemini_home / ".gemini" / "fake-sessions" / "analysis" / sid).unlink()
+        (gemini_home / ".gemini" / "tmp" / "fake-sessions" / "analysis" / sid).unlink()
         # Known only from the exit code (42) and stderr: the runner runs the turn again.
         second = await run_turn(jp_fetch, session["id"], "two")
         assert types(second)[-1] == "done", second[-1]

@@ -10,7 +10,9 @@ Replies are scripted by the newest user text: a plain reply ``Hello from the sta
 <text>``; ``RUN_LS`` -> a ``list_directory`` call of ``.``; ``RUN_WRITE`` (or
 ``RUN_WRITE:<path>``) -> ``write_file`` of ``standin_written.txt`` (of that path); ``RUN_PWD`` /
 ``RUN_BASH: <cmd>`` -> ``run_shell_command`` (offered only with ``--approval-mode yolo``); on a
-function response: ``The tool result is: <output>``; ``THINK`` -> a thought part first;
+function response: ``The tool result is: <output>``; ``RUN_TOOL: <tool> <json arguments>`` -> a
+call of that tool of the ``notebook`` MCP server (offered as ``mcp_notebook_<tool>``), or ``The
+tool mcp_notebook_<tool> is not offered.``; ``THINK`` -> a thought part first;
 ``API_ERROR[:status]`` -> that HTTP error with Google's body.
 Standard library only.
 
@@ -38,6 +40,7 @@ try:
         estimate_tokens,
         own_words,
         serve_main,
+        tool_call_for,
     )
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).parent))
@@ -52,12 +55,14 @@ except ImportError:  # run as a script
         estimate_tokens,
         own_words,
         serve_main,
+        tool_call_for,
     )
 
 THINK_TRIGGER = "THINK"
 LS_TRIGGER = "RUN_LS"
 WRITE_TRIGGER = "RUN_WRITE"
 WRITE_FILE = "standin_written.txt"
+MCP_SERVER = "notebook"
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -142,12 +147,35 @@ def _schema_example(schema: Any) -> Any:
     return "stand-in"
 
 
+def offered_tool(body: JSON, tool: str) -> str | None:
+    """The name under which the request offers the notebook MCP server's ``tool`` (gemini
+    0.61.0: ``mcp_<server>_<tool>``)."""
+    for group in body.get("tools") or []:
+        for declaration in (
+            group.get("functionDeclarations") or [] if isinstance(group, dict) else []
+        ):
+            name = declaration.get("name") if isinstance(declaration, dict) else None
+            if name in (f"mcp_{MCP_SERVER}_{tool}", f"mcp__{MCP_SERVER}__{tool}"):
+                return str(name)
+    return None
+
+
 def script(body: JSON) -> list[JSON]:
     """The parts of the reply to one request, in the order they stream."""
     response = _function_response(body)
     if response is not None:
         return [{"text": f"The tool result is: {_response_text(response)}"}]
     text = user_text(body)
+    wanted = tool_call_for(text)
+    if wanted is not None:
+        tool, arguments = wanted
+        name = offered_tool(body, tool)
+        if name is None:
+            return [{"text": f"The tool mcp_{MCP_SERVER}_{tool} is not offered."}]
+        return [
+            {"text": f"I will use {name}."},
+            {"functionCall": {"name": name, "args": arguments}},
+        ]
     if LS_TRIGGER in text:
         call = {"name": "list_directory", "args": {"dir_path": "."}}
         return [{"text": "I will list the folder."}, {"functionCall": call}]

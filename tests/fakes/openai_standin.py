@@ -13,7 +13,11 @@ text of a request: a plain reply ``Hello from the stand-in. You said: <text>``; 
 ``RUN_BASH: <cmd>`` -> an ``exec_command`` function call, then, on its output, ``The working
 directory is: <out>`` / ``The command output is: <out>``; ``THINK`` -> a reasoning summary first;
 ``RUN_PATCH`` -> an ``apply_patch`` call that adds ``standin_patch.txt`` (``-m gpt-5.5`` offers
-that tool); ``API_ERROR[:status]`` -> that HTTP error with OpenAI's error body.
+that tool); ``RUN_TOOL: <tool> <json arguments>`` -> a call of that tool of the ``notebook`` MCP
+server (codex 0.171.0 offers an MCP server's tools as a ``namespace`` tool ``mcp__<server>``; the
+call names the namespace), then ``The notebook tool result is: <out>``, or ``The tool
+mcp__notebook__<tool> is not offered.``; ``API_ERROR[:status]`` -> that HTTP error with OpenAI's
+error body.
 Standard library only.
 
 Fixture use: ``with OpenAIStandIn() as api: ...; api.response_bodies``.
@@ -41,6 +45,7 @@ try:
         estimate_tokens,
         own_words,
         serve_main,
+        tool_call_for,
     )
 except ImportError:  # run as a script
     sys.path.insert(0, str(Path(__file__).parent))
@@ -55,11 +60,13 @@ except ImportError:  # run as a script
         estimate_tokens,
         own_words,
         serve_main,
+        tool_call_for,
     )
 
 THINK_TRIGGER = "THINK"
 PATCH_TRIGGER = "RUN_PATCH"  # an apply_patch call adding PATCH_FILE (models that have the tool)
 PATCH_FILE = "standin_patch.txt"
+MCP_SERVER = "notebook"
 ERROR_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded", 500: "server_error"}
 
 
@@ -96,10 +103,36 @@ def _tool_output(item: JSON) -> str:
     if isinstance(output, list):
         output = "".join(str(o.get("text", "")) for o in output if isinstance(o, dict))
     text = str(output or "")
-    # exec_command results are a small report; the command's own output follows "Output:".
-    if "\nOutput:\n" in text:
-        text = text.split("\nOutput:\n", 1)[1]
+    # exec_command (and MCP) results are a small report; the output follows "Output:".
+    if "\nOutput:" in text:
+        text = text.split("\nOutput:", 1)[1]
     return text.strip()
+
+
+def _call_of(body: JSON, call_id: Any) -> JSON:
+    for item in body.get("input") or []:
+        if (
+            isinstance(item, dict)
+            and item.get("type") == "function_call"
+            and item.get("call_id") == call_id
+        ):
+            return item
+    return {}
+
+
+def offered_tool(body: JSON, tool: str) -> tuple[str | None, str] | None:
+    """(namespace, name) under which the request offers the notebook MCP server's ``tool``."""
+    prefix = f"mcp__{MCP_SERVER}"
+    for offered in body.get("tools") or []:
+        if not isinstance(offered, dict):
+            continue
+        if offered.get("type") == "namespace" and str(offered.get("name")).startswith(prefix):
+            for inner in offered.get("tools") or []:
+                if isinstance(inner, dict) and inner.get("name") == tool:
+                    return str(offered["name"]), tool
+        if offered.get("name") in (f"{prefix}__{tool}", f"{prefix}.{tool}"):
+            return None, str(offered["name"])
+    return None
 
 
 def _command_of_call(body: JSON, call_id: Any) -> str:
@@ -183,7 +216,7 @@ class ResponseBuilder:
         item = dict(added, status="completed", content=[{**part, "text": text}])
         self._done(index, item)
 
-    def function_call(self, name: str, arguments: JSON) -> None:
+    def function_call(self, name: str, arguments: JSON, namespace: str | None = None) -> None:
         index, item_id, call_id = len(self.output), _id("fc"), _id("call")
         raw = json.dumps(arguments)
         added = {
@@ -194,6 +227,8 @@ class ResponseBuilder:
             "call_id": call_id,
             "name": name,
         }
+        if namespace:
+            added["namespace"] = namespace
         self._emit("response.output_item.added", {"output_index": index, "item": added})
         where = {"item_id": item_id, "output_index": index}
         for piece in chunks(raw, 16):
@@ -264,7 +299,10 @@ def script(body: JSON) -> Reply:
         return Reply(sse=builder.complete())
     if last.get("type") == "function_call_output":
         out = _tool_output(last)
-        if _command_of_call(body, last.get("call_id")) == "pwd":
+        call = _call_of(body, last.get("call_id"))
+        if call.get("namespace") or str(call.get("name", "")).startswith("mcp__"):
+            builder.message(f"The notebook tool result is: {out}")
+        elif _command_of_call(body, last.get("call_id")) == "pwd":
             builder.message(f"The working directory is: {out}")
         else:
             builder.message(f"The command output is: {out}")
@@ -276,6 +314,17 @@ def script(body: JSON) -> Reply:
         )
         builder.message(f"I will create {PATCH_FILE}.")
         builder.custom_tool_call("apply_patch", patch)
+        return Reply(sse=builder.complete())
+    wanted = tool_call_for(text)
+    if wanted is not None:
+        tool, arguments = wanted
+        found = offered_tool(body, tool)
+        if found is None:
+            builder.message(f"The tool mcp__{MCP_SERVER}__{tool} is not offered.")
+        else:
+            namespace, name = found
+            builder.message(f"I will use mcp__{MCP_SERVER}__{tool}.")
+            builder.function_call(name, arguments, namespace)
         return Reply(sse=builder.complete())
     command = command_for(text)
     if command:

@@ -25,6 +25,8 @@ PWD_TRIGGER = "RUN_PWD"  # a shell tool call running `pwd`; then `The working di
 BASH_TRIGGER = "RUN_BASH:"  # the rest of the line is the command (e.g. `sleep 30` for cancel)
 THINK_TRIGGER = "THINK"  # reasoning before the text
 ERROR_TRIGGER = "API_ERROR"  # `API_ERROR` -> HTTP 400; `API_ERROR:401` -> that status
+# `RUN_TOOL: insert_cell {"source": "1+1"}`: a call of that tool of the `notebook` MCP server
+TOOL_TRIGGER = "RUN_TOOL:"
 
 
 @dataclass
@@ -75,6 +77,16 @@ def command_for(text: str) -> str | None:
     if PWD_TRIGGER in text:
         return "pwd"
     return None
+
+
+def tool_call_for(text: str) -> tuple[str, JSON] | None:
+    """(tool, arguments) of the notebook tool call a user text asks for (TOOL_TRIGGER), if any."""
+    if TOOL_TRIGGER not in text:
+        return None
+    line = text.split(TOOL_TRIGGER, 1)[1].splitlines()[0].strip()
+    tool, _, raw = line.partition(" ")
+    arguments = json.loads(raw) if raw.strip() else {}
+    return tool, arguments if isinstance(arguments, dict) else {}
 
 
 def own_words(text: str) -> str:
