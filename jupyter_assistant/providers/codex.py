@@ -25,7 +25,16 @@ from typing import Any, ClassVar
 from traitlets import Bool, Dict, Enum, Unicode
 
 from .. import events
-from .base import Event, LaunchSpec, ProviderUnavailable, SetupStep, StreamParser, TurnRequest
+from .base import (
+    EditMode,
+    Event,
+    LaunchSpec,
+    NotebookToolsAccess,
+    ProviderUnavailable,
+    SetupStep,
+    StreamParser,
+    TurnRequest,
+)
 from .cli_provider import CliProvider, command_trait
 from .cli_support import JsonLinesParser, clip, render_context, tagged
 
@@ -47,6 +56,12 @@ AUTH_PATTERNS = (
     "please log in",
     "codex login",
 )
+# The environment variable codex reads the notebook tools' capability from (env_http_headers):
+# on the command line it would show in `ps` to every local user.
+CAPABILITY_ENV = "JUPYTER_ASSISTANT_NOTEBOOK_CAPABILITY"
+# Seconds codex waits for a notebook tool call: the server may be asking the user about it
+# (codex's own default is 60 s); the turn's own time limits still apply.
+MCP_TOOL_TIMEOUT = 3600
 _MODEL_PROVIDER = re.compile(r"""^\s*model_provider\s*=\s*["']([^"']+)["']""")
 
 
@@ -58,6 +73,24 @@ def _looks_unauthenticated(text: str) -> bool:
 def _toml_string(text: str) -> str:
     # A JSON string with ASCII escapes is also a valid TOML basic string.
     return json.dumps(text)
+
+
+def notebook_tools_config(tools: NotebookToolsAccess) -> list[str]:
+    """The ``-c`` overrides that give codex the notebook MCP server (streamable HTTP). The
+    capability is not among them: codex reads it from CAPABILITY_ENV (``env_http_headers``)."""
+    server = f"mcp_servers.{tools.name}"
+    headers = f"{{{_toml_string(tools.header)}={_toml_string(CAPABILITY_ENV)}}}"
+    return [
+        f"{server}.url={_toml_string(tools.url)}",
+        f"{server}.env_http_headers={headers}",
+        # The server asks the user about each call itself; codex exec would otherwise refuse
+        # the calls it wants approved ("requires approval, but approval policy is never").
+        f'{server}.default_tools_approval_mode="approve"',
+        f"{server}.tool_timeout_sec={MCP_TOOL_TIMEOUT}",
+        # Without it codex 0.171.0 may send the first model request before the server has
+        # answered, without its tools (seen with a busy Jupyter server).
+        f"{server}.required=true",
+    ]
 
 
 class CodexStreamParser(JsonLinesParser):
@@ -256,6 +289,13 @@ class CodexProvider(CliProvider):
         "for minutes instead of failing). Checked only for OpenAI's own model provider.",
     ).tag(config=True)
 
+    supports_notebook_tools: ClassVar[bool] = True
+
+    def notebook_edits(self) -> EditMode:
+        # The sandbox decides codex's own file edits: read-only makes none; the others let
+        # edits in the notebook's folder run without asking (approval_policy never).
+        return "deny" if self.sandbox == "read-only" else "allow"
+
     # -- credentials ----------------------------------------------------------------------
 
     def codex_home(self, env: dict[str, str]) -> Path:
@@ -318,6 +358,10 @@ class CodexProvider(CliProvider):
             argv += ["--model", model]
         for key, value in self.config_overrides.items():
             argv += ["-c", f"{key}={value}"]
+        if request.notebook_tools is not None:
+            for override in notebook_tools_config(request.notebook_tools):
+                argv += ["-c", override]
+            env[CAPABILITY_ENV] = request.notebook_tools.capability
         # The notebook's context can be large: it goes on stdin with the prompt, because one
         # command-line argument is limited to 128 KiB on Linux.
         instructions = self.instructions(request, with_context=False)
