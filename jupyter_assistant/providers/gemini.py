@@ -21,13 +21,26 @@ keeps it (30 days by default, general.sessionRetention).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from traitlets import Bool, Enum
 
 from .. import events
-from .base import Event, LaunchSpec, SetupStep, StreamParser, TurnRequest
+from .base import (
+    EditMode,
+    Event,
+    LaunchSpec,
+    NotebookToolsAccess,
+    SetupStep,
+    StreamParser,
+    TurnRequest,
+)
 from .cli_provider import CliProvider, command_trait
 from .cli_support import JsonLinesParser, clip, tagged
 
@@ -70,6 +83,16 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "c.GeminiProvider.trust_workspace = True or trust the folder with `gemini` in a terminal.",
     ),
 }
+# The notebook tools: gemini 0.61.0 reads MCP servers only from settings files. The system ones
+# (GEMINI_CLI_SYSTEM_SETTINGS_PATH, ..._DEFAULTS_PATH) are skipped unless root owns them and every
+# folder above them, and the workspace's is in the notebook's folder; so a turn gets a private
+# GEMINI_CLI_HOME whose .gemini/ holds the user's settings plus the server, every other entry a
+# link to the user's own ~/.gemini (logins, sessions for --resume, memory, extensions).
+HOME_PREFIX = "gemini-home-"
+# Milliseconds gemini waits for a notebook tool call (its default is 10 minutes): the server may
+# be asking the user about it; the turn's own time limits still apply.
+MCP_TOOL_TIMEOUT_MS = 3_600_000
+STALE_HOME_SECONDS = 60.0
 AUTH_PATTERNS = (
     "api key not valid",
     "api_key_invalid",
@@ -204,9 +227,23 @@ class GeminiProvider(CliProvider):
         "starts a new gemini conversation.",
     ).tag(config=True)
 
+    supports_notebook_tools: ClassVar[bool] = True
+
+    def notebook_edits(self) -> EditMode:
+        # auto_edit and yolo run file edits without asking; default asks (headless gemini only
+        # leaves the edit tools out, but the server can ask); plan makes no edits.
+        if self.approval_mode in ("auto_edit", "yolo"):
+            return "allow"
+        return "deny" if self.approval_mode == "plan" else "ask"
+
     def build_launch(self, request: TurnRequest, base_env: dict[str, str]) -> LaunchSpec:
         env = self.launch_env(base_env)
         argv = self.resolved_argv(env)
+        cleanup: list[str] = []
+        if request.notebook_tools is not None:
+            home = self.notebook_tools_home(request, request.notebook_tools, env, cleanup)
+            if home is not None:
+                env["GEMINI_CLI_HOME"] = home
         argv += ["--output-format", "stream-json", "--approval-mode", self.approval_mode]
         if self.trust_workspace:
             argv.append("--skip-trust")
@@ -223,7 +260,69 @@ class GeminiProvider(CliProvider):
         # way gemini marks its own context. -p "" + stdin keeps the prompt out of `ps`.
         argv += ["--prompt", ""]
         prompt = tagged("notebook_context", self.instructions(request)) + "\n\n" + request.prompt
-        return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
+        return LaunchSpec(
+            argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir, cleanup=cleanup
+        )
+
+    def notebook_tools_home(
+        self,
+        request: TurnRequest,
+        tools: NotebookToolsAccess,
+        env: dict[str, str],
+        cleanup: list[str],
+    ) -> str | None:
+        """A private GEMINI_CLI_HOME for the turn (HOME_PREFIX above): ``.gemini/settings.json``
+        is the user's own settings with ``mcpServers.<name>`` added (0600: it holds the
+        capability); the rest links to the user's files. None (and no notebook tools) if the
+        user's settings cannot be read as JSON."""
+        user_home = Path(env.get("GEMINI_CLI_HOME") or env.get("HOME") or "~").expanduser()
+        user_dir = user_home / ".gemini"
+        try:
+            text = (user_dir / "settings.json").read_text(encoding="utf-8")
+            settings = json.loads(text)
+        except FileNotFoundError:
+            settings = {}
+        except (OSError, ValueError) as exc:
+            self.log.warning(
+                "Gemini CLI gets no notebook tools: %s is unreadable (%s)",
+                user_dir / "settings.json",
+                exc,
+            )
+            return None
+        if not isinstance(settings, dict):
+            return None
+        servers = settings.get("mcpServers")
+        settings["mcpServers"] = {
+            **(servers if isinstance(servers, dict) else {}),
+            tools.name: {
+                "httpUrl": tools.url,
+                "headers": tools.headers(),
+                # The server asks the user about each call itself: gemini does not ask again
+                # (and, headless, it could not: it would leave the tools out).
+                "trust": True,
+                "timeout": MCP_TOOL_TIMEOUT_MS,
+            },
+        }
+        scratch = request.scratch_dir or tempfile.gettempdir()
+        os.makedirs(scratch, mode=0o700, exist_ok=True)
+        sweep_homes(scratch)
+        home = Path(tempfile.mkdtemp(prefix=HOME_PREFIX, dir=scratch))  # 0700
+        overlay = home / ".gemini"
+        overlay.mkdir(mode=0o700)
+        # Sessions must land in the user's folder, or --resume would not find them next turn.
+        (user_dir / "tmp").mkdir(parents=True, exist_ok=True)
+        for entry in sorted(user_dir.iterdir()):
+            if entry.name != "settings.json":
+                (overlay / entry.name).symlink_to(entry)
+                cleanup.append(str(overlay / entry.name))
+        if (user_home / ".env").exists():  # gemini's last place to look for a key
+            (home / ".env").symlink_to(user_home / ".env")
+            cleanup.append(str(home / ".env"))
+        descriptor = os.open(overlay / "settings.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(settings, file)
+        cleanup.append(str(overlay / "settings.json"))
+        return str(home)
 
     def resumes(self) -> bool:
         return bool(self.resume)
@@ -259,3 +358,16 @@ class GeminiProvider(CliProvider):
         if (home / ".gemini" / "settings.json").is_file():
             return "unknown"  # may name an auth method whose login we cannot see
         return "missing"
+
+
+def sweep_homes(scratch: str) -> None:
+    """Remove the GEMINI_CLI_HOMEs of ended turns: the runner removes a launch's files (its
+    settings.json first among them), not folders, nor what gemini wrote there itself."""
+    now = time.time()
+    for home in Path(scratch).glob(HOME_PREFIX + "*"):
+        try:
+            ended = not (home / ".gemini" / "settings.json").exists()
+            if ended and now - home.stat().st_mtime > STALE_HOME_SECONDS:
+                shutil.rmtree(home)  # removes the links, never what they point to
+        except OSError:
+            continue
