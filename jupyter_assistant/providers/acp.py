@@ -25,7 +25,14 @@ from traitlets import Enum, List, Unicode, Union
 from .acp_client import AcpClient as AcpClient
 from .acp_protocol import PROTOCOL_VERSION, error_text, initialize_params
 from .acp_protocol import decide as decide
-from .base import LaunchSpec, ProviderHealth, StreamParser, TurnRequest, provider_environment
+from .base import (
+    EditMode,
+    LaunchSpec,
+    ProviderHealth,
+    StreamParser,
+    TurnRequest,
+    provider_environment,
+)
 from .cli_provider import CliProvider
 from .cli_support import command_argv, json_object
 
@@ -113,6 +120,12 @@ class AcpProvider(CliProvider):
     ).tag(config=True)
 
     _health_cache: tuple[float, str, ProviderHealth] | None = None
+    # Given in session/new's mcpServers when the agent takes HTTP MCP servers (acp_client.py).
+    supports_notebook_tools: ClassVar[bool] = True
+
+    def notebook_edits(self) -> EditMode:
+        # Every policy but reject allows edits inside the notebook's folder without asking.
+        return "deny" if self.permission_policy == "reject" else "allow"
 
     def executable_argv(self) -> list[str]:
         return command_argv(self.command) + list(self.extra_args)

@@ -1,7 +1,7 @@
 """The client side of one turn's Agent Client Protocol conversation: JSON-RPC 2.0 over the
 agent's stdio (acp.py has the provider; acp_protocol.py what the messages mean).
 
-One process per turn: ``initialize`` -> ``session/new {cwd, mcpServers: []}`` (or
+One process per turn: ``initialize`` -> ``session/new {cwd, mcpServers}`` (or
 ``session/load`` of the stored session id when the agent advertises ``loadSession``) ->
 ``session/prompt`` -> ``session/update`` notifications -> the prompt's ``{stopReason}``; then
 stdin is closed so that the agent exits. Stop sends ``session/cancel`` (and answers pending
@@ -10,6 +10,10 @@ permission requests with ``cancelled``) before the runner's signals.
 gemini 0.61.0 streams the history of a loaded session *after* answering ``session/load`` (the
 protocol says before), so after a load this client sends one extension request as a barrier
 and takes updates as the turn's only after its answer.
+
+``mcpServers`` holds the notebook tools (an MCP server over HTTP, with the turn's capability in a
+header) when the turn has them and the agent advertises ``mcpCapabilities.http``; else it is
+empty (every agent must take stdio servers, which this server does not offer).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .acp_protocol import (
     decide,
     error_text,
     initialize_params,
+    notebook_tool_call,
     option_id,
     prompt_usage,
     tool_input,
@@ -69,6 +74,7 @@ class AcpClient(JsonLinesParser):
         self._agent = "The ACP agent"
         self._auth_methods: list[str] = []
         self._load_supported = False
+        self._mcp_http = False
         self._tools: set[str] = set()
         self._asks: dict[str, tuple[Any, list[Any]]] = {}  # our request id -> (rpc id, options)
         self._ask_ids = itertools.count(1)
@@ -210,9 +216,10 @@ class AcpClient(JsonLinesParser):
             )
             return [self.end_with(events.error("provider_failed", message))]
         capabilities = result.get("agentCapabilities") or {}
-        self._load_supported = bool(
-            isinstance(capabilities, dict) and capabilities.get("loadSession")
-        )
+        capabilities = capabilities if isinstance(capabilities, dict) else {}
+        self._load_supported = bool(capabilities.get("loadSession"))
+        mcp = capabilities.get("mcpCapabilities")
+        self._mcp_http = isinstance(mcp, dict) and mcp.get("http") is True
         self._auth_methods = [
             str(m.get("name") or m.get("id"))
             for m in result.get("authMethods") or []
@@ -226,7 +233,11 @@ class AcpClient(JsonLinesParser):
         if stored and self._load_supported:
             self._call(
                 "session/load",
-                {"sessionId": stored, "cwd": self._request.working_dir, "mcpServers": []},
+                {
+                    "sessionId": stored,
+                    "cwd": self._request.working_dir,
+                    "mcpServers": self._mcp_servers(),
+                },
             )
             return []
         self._new_session()
@@ -241,7 +252,17 @@ class AcpClient(JsonLinesParser):
         return []
 
     def _new_session(self) -> None:
-        self._call("session/new", {"cwd": self._request.working_dir, "mcpServers": []})
+        params = {"cwd": self._request.working_dir, "mcpServers": self._mcp_servers()}
+        self._call("session/new", params)
+
+    def _mcp_servers(self) -> list[dict[str, Any]]:
+        """The notebook tools as an ACP HTTP MCP server, if the turn has them and the agent
+        takes HTTP servers; the capability goes over the agent's stdin, never its argv."""
+        tools = self._request.notebook_tools
+        if tools is None or not self._mcp_http:
+            return []
+        headers = [{"name": name, "value": value} for name, value in tools.headers().items()]
+        return [{"type": "http", "name": tools.name, "url": tools.url, "headers": headers}]
 
     def _next_setup_step(self) -> list[Event]:
         """Mode and model first (each waits for its answer), then the prompt."""
@@ -358,6 +379,12 @@ class AcpClient(JsonLinesParser):
             self._outcome(rpc_id, None)
             return []
         out = self._announce(call)
+        tools = self._request.notebook_tools
+        if tools is not None and self._mcp_http and notebook_tool_call(call, tools.name):
+            # The server asks the user about each notebook tool call itself (as for every
+            # provider): the agent's own question is answered yes, once.
+            self._outcome(rpc_id, option_id(options, "allow_once", "allow_always"))
+            return out
         verdict, why = decide(self._policy, call, self._request.working_dir)
         name, summary = tool_name(call), str(call.get("title") or tool_name(call))
         if verdict == "ask":

@@ -43,6 +43,15 @@ def initialize_params() -> dict[str, Any]:
     }
 
 
+def notebook_tool_call(tool_call: dict[str, Any], server: str) -> bool:
+    """Whether a tool call is one of the ``server`` MCP server's (the notebook tools), by its id:
+    gemini 0.61.0 names it ``mcp_<server>_<tool>__...``, others ``mcp__<server>__<tool>...``.
+    The id comes from the agent's tool registry, never from the model's arguments (a title can:
+    a shell command's title is the command)."""
+    ident = str(tool_call.get("toolCallId") or "")
+    return ident.startswith((f"mcp_{server}_", f"mcp__{server}__"))
+
+
 def tool_paths(tool_call: dict[str, Any]) -> list[str]:
     """Every file path a tool call names: its locations, its diffs and its raw input."""
     paths: list[str] = []
