@@ -71,6 +71,12 @@ class AssistantExtension(ExtensionApp, EngineSettings):
         help="Largest image output (decoded bytes) a notebook tool returns to the model as an "
         "image; larger ones are scaled down if Pillow is installed, else only named.",
     )
+    run_cell_timeout_seconds = Float(
+        30.0,
+        config=True,
+        help="How long the run_cell tool waits for a run before it answers 'running' (the "
+        "agent may ask for up to 600 s); the run goes on, and read_notebook shows its outputs.",
+    )
     tool_source_max_chars = Int(
         100_000, config=True, help="Largest cell source the agent may write, in characters."
     )
@@ -130,6 +136,7 @@ class AssistantExtension(ExtensionApp, EngineSettings):
                 output_chars=self.tool_output_max_chars,
                 image_bytes=self.tool_image_max_bytes,
                 source_chars=self.tool_source_max_chars,
+                run_timeout=self.run_cell_timeout_seconds,
             )
         return self._notebook_tools
 

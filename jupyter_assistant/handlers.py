@@ -319,8 +319,12 @@ class NotebookToolsHandler(AssistantHandler):
             raise web.HTTPError(
                 403, "No live capability: the notebook tools serve only a running turn's agent."
             )
+        if self.request.method != "POST":
+            # A stateless server offers no event stream (GET) and keeps no session (DELETE).
+            self.set_header("Allow", "POST")
+            raise web.HTTPError(405, "The notebook tools answer POST only.")
         response = await gateway.handle(
-            self.request.method or "POST", list(self.request.headers.get_all()), self.request.body
+            "POST", list(self.request.headers.get_all()), self.request.body
         )
         self.set_status(response.status)
         for name, value in response.headers:

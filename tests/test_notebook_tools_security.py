@@ -100,6 +100,11 @@ async def test_a_running_turns_capability_reads_and_edits_its_own_notebook(
     inserted = tool_json(body)
     code, body = await call_tool(server, "read_notebook")
     assert tool_json(body)["cells"][0]["id"] == inserted["id"]
+    # A stateless server: no event stream to open, no session to end.
+    for method in ("GET", "DELETE"):
+        request = HTTPRequest(server["url"], method=method, headers=server["headers"])
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        assert response.code == 405, method
     on_disk = nbformat.read(jp_root_dir / "analysis" / "q3.ipynb", as_version=4)
     assert on_disk.cells[0].metadata["jupyter_assistant"]["session_id"] == sid
     await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")

@@ -8,6 +8,7 @@
 - mcp_server.py: the tools as the ``notebook`` MCP server (the ``mcp`` SDK), imported on the
   first call only.
 - asgi_bridge.py: a tornado request handed to the SDK's streamable-HTTP ASGI application.
+- kernels.py: the notebook's kernel (its Jupyter kernel session): run a cell, read variables.
 - gateway.py: capabilities issued per turn, each call approved by its turn's policy, served.
 """
 
@@ -28,17 +29,23 @@ def build_gateway(
     output_chars: int,
     image_bytes: int,
     source_chars: int,
+    run_timeout: float,
 ) -> NotebookToolsGateway:
     """The notebook tools of a Jupyter server, for the turns of ``service``."""
     from .cells import CellLimits
     from .gateway import NotebookToolsGateway, TurnApprover
+    from .kernels import NotebookKernels
     from .outputs import OutputLimits
     from .toolbox import ContentsStorage, NotebookToolbox, ToolLimits
 
     limits = ToolLimits(
         cells=CellLimits(max_source_chars=source_chars),
         outputs=OutputLimits(max_output_chars=output_chars, max_image_bytes=image_bytes),
+        run_timeout_seconds=run_timeout,
     )
-    toolbox = NotebookToolbox(ContentsStorage(serverapp.contents_manager), limits)
+    kernels = NotebookKernels(
+        serverapp.session_manager, serverapp.kernel_manager, str(serverapp.root_dir)
+    )
+    toolbox = NotebookToolbox(ContentsStorage(serverapp.contents_manager), limits, kernels)
     approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir))
     return NotebookToolsGateway(toolbox, url, approver)

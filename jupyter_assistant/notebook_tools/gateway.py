@@ -138,6 +138,7 @@ class NotebookToolsGateway:
             raise
 
     async def close(self) -> None:
+        await self.toolbox.close()
         self._closing.set()
         if self._serving is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):

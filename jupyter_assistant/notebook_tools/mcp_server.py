@@ -108,7 +108,7 @@ def build_server(dispatch: Dispatch) -> MCPServer:
         ctx: Context, source: str, id: str | None = None, index: int | None = None
     ) -> CallToolResult:
         """Replace the source of the cell with this `id` (or at this `index`). A code cell's
-        outputs are kept until it runs again."""
+        outputs are cleared: they belonged to the old source."""
         return await call(ctx, "edit_cell", locals_of(source=source, id=id, index=index))
 
     @server.tool(annotations=deleting, structured_output=False)

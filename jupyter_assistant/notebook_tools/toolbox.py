@@ -9,7 +9,9 @@ the file through Jupyter's contents manager when the notebook is not open in a b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -17,7 +19,10 @@ from typing import Any, Literal, Protocol
 from . import cells
 from .capabilities import Grant
 from .cells import Author, CellLimits, ToolError
-from .outputs import OutputLimits
+from .kernels import MAX_RUN_TIMEOUT_SECONDS, Execution, NotebookKernels
+from .outputs import OutputLimits, summarize_output
+
+log = logging.getLogger(__name__)
 
 
 class NotebookStorage(Protocol):
@@ -62,6 +67,8 @@ def _reason(exc: Exception) -> str:
 class ToolLimits:
     cells: CellLimits = field(default_factory=CellLimits)
     outputs: OutputLimits = field(default_factory=OutputLimits)
+    # How long run_cell waits for a run by default; the run goes on after it.
+    run_timeout_seconds: float = 30.0
 
 
 ToolKind = Literal["read", "edit", "run"]
@@ -71,14 +78,26 @@ TOOLS: dict[str, tuple[frozenset[str], ToolKind]] = {
     "insert_cell": (frozenset({"index", "after_id", "cell_type", "source"}), "edit"),
     "edit_cell": (frozenset({"id", "index", "source"}), "edit"),
     "delete_cell": (frozenset({"id", "index"}), "edit"),
+    "run_cell": (frozenset({"id", "index", "timeout_seconds"}), "run"),
+    "kernel_variables": (frozenset({"names"}), "read"),
 }
 
 
 class NotebookToolbox:
-    def __init__(self, storage: NotebookStorage, limits: ToolLimits | None = None) -> None:
+    def __init__(
+        self,
+        storage: NotebookStorage,
+        limits: ToolLimits | None = None,
+        kernels: NotebookKernels | None = None,
+    ) -> None:
         self.storage = storage
         self.limits = limits or ToolLimits()
+        self.kernels = kernels
         self._locks: dict[str, asyncio.Lock] = {}
+        # Runs of cells that have not ended, by (notebook, cell id): read_notebook shows their
+        # outputs so far; each is saved with its cell when it ends.
+        self._runs: dict[tuple[str, str], Execution] = {}
+        self._followers: set[asyncio.Task[None]] = set()
 
     async def call(self, grant: Grant, tool: str, arguments: Any) -> dict[str, Any]:
         """Run ``tool`` on the grant's notebook. ToolError: the model is told why; the
@@ -94,15 +113,124 @@ class NotebookToolbox:
         unknown = sorted(set(arguments) - allowed)
         if unknown:
             raise ToolError(f"{tool} takes no argument {', '.join(map(repr, unknown))}.")
+        if tool == "run_cell":
+            return await self._run_cell(grant, arguments)
+        if tool == "kernel_variables":
+            return await self._variables(grant, arguments)
         operation = self._operation(grant, tool, arguments)
         path = grant.notebook_path
         # One call at a time per notebook: two edits must not each save over the other.
-        async with self._locks.setdefault(path, asyncio.Lock()):
+        async with self._lock(path):
             notebook = await self.storage.load(path)
+            if not changes:
+                self._overlay_runs(path, notebook)
             result = operation(notebook)
             if changes:
                 await self.storage.save(path, notebook)
+        if tool == "read_notebook":
+            running = {
+                cell_id
+                for (p, cell_id), run in self._runs.items()
+                if p == path and not run.done.is_set()
+            }
+            for entry in result["cells"]:
+                if entry["id"] in running:
+                    entry["running"] = True
+            if self.kernels is not None:
+                result["kernel"] = await self.kernels.state(path)
         return result
+
+    def _lock(self, path: str) -> asyncio.Lock:
+        return self._locks.setdefault(path, asyncio.Lock())
+
+    def _overlay_runs(self, path: str, notebook: Any) -> None:
+        """Show the outputs so far of the cells still running (not saved: read only)."""
+        for cell in notebook.cells:
+            execution = self._runs.get((path, str(cell.get("id"))))
+            if execution is not None and not execution.done.is_set():
+                cell["outputs"] = list(execution.outputs)
+                cell["execution_count"] = execution.execution_count
+
+    def _kernels(self) -> NotebookKernels:
+        if self.kernels is None:
+            raise ToolError("This server runs no kernels for the notebook tools.")
+        return self.kernels
+
+    async def _run_cell(self, grant: Grant, args: dict[str, Any]) -> dict[str, Any]:
+        kernels = self._kernels()
+        timeout = args.get("timeout_seconds", self.limits.run_timeout_seconds)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ToolError("timeout_seconds must be a number of seconds (0 or more).")
+        timeout = min(float(timeout), MAX_RUN_TIMEOUT_SECONDS)
+        path = grant.notebook_path
+        async with self._lock(path):
+            notebook = await self.storage.load(path)
+            position = cells.find_cell(notebook, args.get("id"), args.get("index"))
+            cell = notebook.cells[position]
+            if cell.get("cell_type") != "code":
+                raise ToolError(
+                    f"Cell {position} is a {cell.get('cell_type')} cell; only code cells run."
+                )
+            cell_id = str(cell.get("id"))
+            code = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
+            spec = (notebook.get("metadata") or {}).get("kernelspec") or {}
+            running = self._runs.get((path, cell_id))
+            if running is not None and not running.done.is_set():
+                raise ToolError(
+                    f"Cell {position} is still running; read_notebook shows its outputs so far."
+                )
+            kernel = await kernels.kernel(path, spec.get("name"))
+            execution = self._runs[(path, cell_id)] = Execution(cell_id)
+            follow = await kernels.run(kernel, code, execution, timeout)
+        keeper = asyncio.create_task(self._keep_run(path, execution, follow))
+        self._followers.add(keeper)
+        keeper.add_done_callback(self._followers.discard)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(execution.done.wait()), timeout)
+        outputs = [summarize_output(o, self.limits.outputs) for o in execution.outputs]
+        return {
+            "index": position,
+            "id": cell_id,
+            "status": execution.status if execution.done.is_set() else "running",
+            "execution_count": execution.execution_count,
+            "outputs": outputs,
+        }
+
+    async def _keep_run(self, path: str, execution: Execution, follow: asyncio.Task[None]) -> None:
+        """When a run ends, save its outputs with its cell, as a user's run would leave them
+        once saved (the cell may have gone meanwhile: then there is nothing to keep)."""
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follow
+        try:
+            async with self._lock(path):
+                notebook = await self.storage.load(path)
+                for cell in notebook.cells:
+                    if str(cell.get("id")) == execution.cell_id and cell.cell_type == "code":
+                        cell["outputs"] = execution.outputs
+                        cell["execution_count"] = execution.execution_count
+                        await self.storage.save(path, notebook)
+                        break
+        except ToolError as exc:
+            log.warning("The outputs of a run in %s could not be saved: %s", path, exc)
+        finally:
+            if self._runs.get((path, execution.cell_id)) is execution:
+                del self._runs[(path, execution.cell_id)]
+
+    async def _variables(self, grant: Grant, args: dict[str, Any]) -> dict[str, Any]:
+        names = args.get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ToolError("names must be a list of variable names.")
+        path = grant.notebook_path
+        async with self._lock(path):
+            notebook = await self.storage.load(path)
+        spec = (notebook.get("metadata") or {}).get("kernelspec") or {}
+        kernel = await self._kernels().kernel(path, spec.get("name"))
+        return await self._kernels().variables(kernel, names)
+
+    async def close(self) -> None:
+        """Stop following runs (the server stops; the kernels are the server's to stop)."""
+        for task in list(self._followers):
+            task.cancel()
 
     def _operation(
         self, grant: Grant, tool: str, args: dict[str, Any]
