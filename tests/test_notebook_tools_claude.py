@@ -54,7 +54,8 @@ def tool_call(name: str, **arguments: Any) -> str:
 
 
 def result_text(server: AnthropicStandIn) -> tuple[bool, str]:
-    (sent,) = tool_results_sent(server)
+    """Whether the latest tool result the CLI sent the model is an error, and its text."""
+    sent = tool_results_sent(server)[-1]
     content = sent["content"]
     text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
     return bool(sent.get("is_error")), text
@@ -155,3 +156,37 @@ async def test_a_bad_call_is_a_tool_error_the_model_sees(
     assert "start" in text and "7" in text
     stored = json_of(await api(jp_fetch, "sessions", session["id"]))
     assert stored["messages"][-1]["status"] == "complete"
+
+
+async def test_a_run_asks_like_bash_and_allow_for_the_session_is_not_asked_again(
+    jp_fetch: Any,
+    live_events: Any,
+    jp_root_dir: Path,
+    standin: AnthropicStandIn,  # noqa: F811
+) -> None:
+    path = jp_root_dir / "analysis" / "q3.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)", id="the-cell")]
+    nbformat.write(nb, path)
+    session = await create_session(jp_fetch)
+    sid = session["id"]
+    await post_message(jp_fetch, sid, tool_call("run_cell", id="the-cell"))
+    reader = live_events(sid)
+    request = await permission_asked(reader)
+    assert request["tool_name"] == "mcp__notebook__run_cell"
+    response = await answer_permission(
+        jp_fetch, sid, request["request_id"], decision="allow", scope="session"
+    )
+    assert response.code == 200, response.body
+    stream = await turn_ended(reader)
+    assert types(stream)[-1] == "done", stream[-1]
+    is_error, text = result_text(standin)
+    assert not is_error, text
+    run = json.loads(text)
+    assert run["status"] == "ok"
+    assert run["outputs"][0]["text"] == "42\n"
+
+    again = await run_turn(jp_fetch, sid, tool_call("run_cell", id="the-cell"))
+    assert types(again)[-1] == "done", again[-1]
+    assert "permission_request" not in types(again)
+    assert json.loads(result_text(standin)[1])["execution_count"] == 2
