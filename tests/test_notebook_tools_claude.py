@@ -107,6 +107,7 @@ async def test_an_insert_is_asked_then_lands_in_the_file_marked(
     request = await permission_asked(reader)
     assert request["tool_name"] == "mcp__notebook__insert_cell"
     assert request["input"]["source"] == "import pandas as pd"
+    assert request["summary"].splitlines()[-1] == "+import pandas as pd"  # shown as a diff
     assert notebook(jp_root_dir).cells == []  # nothing before the answer
     response = await answer_permission(jp_fetch, sid, request["request_id"], decision="allow")
     assert response.code == 200, response.body
@@ -174,6 +175,7 @@ async def test_a_run_asks_like_bash_and_allow_for_the_session_is_not_asked_again
     reader = live_events(sid)
     request = await permission_asked(reader)
     assert request["tool_name"] == "mcp__notebook__run_cell"
+    assert request["summary"] == "print(6 * 7)"  # the user sees the code that will run
     response = await answer_permission(
         jp_fetch, sid, request["request_id"], decision="allow", scope="session"
     )

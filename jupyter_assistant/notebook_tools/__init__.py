@@ -46,6 +46,7 @@ def build_gateway(
     kernels = NotebookKernels(
         serverapp.session_manager, serverapp.kernel_manager, str(serverapp.root_dir)
     )
-    toolbox = NotebookToolbox(ContentsStorage(serverapp.contents_manager), limits, kernels)
-    approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir))
+    storage = ContentsStorage(serverapp.contents_manager)
+    toolbox = NotebookToolbox(storage, limits, kernels)
+    approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir), storage)
     return NotebookToolsGateway(toolbox, url, approver)

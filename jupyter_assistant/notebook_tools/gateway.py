@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .asgi_bridge import AsgiResponse, call_asgi
 from .capabilities import CAPABILITY_HEADER, SERVER_NAME, CapabilityRegistry, Grant
-from .cells import ToolError
-from .toolbox import TOOLS, NotebookToolbox
+from .cells import ToolError, find_cell
+from .toolbox import TOOLS, NotebookStorage, NotebookToolbox
 
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -33,9 +34,9 @@ class Approver(Protocol):
         """Return if the call may run; raise ToolError (with the reason) if it may not."""
 
 
-# Asks the turn's approval broker: (session_id, turn_id, tool_name, input, edits) -> None if
-# the call may run, else why not (TurnRunner.approve_served).
-ApproveServed = Callable[[str, str, str, Any, bool], Awaitable["str | None"]]
+# Asks the turn's approval broker: (session_id, turn_id, tool_name, input, edits, summary) ->
+# None if the call may run, else why not (TurnRunner.approve_served).
+ApproveServed = Callable[[str, str, str, Any, bool, str], Awaitable["str | None"]]
 
 
 class TurnApprover:
@@ -43,23 +44,56 @@ class TurnApprover:
     tool calls are: ``mcp__notebook__<tool>`` with the notebook's path, so that an answer
     "for this session" covers that tool on this notebook."""
 
-    def __init__(self, approve: ApproveServed, root_dir: str) -> None:
+    def __init__(
+        self, approve: ApproveServed, root_dir: str, storage: NotebookStorage | None = None
+    ) -> None:
         self._approve = approve
         self.root_dir = root_dir
+        self.storage = storage  # to show the user what a call changes or runs
 
     async def approve(self, grant: Grant, tool: str, arguments: dict[str, Any]) -> None:
         kind = TOOLS[tool][1] if tool in TOOLS else "run"
         tool_input = {"notebook_path": os.path.join(self.root_dir, grant.notebook_path)}
         tool_input.update(arguments)
+        summary = await self.summary(grant, tool, arguments) if kind != "read" else ""
         refusal = await self._approve(
             grant.session_id,
             grant.turn_id,
             f"mcp__{SERVER_NAME}__{tool}",
             tool_input,
             kind == "edit",
+            summary,
         )
         if refusal is not None:
             raise ToolError(refusal)
+
+    async def summary(self, grant: Grant, tool: str, arguments: dict[str, Any]) -> str:
+        """What the user is asked about: the code a run runs, the lines an edit changes
+        (a diff, as for a file), the cell a delete removes, the source an insert adds.
+        Empty when it cannot be told (the call then fails on its own, with its reason)."""
+        source = arguments.get("source")
+        if tool == "insert_cell":
+            return _diff("", source) if isinstance(source, str) else ""
+        if self.storage is None:
+            return ""
+        try:
+            notebook = await self.storage.load(grant.notebook_path)
+            cell = notebook.cells[find_cell(notebook, arguments.get("id"), arguments.get("index"))]
+        except (ToolError, IndexError):
+            return ""
+        current = "".join(cell.source) if isinstance(cell.source, list) else str(cell.source)
+        if tool == "edit_cell":
+            return _diff(current, source) if isinstance(source, str) else ""
+        if tool == "delete_cell":
+            return _diff(current, "")
+        return current  # run_cell: the code that will run
+
+
+def _diff(before: str, after: str) -> str:
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), "cell", "cell", lineterm="", n=2
+    )
+    return "\n".join(list(lines)[2:])  # without the ---/+++ header
 
 
 class NotebookToolsGateway:

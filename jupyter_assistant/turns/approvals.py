@@ -92,7 +92,7 @@ class ApprovalBroker:
         )
 
     async def decide_served(
-        self, tool_name: str, tool_input: Any, edits: EditMode = "ask"
+        self, tool_name: str, tool_input: Any, edits: EditMode = "ask", summary: str = ""
     ) -> str | None:
         """A call the server serves itself (a notebook tool): None if it may run, else the
         reason it may not, for the agent. ``edits``: an edit tool, with what the provider's
@@ -115,7 +115,8 @@ class ApprovalBroker:
         request_id = f"served-{new_id()}"
         answer = self._served[request_id] = asyncio.get_running_loop().create_future()
         self.request(
-            events.permission_request(request_id, tool_name, tool_input, ""), verdict=verdict
+            events.permission_request(request_id, tool_name, tool_input, summary),
+            verdict=verdict,
         )
         try:
             allow, message = await answer

@@ -262,7 +262,13 @@ class TurnRunner:
         await turn.approvals.answer(request_id, allow, scope, message)
 
     async def approve_served(
-        self, session_id: str, turn_id: str, tool_name: str, tool_input: Any, edits: bool
+        self,
+        session_id: str,
+        turn_id: str,
+        tool_name: str,
+        tool_input: Any,
+        edits: bool,
+        summary: str = "",
     ) -> str | None:
         """May a call the server serves for this turn (a notebook tool) run? None if so, else
         why not. ``edits``: it edits, so the provider's setting for file edits applies."""
@@ -270,7 +276,7 @@ class TurnRunner:
         if turn is None or turn.id != turn_id or turn.finished or turn.approvals is None:
             return "The turn this call belongs to has ended."
         mode = self.providers.get(turn.provider).notebook_edits() if edits else "ask"
-        return await turn.approvals.decide_served(tool_name, tool_input, mode)
+        return await turn.approvals.decide_served(tool_name, tool_input, mode, summary)
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class Approvals(Protocol):
     def request(self, event: Event) -> None: ...
 
     async def decide_served(
-        self, tool_name: str, tool_input: Any, edits: EditMode = "ask"
+        self, tool_name: str, tool_input: Any, edits: EditMode = "ask", summary: str = ""
     ) -> str | None: ...
 
     async def answer(
