@@ -335,6 +335,69 @@ class NotebookToolsHandler(AssistantHandler):
     get = delete = post
 
 
+class NotebookRequestsHandler(AssistantHandler):
+    """``GET notebook-requests?path=...&wait=20``: JupyterLab long-polls with the notebooks it
+    has open, and gets the notebook tools' requests on them (notebook_tools/relay.py)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .notebook_tools.relay import MAX_PATHS
+
+        relay = browser_relay(self)
+        paths = self.get_arguments("path")
+        if not 0 < len(paths) <= MAX_PATHS or any(not p or len(p) > 4096 for p in paths):
+            raise web.HTTPError(400, f"Give 1 to {MAX_PATHS} notebook paths (`path=`).")
+        try:
+            wait = float(self.get_argument("wait", "20"))
+        except ValueError:
+            raise web.HTTPError(400, "wait must be a number of seconds.") from None
+        if not 0 <= wait <= 60:
+            raise web.HTTPError(400, "wait must be between 0 and 60 seconds.")
+        poll = asyncio.ensure_future(relay.poll(paths, wait))
+        self._poll: asyncio.Future[Any] | None = poll
+        try:
+            requests = await poll
+        except asyncio.CancelledError:
+            return  # the browser went away
+        self.finish({"requests": requests})
+
+    def on_connection_close(self) -> None:
+        poll = getattr(self, "_poll", None)
+        if poll is not None:
+            poll.cancel()
+
+
+def browser_relay(handler: AssistantHandler) -> Any:
+    """The relay to the notebooks open in browsers (a 404 when the notebook tools are off)."""
+    gateway = handler.assistant.notebook_tools
+    if gateway is None or gateway.toolbox.relay is None:
+        raise web.HTTPError(
+            404, "The notebook tools are off (c.AssistantExtension.notebook_tools_enabled)."
+        )
+    return gateway.toolbox.relay
+
+
+class NotebookRequestHandler(AssistantHandler):
+    """``POST notebook-requests/{request_id}``: JupyterLab's answer to one request."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, request_id: str) -> None:
+        relay = browser_relay(self)
+        try:  # a run's outputs may be large (images): no message-size limit here
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, RecursionError):
+            raise web.HTTPError(400, "The request body must be JSON.") from None
+        if not isinstance(body, dict) or not (
+            isinstance(body.get("result"), dict) or isinstance(body.get("error"), str)
+        ):
+            raise web.HTTPError(400, 'The body must be {"result": {...}} or {"error": "..."}.')
+        if not relay.answer(request_id, body):
+            raise web.HTTPError(404, f"No notebook request {request_id!r} is waiting.")
+        self.finish({"answered": True})
+
+
 class NotFoundHandler(AssistantHandler):
     """Any other path under the API prefix: a JSON 404, not Jupyter's HTML page."""
 
@@ -359,5 +422,7 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
         (rf"{prefix}/mcp/?", NotebookToolsHandler),
+        (rf"{prefix}/notebook-requests/?", NotebookRequestsHandler),
+        (rf"{prefix}/notebook-requests/(?P<request_id>[^/]+)/?", NotebookRequestHandler),
         (rf"{prefix}(?P<rest>/.*)?", NotFoundHandler),
     ]

@@ -9,6 +9,8 @@
   first call only.
 - asgi_bridge.py: a tornado request handed to the SDK's streamable-HTTP ASGI application.
 - kernels.py: the notebook's kernel (its Jupyter kernel session): run a cell, read variables.
+- relay.py: the notebooks open in a browser, whose JupyterLab applies the tools' changes to the
+  open document and runs its cells (``GET/POST notebook-requests``).
 - gateway.py: capabilities issued per turn, each call approved by its turn's policy, served.
 """
 
@@ -36,6 +38,7 @@ def build_gateway(
     from .gateway import NotebookToolsGateway, TurnApprover
     from .kernels import NotebookKernels
     from .outputs import OutputLimits
+    from .relay import BrowserRelay
     from .toolbox import ContentsStorage, NotebookToolbox, ToolLimits
 
     limits = ToolLimits(
@@ -47,6 +50,6 @@ def build_gateway(
         serverapp.session_manager, serverapp.kernel_manager, str(serverapp.root_dir)
     )
     storage = ContentsStorage(serverapp.contents_manager)
-    toolbox = NotebookToolbox(storage, limits, kernels)
+    toolbox = NotebookToolbox(storage, limits, kernels, BrowserRelay())
     approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir), storage)
     return NotebookToolsGateway(toolbox, url, approver)

@@ -16,13 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import nbformat
+
 from . import cells
 from .capabilities import Grant
 from .cells import Author, CellLimits, ToolError
 from .kernels import MAX_RUN_TIMEOUT_SECONDS, Execution, NotebookKernels
 from .outputs import OutputLimits, summarize_output
+from .relay import BrowserRelay, NoAnswer
 
 log = logging.getLogger(__name__)
+
+# How long the open notebook in a browser may take to answer a read or an edit, and a run.
+LIVE_ANSWER_SECONDS = 5.0
+LIVE_RUN_SECONDS = 24 * 3600.0
 
 
 class NotebookStorage(Protocol):
@@ -89,10 +96,13 @@ class NotebookToolbox:
         storage: NotebookStorage,
         limits: ToolLimits | None = None,
         kernels: NotebookKernels | None = None,
+        relay: BrowserRelay | None = None,
     ) -> None:
         self.storage = storage
         self.limits = limits or ToolLimits()
         self.kernels = kernels
+        # The notebooks open in a browser: their tool calls go to the open document.
+        self.relay = relay
         self._locks: dict[str, asyncio.Lock] = {}
         # Runs of cells that have not ended, by (notebook, cell id): read_notebook shows their
         # outputs so far; each is saved with its cell when it ends.
@@ -121,12 +131,19 @@ class NotebookToolbox:
         path = grant.notebook_path
         # One call at a time per notebook: two edits must not each save over the other.
         async with self._lock(path):
-            notebook = await self.storage.load(path)
-            if not changes:
-                self._overlay_runs(path, notebook)
-            result = operation(notebook)
-            if changes:
-                await self.storage.save(path, notebook)
+            live = await self._live_notebook(path)
+            if live is not None:
+                # Checked and computed on the open document, then applied there by the browser.
+                result = operation(live)
+                if changes:
+                    await self._apply_live(path, tool, live, result)
+            else:
+                notebook = await self.storage.load(path)
+                if not changes:
+                    self._overlay_runs(path, notebook)
+                result = operation(notebook)
+                if changes:
+                    await self.storage.save(path, notebook)
         if tool == "read_notebook":
             running = {
                 cell_id
@@ -139,6 +156,70 @@ class NotebookToolbox:
             if self.kernels is not None:
                 result["kernel"] = await self.kernels.state(path)
         return result
+
+    async def _live_notebook(self, path: str) -> Any | None:
+        """The notebook as it is open in a browser (None: not open, work on the file)."""
+        if self.relay is None or not self.relay.is_open(path):
+            return None
+        try:
+            answer = await self.relay.ask(path, {"op": "snapshot"}, LIVE_ANSWER_SECONDS)
+        except NoAnswer as exc:
+            # A browser that took the request and went away (a tab closed mid-poll): nothing
+            # was changed yet, so the file is the next best place.
+            log.info("The open notebook %s did not answer (%s); using the file", path, exc)
+            return None
+        if answer is None:
+            return None
+        try:
+            notebook = nbformat.from_dict(answer["notebook"])  # type: ignore[no-untyped-call]
+            nbformat.validate(notebook)
+        except Exception as exc:  # KeyError, nbformat's ValidationError
+            raise ToolError(f"The open notebook could not be read: {exc}.") from exc
+        return notebook
+
+    async def _apply_live(self, path: str, tool: str, notebook: Any, result: Any) -> None:
+        """Have the browser make in the open document the change made to its snapshot."""
+        assert self.relay is not None
+        if tool == "delete_cell":
+            op: dict[str, Any] = {"op": "delete", "id": result["id"]}
+        else:
+            cell = notebook.cells[result["index"]]
+            if tool == "insert_cell":
+                op = {"op": "insert", "index": result["index"], "cell": dict(cell)}
+            else:
+                source = "".join(cell.source) if isinstance(cell.source, list) else cell.source
+                op = {
+                    "op": "edit",
+                    "id": cell.get("id"),
+                    "source": source,
+                    "metadata": {cells.MARK: cell.metadata[cells.MARK]},
+                    "clear_outputs": cell.cell_type == "code" and source != result["before"],
+                }
+        if await self.relay.ask(path, op, LIVE_ANSWER_SECONDS) is None:
+            raise ToolError("The notebook was closed in the browser meanwhile; try again.")
+
+    async def _live_run(self, path: str, execution: Execution) -> None:
+        """A run in the open notebook, as the user's own run: the browser answers at its end."""
+        assert self.relay is not None
+        try:
+            answer = await self.relay.ask(
+                path, {"op": "run", "id": execution.cell_id}, LIVE_RUN_SECONDS
+            )
+            if answer is None:
+                execution.status = "aborted"
+            else:
+                execution.outputs = list(answer.get("outputs") or [])
+                execution.execution_count = answer.get("execution_count")
+                execution.status = str(answer.get("status") or "ok")
+        except ToolError as exc:
+            execution.status = "error"
+            execution.outputs = [
+                {"output_type": "error", "ename": "RunFailed", "evalue": str(exc), "traceback": []}
+            ]
+        finally:
+            execution.done.set()
+            if self._runs.get((path, execution.cell_id)) is execution:
+                del self._runs[(path, execution.cell_id)]
 
     def _lock(self, path: str) -> asyncio.Lock:
         return self._locks.setdefault(path, asyncio.Lock())
@@ -157,14 +238,14 @@ class NotebookToolbox:
         return self.kernels
 
     async def _run_cell(self, grant: Grant, args: dict[str, Any]) -> dict[str, Any]:
-        kernels = self._kernels()
         timeout = args.get("timeout_seconds", self.limits.run_timeout_seconds)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise ToolError("timeout_seconds must be a number of seconds (0 or more).")
         timeout = min(float(timeout), MAX_RUN_TIMEOUT_SECONDS)
         path = grant.notebook_path
         async with self._lock(path):
-            notebook = await self.storage.load(path)
+            live = await self._live_notebook(path)
+            notebook = live if live is not None else await self.storage.load(path)
             position = cells.find_cell(notebook, args.get("id"), args.get("index"))
             cell = notebook.cells[position]
             if cell.get("cell_type") != "code":
@@ -179,10 +260,16 @@ class NotebookToolbox:
                 raise ToolError(
                     f"Cell {position} is still running; read_notebook shows its outputs so far."
                 )
-            kernel = await kernels.kernel(path, spec.get("name"))
-            execution = self._runs[(path, cell_id)] = Execution(cell_id)
-            follow = await kernels.run(kernel, code, execution, timeout)
-        keeper = asyncio.create_task(self._keep_run(path, execution, follow))
+            if live is not None:
+                # In the open notebook, its outputs show there as a user's run would.
+                execution = self._runs[(path, cell_id)] = Execution(cell_id)
+                keeper = asyncio.create_task(self._live_run(path, execution))
+            else:
+                kernels = self._kernels()
+                kernel = await kernels.kernel(path, spec.get("name"))
+                execution = self._runs[(path, cell_id)] = Execution(cell_id)
+                follow = await kernels.run(kernel, code, execution, timeout)
+                keeper = asyncio.create_task(self._keep_run(path, execution, follow))
         self._followers.add(keeper)
         keeper.add_done_callback(self._followers.discard)
         with contextlib.suppress(asyncio.TimeoutError):
