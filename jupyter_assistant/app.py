@@ -123,7 +123,8 @@ class AssistantExtension(ExtensionApp, EngineSettings):
     def notebook_tools(self) -> NotebookToolsGateway | None:
         """The notebook tools' gateway (built with the engine), or None when they are off or
         the agents could not reach this server (a UNIX socket)."""
-        if self._notebook_tools is None and self.notebook_tools_enabled and self.serverapp:
+        serving = getattr(self.serverapp, "session_manager", None) is not None  # initialized
+        if self._notebook_tools is None and self.notebook_tools_enabled and serving:
             url = self.notebook_tools_url or tools_url(self.serverapp)
             if not url:
                 return None

@@ -23,8 +23,20 @@ from .settings import EngineSettings
 # Config files the server reads (traitlets' rule: every config dir, lowest priority first).
 SERVER_CONFIG_FILES = ("jupyter_config", "jupyter_server_config")
 
-# AssistantExtension settings that only matter to a server (streams, periodic reaping).
-SERVER_ONLY_SETTINGS = frozenset({"sse_keepalive_seconds", "reap_interval_seconds"})
+# AssistantExtension settings that only matter to a server (streams, periodic reaping, the
+# notebook tools, which the server serves: a kernel's turns do not get them yet).
+SERVER_ONLY_SETTINGS = frozenset(
+    {
+        "sse_keepalive_seconds",
+        "reap_interval_seconds",
+        "notebook_tools_enabled",
+        "notebook_tools_url",
+        "tool_output_max_chars",
+        "tool_image_max_bytes",
+        "tool_source_max_chars",
+        "run_cell_timeout_seconds",
+    }
+)
 
 # The engine settings, from the same config section (c.AssistantExtension.*) as the server's.
 KernelSettings = EngineSettings

@@ -100,7 +100,8 @@ async def test_a_reply_that_cannot_be_stored_ends_with_an_error_and_keeps_the_co
 
     session = await create_session(jp_fetch)
     sid = session["id"]
-    fill(store_dir.parent, leave=12 * 1024)
+    # Room for the turn's start (its process record and private launch files), not its reply.
+    fill(store_dir.parent, leave=20 * 1024)
     monkeypatch.setenv("FAKE_COUNT", "60000")  # a 60 KB reply: more than the disk holds
     stream = await run_turn(jp_fetch, sid, "scenario:flood write a lot")
     assert types(stream)[-1] == "error", stream[-1]  # never `done` for a reply not stored

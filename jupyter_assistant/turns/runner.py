@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
 from typing import Any, Protocol
 
 from .. import events
-from ..errors import Busy
+from ..errors import Busy, InsufficientStorage, StoreUnavailable
 from ..events import Event
 from ..journal import EventJournal
 from ..models import new_id
@@ -159,6 +160,9 @@ class TurnRunner:
                 outcome = await self._attempt(turn, request)
         except ProviderUnavailable as exc:
             outcome.terminal = events.error(exc.code, exc.message)
+        except StoreUnavailable as exc:  # e.g. no room for the process record or a launch file
+            code = "storage_full" if isinstance(exc, InsufficientStorage) else "storage_failed"
+            outcome.terminal = events.error(code, exc.message)
         except asyncio.CancelledError:
             turn.request_stop("cancelled", events.cancelled())
         except Exception as exc:
@@ -182,7 +186,15 @@ class TurnRunner:
     async def _attempt(self, turn: Turn, request: TurnRequest) -> Outcome:
         """Run the provider once."""
         provider = self.providers.get(turn.provider)
-        launch = provider.build_launch(request, provider_environment(self.settings.provider_env))
+        try:
+            launch = provider.build_launch(
+                request, provider_environment(self.settings.provider_env)
+            )
+        except OSError as exc:  # its private files (the system prompt, the tools' config)
+            code = "storage_full" if exc.errno == errno.ENOSPC else "provider_failed"
+            raise ProviderUnavailable(
+                code, f"Could not write the files the provider is started with: {exc}"
+            ) from exc
         sink = functools.partial(self._receive, turn)
         process = ProviderProcess(turn, provider, self.settings, self.registry, sink)
         try:
