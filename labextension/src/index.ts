@@ -11,8 +11,10 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { AssistantClient } from './api';
+import { startCellBadges } from './cellBadges';
 import { downloadMarkdown, ExportFormat, FILE_FORMATS, saveNotebookBeside } from './exporter';
 import { assistantIcon } from './icon';
+import { startNotebookRelay } from './liveNotebook';
 import { AssistantModel } from './model';
 import { cellContext, insertCodeBelow } from './notebook';
 import { AssistantSidebar, IPanelSettings } from './panel';
@@ -111,6 +113,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker.currentChanged.connect((_, panel) => follow(panel));
     follow(tracker.currentWidget);
     void model.loadProviders();
+    // The notebook tools' changes to an open notebook go through it; the cells they wrote
+    // carry a badge.
+    startNotebookRelay(app, tracker);
+    startCellBadges(tracker);
 
     if (settingRegistry) {
       settingRegistry

@@ -1,2 +1,3 @@
 import './base.css';
 import './permission.css';
+import './cells.css';
