@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import difflib
+import importlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,11 @@ def _diff(before: str, after: str) -> str:
     return "\n".join(list(lines)[2:])  # without the ---/+++ header
 
 
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("The notebook tools' MCP server did not start: %s", task.exception())
+
+
 class NotebookToolsGateway:
     def __init__(self, toolbox: NotebookToolbox, url: str, approver: Approver | None = None):
         self.toolbox = toolbox
@@ -106,6 +112,7 @@ class NotebookToolsGateway:
         self._serving: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = asyncio.Event()
+        self._warming: asyncio.Future[Any] | None = None
 
     # -- per turn ----------------------------------------------------------------------------
 
@@ -113,6 +120,11 @@ class NotebookToolsGateway:
         from ..providers.base import NotebookToolsAccess
 
         capability = self.capabilities.issue(session_id, turn_id, notebook_path)
+        if self._serving is None and self._warming is None:
+            # The MCP server starts while the CLI does: a CLI that connects first would wait
+            # for the SDK's import (about a second) and may give up on the tools.
+            self._warming = asyncio.get_running_loop().create_task(self._started())
+            self._warming.add_done_callback(_log_failure)
         return NotebookToolsAccess(SERVER_NAME, self.url, CAPABILITY_HEADER, capability)
 
     def revoke(self, turn_id: str) -> None:
@@ -142,6 +154,10 @@ class NotebookToolsGateway:
         return await call_asgi(manager.handle_request, method, "/mcp", headers, body)
 
     async def _started(self) -> StreamableHTTPSessionManager:
+        if self._serving is None:
+            # Imported in a thread: the SDK takes about a second, which the server's other
+            # requests must not wait for.
+            await asyncio.to_thread(importlib.import_module, f"{__package__}.mcp_server")
         if self._serving is None:
             from mcp.server.transport_security import TransportSecuritySettings
 
