@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_CLAUDE = REPO / "tests" / "fakes" / "claude"
@@ -402,6 +403,74 @@ def follow_turn(port: int, session_id: str) -> tuple[str, str]:
             terminal = event["event"]
     response.close()
     return terminal, "".join(parts)
+
+
+# -- the notebook tools' MCP endpoint --------------------------------------------------------
+
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+MCP_INITIALIZE = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "ja-bench", "version": "1"},
+}
+
+
+def mcp_endpoint(config_file: Path) -> tuple[str, dict[str, str]]:
+    """The URL and headers (the turn's capability) of the ``notebook`` MCP server in the
+    ``--mcp-config`` file a CLI was given, as the agent would read them."""
+    server = json.loads(config_file.read_text())["mcpServers"]["notebook"]
+    return str(server["url"]), dict(server["headers"])
+
+
+class McpClient:
+    """A keep-alive connection to the MCP endpoint, carrying the turn's capability."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.path = parts.path
+        self.headers = {**MCP_HEADERS, **headers}
+        self.conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=60
+        )
+        self.ids = 0
+
+    def call(self, method: str, params: dict[str, Any]) -> Any:
+        self.ids += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params})
+        self.conn.request("POST", self.path, body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        raw = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"MCP {method}: HTTP {response.status}: {raw[:300]!r}")
+        return json.loads(raw)
+
+    def notify(self, method: str) -> None:
+        body = json.dumps({"jsonrpc": "2.0", "method": method})
+        self.conn.request("POST", self.path, body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        response.read()
+        if response.status >= 300:
+            raise RuntimeError(f"MCP {method}: HTTP {response.status}")
+
+    def handshake(self) -> float:
+        """What an MCP client sends before it may call a tool: initialize, the initialized
+        notification, tools/list. Returns the seconds they took."""
+        started = time.perf_counter()
+        self.call("initialize", MCP_INITIALIZE)
+        self.notify("notifications/initialized")
+        self.call("tools/list", {})
+        return time.perf_counter() - started
+
+    def read_notebook(self) -> float:
+        started = time.perf_counter()
+        answer = self.call("tools/call", {"name": "read_notebook", "arguments": {}})
+        elapsed = time.perf_counter() - started
+        if answer.get("error") or answer["result"].get("isError"):
+            raise RuntimeError(f"read_notebook failed: {json.dumps(answer)[:500]}")
+        return elapsed
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 # -- the fake provider, run directly (the baselines) ------------------------------------------

@@ -22,8 +22,10 @@ import bench_concurrent
 import bench_first_event
 import bench_list
 import bench_peers
+import bench_read_notebook
 import bench_startup
 import bench_stream
+import bench_tools_turn
 from _common import Result, load_average, machine, print_results
 
 MEASURES: dict[str, Callable[[bool], list[Result]]] = {
@@ -34,6 +36,8 @@ MEASURES: dict[str, Callable[[bool], list[Result]]] = {
     "5": bench_append.run,
     "6": bench_list.run,
     "7": bench_concurrent.run,
+    "8": bench_tools_turn.run,
+    "9": bench_read_notebook.run,
 }
 
 
