@@ -12,6 +12,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { AssistantClient } from './api';
 import { startCellBadges } from './cellBadges';
+import { CellLocator } from './cellLocator';
 import { downloadMarkdown, ExportFormat, FILE_FORMATS, saveNotebookBeside } from './exporter';
 import { assistantIcon } from './icon';
 import { startNotebookRelay } from './liveNotebook';
@@ -93,7 +94,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       exporter: { exportConversation },
       cellContext: () => cellContext(tracker.currentWidget),
-      settings: { ...DEFAULTS }
+      settings: { ...DEFAULTS },
+      cells: new CellLocator({ tracker, shell: app.shell, commands: app.commands })
     });
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = assistantIcon;

@@ -15,6 +15,7 @@ import {
   turnErrorText
 } from './format';
 import { ICodeActions, Markdown } from './markdown';
+import { INotebookCellsBinding, notebookTool, NotebookToolCard } from './notebookToolCard';
 import { replyParts, toolStopped } from './turn';
 import type { IDisplayMessage } from './turn';
 import type { IPermissionRecord, IToolCall, PermissionDecision, PermissionScope } from './types';
@@ -32,6 +33,8 @@ export function ToolCard(props: {
   stopped?: boolean;
   /** Where a shell command ran, relative to the server root (e.g. `analysis/`). */
   folder?: string | null;
+  /** The session's notebook, for a notebook tool's "Go to cell". */
+  notebook?: INotebookCellsBinding | null;
 }): JSX.Element {
   const { call, running, stopped } = props;
   const summary = toolSummary(call.name, call.input);
@@ -45,6 +48,10 @@ export function ToolCard(props: {
         : running
           ? 'running'
           : 'no result';
+  const tool = notebookTool(call.name);
+  if (tool) {
+    return <NotebookToolCard tool={tool} call={call} state={state} notebook={props.notebook} />;
+  }
   const where = props.folder && isShellCommand(call.name, call.input) ? props.folder : null;
   const classes = ['jp-Assistant-tool'];
   if (state === 'error') {
@@ -230,6 +237,8 @@ export function MessageView(props: {
   folder?: string | null;
   /** The set-up problem the panel already shows above (banner or set-up card), if any. */
   shownAbove?: string | null;
+  /** The session's notebook, for the notebook tools' "Go to cell". */
+  notebook?: INotebookCellsBinding | null;
 }): JSX.Element {
   const { message, rendermime, actions } = props;
   if (message.role === 'user') {
@@ -270,6 +279,7 @@ export function MessageView(props: {
             running={running}
             stopped={toolStopped(part.call, message.status)}
             folder={props.folder}
+            notebook={props.notebook}
           />
         ) : (
           <Markdown

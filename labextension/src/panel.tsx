@@ -9,6 +9,7 @@ import type { Message } from '@lumino/messaging';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
+import type { INotebookCells } from './cellLocator';
 import type { ExportFormat } from './exporter';
 import { baseName, conversationLabel, formatUsage, notebookFolder } from './format';
 import type { ICodeActions } from './markdown';
@@ -36,6 +37,8 @@ export interface IPanelOptions {
   /** The active cell or selection of the followed notebook, when the toggle is on. */
   cellContext: () => MessageContext | null;
   settings: IPanelSettings;
+  /** The cells of the session's notebook, for the notebook tools' "Go to cell". */
+  cells?: INotebookCells;
 }
 
 export class AssistantSidebar extends ReactWidget {
@@ -99,6 +102,12 @@ function AssistantView(props: IPanelOptions): JSX.Element {
   );
 
   const messages = model.messages;
+  const sessionPath = model.session?.path ?? model.notebookPath;
+  const cells = props.cells;
+  const notebook = React.useMemo(
+    () => (cells && sessionPath ? { cells, path: sessionPath } : null),
+    [cells, sessionPath]
+  );
   const permissionActions = {
     answer: (id: string, decision: 'allow' | 'deny', scope: 'once' | 'session', reason?: string) =>
       void model.answerPermission(id, decision, scope, reason),
@@ -221,6 +230,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
             permissionActions={permissionActions}
             folder={notebookFolder(model.session?.path ?? model.notebookPath ?? '')}
             shownAbove={model.setupProblem}
+            notebook={notebook}
           />
         ))}
       </div>

@@ -1,3 +1,4 @@
 import './base.css';
 import './permission.css';
 import './cells.css';
+import './toolcard.css';
