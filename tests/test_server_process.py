@@ -91,8 +91,11 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     assert pids_alive(pids) == pids  # the provider tree outlived its server
 
     again = new_server(servers, dirs)
+    records = dirs["store"] / "processes"
     deadline = time.monotonic() + 30
-    while pids_alive(pids) and time.monotonic() < deadline:
+    # The reap stops the tree, then ends the turn and removes its record together (under the
+    # session's lock): no record left means the reap is over.
+    while (pids_alive(pids) or any(records.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids_alive(pids) == []
     stored = again.call("GET", f"/sessions/{sid}")
@@ -101,7 +104,7 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     assert stored["messages"][-1]["status"] == "interrupted"
     assert stored["messages"][-1]["content"] == partial["content"]  # the partial reply is kept
     assert stored["messages"][-1]["error"]["code"] == "interrupted"
-    assert list((dirs["store"] / "processes").iterdir()) == []
+    assert list(records.iterdir()) == []
     again.call("POST", f"/sessions/{sid}/messages", {"content": "hello after the crash"})
     assert again.call("GET", f"/sessions/{sid}/events")[-1]["event"] == "done"
 

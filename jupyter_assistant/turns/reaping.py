@@ -16,6 +16,7 @@ import os
 import time
 
 from ..errors import NotFound
+from ..models import Session
 from ..processes import (
     ProcessRecord,
     spawned_providers,
@@ -52,13 +53,21 @@ class Reaper:
         )
         with contextlib.suppress(Exception):
             await terminate_tree_async(record, self.settings.cancel_grace_seconds)
-        end = functools.partial(write_turn_end, turn_id=record.turn_id, reply=None)
+
+        def end(session: Session) -> None:
+            write_turn_end(session, turn_id=record.turn_id, reply=None)
+            # Under the session's lock with the end: whoever reads the session after it sees
+            # no record of the turn either.
+            self.registry.clear(record.session_id, record.turn_id)
+
         try:
             await asyncio.to_thread(self.store.update, record.session_id, end)
         except NotFound:
             pass
         except Exception:
             log.exception("Could not mark turn %s as interrupted", record.turn_id)
+        # Cleared in any case (a session deleted meanwhile, a store that failed): the provider
+        # is stopped, so the record must not keep the session busy.
         await asyncio.to_thread(self.registry.clear, record.session_id, record.turn_id)
 
     def _sweep_private_files(self, older_than_seconds: float = 3600.0) -> None:
