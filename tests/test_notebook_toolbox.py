@@ -14,6 +14,7 @@ from jupyter_server.services.contents.filemanager import AsyncFileContentsManage
 
 from jupyter_assistant.notebook_tools.capabilities import CapabilityRegistry
 from jupyter_assistant.notebook_tools.cells import MARK, ToolError
+from jupyter_assistant.notebook_tools.outputs import html_as_text
 from jupyter_assistant.notebook_tools.toolbox import ContentsStorage, NotebookToolbox
 
 
@@ -106,3 +107,68 @@ def test_a_capability_is_for_one_notebook_and_one_turn() -> None:
     with pytest.raises(ToolError, match="unknown or its turn has ended"):
         capabilities.check(mine)
     assert capabilities.check(other_turn).notebook_path == "other.ipynb"
+
+
+# -- an HTML table as text (outputs.html_as_text) ---------------------------------------------
+
+
+def test_a_dataframe_table_is_tab_separated_text() -> None:
+    html = (
+        "<div>\n<style scoped>\n    .dataframe tbody tr th:only-of-type {\n"
+        "        vertical-align: middle;\n    }\n</style>\n"
+        '<table border="1" class="dataframe">\n  <thead>\n    <tr style="text-align: right;">'
+        "<th></th><th>region</th><th>amount</th></tr>\n  </thead>\n  <tbody>\n"
+        "<tr><th>0</th><td>north</td><td>10.5</td></tr>\n"
+        "<tr>\n  <th>1</th>\n  <td>south</td>\n  <td>32</td>\n</tr>\n"
+        "  </tbody>\n</table>\n<p>2 rows x 2 columns</p>\n</div>"
+    )
+    assert html_as_text(html) == "\tregion\tamount\n0\tnorth\t10.5\n1\tsouth\t32"
+
+
+def test_html_without_a_table_is_not_text() -> None:
+    assert html_as_text("<p>Hello <b>world</b></p>") is None
+    assert html_as_text("<table></table>") is None
+    assert html_as_text("<table><tr></tr></table>") is None
+
+
+def test_table_text_decodes_entities_and_collapses_white_space() -> None:
+    html = (
+        "<TABLE><TR><TD>a &amp; b</TD><Th>&lt;x&gt; &#39;q&#39;&nbsp;&#x41;</tH></TR>"
+        "<tr><td>  spaced \n\t out  </td><td>1 < 2 and 3 > 2</td></tr></TABLE>"
+    )
+    # &nbsp; is white space too
+    assert html_as_text(html) == "a & b\t<x> 'q' A\nspaced out\t1 < 2 and 3 > 2"
+
+
+def test_table_text_leaves_out_scripts_styles_and_comments() -> None:
+    html = (
+        "<table><!-- <tr><td>hidden</td></tr> --><tr>"
+        "<td><script>var a = '<td>no</td>';</script>shown</td>"
+        "<td><style>td > b { color: red }</style>kept<!-- not this --> too</td>"
+        "<td><SCRIPT type='text/javascript'>1</Script >last</td></tr></table>"
+        "<!DOCTYPE html><?xml version='1.0'?>"
+    )
+    assert html_as_text(html) == "shown\tkept too\tlast"
+
+
+def test_table_text_keeps_the_text_of_nested_tags() -> None:
+    html = (
+        "<table><tr><td><b>bold</b> and <i>it<span>al</span>ic</i><br/>x</td>"
+        "<td title='a>b' data-x=\"c>d\"><a href='/x?a=1&amp;b=2'>link</a></td></tr>"
+        "<tr><td><table><tr><td>inner</td></tr></table></td><td>after</td></tr></table>"
+    )
+    # A tag is no space (as on screen); an inner table's row is the row the outer cells go on.
+    assert html_as_text(html) == "bold and italicx\tlink\ninner\tafter"
+
+
+def test_table_text_of_malformed_html() -> None:
+    # A cell not ended is ended by the next one, or left out at the end; a cell outside a row
+    # starts one; an unterminated comment hides the rest; end tags without a start are ignored.
+    assert html_as_text("<table><tr><td>one<td>two</td></tr><tr><th>loose</th>") == "two\nloose"
+    assert html_as_text("<table><td>no row</td></table>") == "no row"
+    assert html_as_text("<table><tr><td>kept</td><td>unclosed") == "kept"
+    assert html_as_text("<table><tr><td>a</td></tr><!-- open <tr><td>b</td></tr>") == "a"
+    assert html_as_text("<table></td></tr><tr><td/><td>x</td ></tr></table>") == "\tx"
+    assert html_as_text("<table><tr><td-x>no</td-x><td title='open>x</td></tr>") is None
+    assert html_as_text("<table><tr><td>" + "<b>" * 5000 + "deep</td></tr></table>") == "deep"
+    assert html_as_text("<table<tr><td>odd</td></tr></table>") == "odd"

@@ -9,7 +9,7 @@ import binascii
 import io
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
+from html import unescape
 from typing import Any
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -40,40 +40,73 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
-class _TableText(HTMLParser):
-    """An HTML table (a pandas DataFrame's ``text/html``) as tab-separated lines."""
+# An attribute list: attribute values quoted with either quote may hold ">".
+_ATTRS = r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*"""
+# The markup of an HTML text, found in one pass (split on it, with its groups): a comment (to
+# its end, or to the text's end when it is not closed), a <script> or <style> element with its
+# content, a whole cell that holds only text (groups 1-2: its attributes and its text; the
+# common case, one match for the three parts), a start or end tag (groups 3-5: "/" of an end
+# tag, the name, the attributes), a declaration or a processing instruction. A "<" that starts
+# none of these ("1 < 2") is text, as it is for a browser.
+_MARKUP = re.compile(
+    r"<(?:!--.*?(?:-->|\Z)"
+    rf"|script(?=[\s/>]){_ATTRS}>.*?(?:</script\s*>|\Z)"
+    rf"|style(?=[\s/>]){_ATTRS}>.*?(?:</style\s*>|\Z)"
+    rf"|t[dh](?=[\s/>])({_ATTRS})>([^<]*)</t[dh]\s*>"
+    rf"|(/?)([a-z][^\s/>]*)({_ATTRS})>"
+    r"|[!?][^>]*>)",
+    re.IGNORECASE | re.DOTALL,
+)
+_GROUPS = 5
+_TABLE = re.compile(r"<table", re.IGNORECASE)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[list[str]] = []
-        self._cell: list[str] | None = None
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None:
-            if not self.rows:
-                self.rows.append([])
-            self.rows[-1].append(" ".join("".join(self._cell).split()))
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
+def _cell_text(pieces: list[str]) -> str:
+    """A cell's text: its pieces of text (between tags) with their character references
+    decoded, white space collapsed."""
+    text = "".join(unescape(piece) if "&" in piece else piece for piece in pieces)
+    return " ".join(text.split())
 
 
 def html_as_text(html: str) -> str | None:
-    """The text of an HTML table, or None when the HTML holds no table."""
-    if "<table" not in html.lower():
+    """The text of an HTML table (a pandas DataFrame's ``text/html``) as tab-separated lines,
+    or None when the HTML holds no table.
+
+    A ``<tr>`` starts a row, a ``<td>`` or ``<th>`` a cell (and ends a cell not yet ended), a
+    ``</td>`` or ``</th>`` ends it; a cell never ended is left out. Other tags, comments,
+    ``<script>`` and ``<style>`` are not text; character references are decoded. (A scan with
+    one regular expression: ``html.parser`` took 1.2-1.5 ms for a 20-row DataFrame.)"""
+    if _TABLE.search(html) is None:
         return None
-    parser = _TableText()
-    parser.feed(html)
-    rows = [row for row in parser.rows if row]
-    return "\n".join("\t".join(row) for row in rows) if rows else None
+    parts = _MARKUP.split(html)
+    rows: list[list[str]] = []
+    cell: list[str] | None = None  # the pieces of text of the cell being read
+    tokens = zip(*(parts[start :: _GROUPS + 1] for start in range(1, _GROUPS + 2)), strict=True)
+    for cell_attrs, cell_text, closing, name, attrs, text in tokens:
+        if cell_attrs is not None:  # <td>text</td>
+            if not rows:
+                rows.append([])
+            # <td/>: started and ended at once, what follows is outside it
+            rows[-1].append("" if cell_attrs.endswith("/") else _cell_text([cell_text]))
+            cell = None
+        elif name is not None:
+            name = name.lower()
+            if name == "tr":
+                if not closing:
+                    rows.append([])
+            elif name in ("td", "th"):
+                if not closing:
+                    cell = []
+                    closing = "/" if attrs.endswith("/") else ""
+                if closing and cell is not None:
+                    if not rows:
+                        rows.append([])
+                    rows[-1].append(_cell_text(cell))
+                    cell = None
+        if cell is not None and text:
+            cell.append(text)
+    kept = [row for row in rows if row]
+    return "\n".join("\t".join(row) for row in kept) if kept else None
 
 
 def summarize_output(output: dict[str, Any], limits: OutputLimits) -> dict[str, Any]:
