@@ -172,3 +172,7 @@ def test_table_text_of_malformed_html() -> None:
     assert html_as_text("<table><tr><td-x>no</td-x><td title='open>x</td></tr>") is None
     assert html_as_text("<table><tr><td>" + "<b>" * 5000 + "deep</td></tr></table>") == "deep"
     assert html_as_text("<table<tr><td>odd</td></tr></table>") == "odd"
+    # Tags never closed, quotes never closed: no text, and no scan of the rest per "<".
+    assert html_as_text("<table>" + '<td title="' * 3000 + "<a " * 3000 + "<!x" * 3000) is None
+    rows = "<table>" + ("<tr>" + "<td>x</td> " * 50 + "<b>y</b></tr>") * 50
+    assert html_as_text(rows) == "\n".join(["\t".join(["x"] * 50)] * 50)

@@ -40,32 +40,39 @@ def _text(value: Any) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
-# An attribute list: attribute values quoted with either quote may hold ">".
-_ATTRS = r"""[^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*"""
+# The scan must stay linear in the text's length (an output is whatever a program printed):
+# no two neighbouring repeats match the same character, and nothing but a comment, a script or a
+# style runs over a "<". A tag's attributes: after a space or "/", up to ">", with values
+# quoted with either quote (that may hold ">", not "<").
+_ATTRS = r"""(?:[\s/][^>"'<]*(?:(?:"[^"<]*"|'[^'<]*')[^>"'<]*)*)?"""
+# A cell that holds only text (groups: its attributes, its text).
+_TEXT_CELL = rf"<t[dh]({_ATTRS})>([^<]*)</t[dh]\s*>"
+_ANY_TEXT_CELL = rf"<t[dh]{_ATTRS}>[^<]*</t[dh]\s*>"
 # The markup of an HTML text, found in one pass (split on it, with its groups): a comment (to
 # its end, or to the text's end when it is not closed), a <script> or <style> element with its
-# content, a whole cell that holds only text (groups 1-2: its attributes and its text; the
-# common case, one match for the three parts), a start or end tag (groups 3-5: "/" of an end
+# content, a whole row of cells that hold only text (group 1: its cells), a whole cell of text
+# (groups 2-3: its attributes and its text), a start or end tag (groups 4-6: "/" of an end
 # tag, the name, the attributes), a declaration or a processing instruction. A "<" that starts
-# none of these ("1 < 2") is text, as it is for a browser.
+# none of these ("1 < 2") is text, as it is for a browser. The rows and cells of text are the
+# common case (a DataFrame), matched whole rather than tag by tag.
 _MARKUP = re.compile(
     r"<(?:!--.*?(?:-->|\Z)"
-    rf"|script(?=[\s/>]){_ATTRS}>.*?(?:</script\s*>|\Z)"
-    rf"|style(?=[\s/>]){_ATTRS}>.*?(?:</style\s*>|\Z)"
-    rf"|t[dh](?=[\s/>])({_ATTRS})>([^<]*)</t[dh]\s*>"
-    rf"|(/?)([a-z][^\s/>]*)({_ATTRS})>"
-    r"|[!?][^>]*>)",
+    rf"|script{_ATTRS}>.*?(?:</script\s*>|\Z)"
+    rf"|style{_ATTRS}>.*?(?:</style\s*>|\Z)"
+    rf"|tr{_ATTRS}>((?:\s*{_ANY_TEXT_CELL})+)\s*</tr\s*>"
+    rf"|t[dh]({_ATTRS})>([^<]*)</t[dh]\s*>"
+    rf"|(/?)([a-z][^\s/<>]*)({_ATTRS})>"
+    r"|[!?][^<>]*>)",
     re.IGNORECASE | re.DOTALL,
 )
-_GROUPS = 5
+_GROUPS = 6
+_CELLS = re.compile(_TEXT_CELL, re.IGNORECASE)
 _TABLE = re.compile(r"<table", re.IGNORECASE)
 
 
-def _cell_text(pieces: list[str]) -> str:
-    """A cell's text: its pieces of text (between tags) with their character references
-    decoded, white space collapsed."""
-    text = "".join(unescape(piece) if "&" in piece else piece for piece in pieces)
-    return " ".join(text.split())
+def _clean(text: str) -> str:
+    """A cell's text: its character references decoded, white space collapsed."""
+    return " ".join((unescape(text) if "&" in text else text).split())
 
 
 def html_as_text(html: str) -> str | None:
@@ -80,14 +87,22 @@ def html_as_text(html: str) -> str | None:
         return None
     parts = _MARKUP.split(html)
     rows: list[list[str]] = []
-    cell: list[str] | None = None  # the pieces of text of the cell being read
+    cell: list[str] | None = None  # the pieces of text (between tags) of the cell being read
     tokens = zip(*(parts[start :: _GROUPS + 1] for start in range(1, _GROUPS + 2)), strict=True)
-    for cell_attrs, cell_text, closing, name, attrs, text in tokens:
-        if cell_attrs is not None:  # <td>text</td>
+    for row_cells, cell_attrs, cell_text, closing, name, attrs, text in tokens:
+        if row_cells is not None:  # <tr><td>text</td>...</tr>
+            # <td/>: started and ended at once, what follows it is outside it
+            rows.append(
+                [
+                    "" if found_attrs.endswith("/") else _clean(found_text)
+                    for found_attrs, found_text in _CELLS.findall(row_cells)
+                ]
+            )
+            cell = None
+        elif cell_attrs is not None:  # <td>text</td>
             if not rows:
                 rows.append([])
-            # <td/>: started and ended at once, what follows is outside it
-            rows[-1].append("" if cell_attrs.endswith("/") else _cell_text([cell_text]))
+            rows[-1].append("" if cell_attrs.endswith("/") else _clean(cell_text))
             cell = None
         elif name is not None:
             name = name.lower()
@@ -101,12 +116,16 @@ def html_as_text(html: str) -> str | None:
                 if closing and cell is not None:
                     if not rows:
                         rows.append([])
-                    rows[-1].append(_cell_text(cell))
+                    rows[-1].append(_clean("".join(map(_decoded, cell))))
                     cell = None
         if cell is not None and text:
             cell.append(text)
     kept = [row for row in rows if row]
     return "\n".join("\t".join(row) for row in kept) if kept else None
+
+
+def _decoded(piece: str) -> str:
+    return unescape(piece) if "&" in piece else piece
 
 
 def summarize_output(output: dict[str, Any], limits: OutputLimits) -> dict[str, Any]:
