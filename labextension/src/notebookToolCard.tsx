@@ -387,7 +387,7 @@ function GoToCell(props: {
   return (
     <button
       type="button"
-      className="jp-Assistant-nbToolGo jp-mod-styled"
+      className="jp-Assistant-nbToolGo"
       aria-label={gone ? `${props.cell} was deleted` : `Go to ${props.cell} in the notebook`}
       title={title}
       disabled={gone || going}

@@ -2,11 +2,13 @@
 Code CLI against the Messages API stand-in: the agent's cell appears in the open notebook at
 once (the browser's relay applies it, labextension/src/notebookRelay.ts), with the assistant's
 badge, no "file changed on disk" dialog when the user saves, the notebook's undo of a cell
-operation (Z) takes it back, and a run's output shows under the cell as a user's run would."""
+operation (Z) takes it back, and a run's output shows under the cell as a user's run would. In
+the sidebar, an edit's tool card shows its diff and "Go to cell" selects the cell."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,20 @@ from jupyter_assistant.permissions import READ_ONLY_TOOLS
 
 from ..fakes.anthropic_standin import AnthropicStandIn
 from ..test_real_claude import find_real_claude
-from .lab import LabServer, ask, copy_for_docs, open_assistant, open_lab, page_screenshot, replies
+from .lab import (
+    LabServer,
+    ask,
+    copy_for_docs,
+    open_assistant,
+    open_lab,
+    page_screenshot,
+    replies,
+    screenshot,
+    widen_sidebar,
+)
 
 DOCS_SHOT = Path(__file__).parent.parent.parent / "docs" / "images" / "notebook-tools.png"
+DOCS_CARD_SHOT = DOCS_SHOT.with_name("notebook-tool-card.png")
 NOTEBOOK = ".jp-NotebookPanel:visible"
 
 
@@ -146,3 +159,41 @@ def test_the_notebooks_undo_takes_back_the_agents_insert(
     expect(cells(page)).to_have_count(1)
     expect(cells(page).first.locator(".jp-InputArea-editor")).to_contain_text("the first cell")
     expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
+def test_an_edits_tool_card_shows_its_diff_and_goes_to_the_cell(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    ask_and_wait(panel, tool_call("insert_cell", source="x = 1\nprint(x)"))
+    expect(cells(page)).to_have_count(2)
+    reply = ask_and_wait(panel, tool_call("edit_cell", index=1, source="x = 2\nprint(x)"))
+    expect(cells(page).nth(1).locator(".jp-InputArea-editor")).to_contain_text("x = 2")
+
+    card = reply.locator('.jp-Assistant-nbTool[data-tool="edit_cell"]')
+    expect(card.locator(".jp-Assistant-nbToolSummary")).to_have_text("Edited cell 1")
+    expect(card.locator(".jp-Assistant-nbDiffLine.jp-mod-remove")).to_have_text(["-x = 1"])
+    expect(card.locator(".jp-Assistant-nbDiffLine.jp-mod-add")).to_have_text(["+x = 2"])
+    expect(card.locator(".jp-Assistant-nbDiffLine.jp-mod-context")).to_have_text([" print(x)"])
+    screenshot(reply, "notebook-tool-card-narrow")  # the sidebar's default width
+    widen_sidebar(page, 160)
+    copy_for_docs(screenshot(reply, "notebook-tool-card"), DOCS_CARD_SHOT)
+
+    # The user's own cell is the active one; Go to cell makes the edited cell active instead.
+    expect(cells(page).first).to_have_class(re.compile(r"\bjp-mod-active\b"))
+    go = card.get_by_role("button", name="Go to cell 1 in the notebook")
+    go.focus()
+    page.keyboard.press("Enter")  # a button: the keyboard reaches it
+    expect(cells(page).nth(1)).to_have_class(re.compile(r"\bjp-mod-active\b"))
+    expect(cells(page).nth(1)).to_have_class(re.compile(r"\bjp-mod-selected\b"))
+    expect(cells(page).first).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
+    expect(page.locator(f"{NOTEBOOK} .jp-Notebook.jp-mod-commandMode")).to_have_count(1)
+
+    # Once the agent deletes the cell, the card says so instead of going nowhere.
+    ask_and_wait(panel, tool_call("delete_cell", index=1))
+    expect(cells(page)).to_have_count(1)
+    gone = card.get_by_role("button", name="cell 1 was deleted")
+    expect(gone).to_be_disabled()
+    expect(gone).to_have_text("Cell deleted")
+    expect(gone).to_have_attribute("title", re.compile("no longer in the notebook"))
