@@ -176,3 +176,50 @@ def test_table_text_of_malformed_html() -> None:
     assert html_as_text("<table>" + '<td title="' * 3000 + "<a " * 3000 + "<!x" * 3000) is None
     rows = "<table>" + ("<tr>" + "<td>x</td> " * 50 + "<b>y</b></tr>") * 50
     assert html_as_text(rows) == "\n".join(["\t".join(["x"] * 50)] * 50)
+
+
+def test_the_mcp_server_leaves_the_process_logging_alone() -> None:
+    # The SDK's MCPServer() calls logging.basicConfig (a handler on the root logger, at INFO,
+    # for every logger of the Jupyter server) and logs a line per request at INFO.
+    import logging
+
+    from jupyter_assistant.notebook_tools.mcp_server import build_server
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    async def dispatch(capability: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    build_server(dispatch)
+    assert (root.handlers, root.level) == (handlers, level)
+    assert not logging.getLogger("mcp.server.streamable_http").isEnabledFor(logging.INFO)
+    assert logging.getLogger("mcp.server.streamable_http").isEnabledFor(logging.WARNING)
+
+
+def test_a_tool_result_is_compact_json_and_its_images_attached() -> None:
+    import json
+
+    from jupyter_assistant.notebook_tools.mcp_server import as_content
+
+    result = {
+        "cells": [
+            {
+                "index": 0,
+                "outputs": [
+                    {
+                        "output_type": "display_data",
+                        "images": ["image/png"],
+                        "image_data": [{"mime": "image/png", "data": "iVBORw0KGgo="}],
+                    }
+                ],
+            }
+        ]
+    }
+    text, image = as_content(result)
+    assert text.type == "text" and "\n" not in text.text and ", " not in text.text
+    assert json.loads(text.text)["cells"][0]["outputs"][0] == {
+        "output_type": "display_data",
+        "images": ["image/png (attached: image 1)"],
+    }
+    assert (image.type, image.mime_type, image.data) == ("image", "image/png", "iVBORw0KGgo=")
