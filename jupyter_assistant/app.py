@@ -17,7 +17,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode
 
 from ._version import __version__
-from .settings import STORE_ENV, EngineSettings, default_store_dir
+from .settings import STORE_ENV, TOOLS_URL_ENV, EngineSettings, default_store_dir
 
 if TYPE_CHECKING:
     from .listing import SessionListing
@@ -88,10 +88,20 @@ class AssistantExtension(ExtensionApp, EngineSettings):
     def initialize_settings(self) -> None:
         # Kernels started by this server find the same store (see magics).
         os.environ[STORE_ENV] = self.store_dir
+        self._publish_tools_url()
         self.settings["jupyter_assistant"] = self
         event_logger = getattr(self.serverapp, "event_logger", None)
         if event_logger is not None:
             event_logger.add_listener(schema_id=CONTENTS_EVENTS, listener=self._on_contents_event)
+
+    def _publish_tools_url(self) -> None:
+        """The kernels this server starts give their %%assistant turns the notebook tools
+        too: they find the endpoint in their environment."""
+        url = self.notebook_tools_url or tools_url(self.serverapp)
+        if self.notebook_tools_enabled and url:
+            os.environ[TOOLS_URL_ENV] = url
+        else:
+            os.environ.pop(TOOLS_URL_ENV, None)
 
     def initialize_handlers(self) -> None:
         from .handlers import routes
@@ -139,6 +149,14 @@ class AssistantExtension(ExtensionApp, EngineSettings):
                 source_chars=self.tool_source_max_chars,
                 run_timeout=self.run_cell_timeout_seconds,
             )
+            from .notebook_tools.capabilities import kernel_grants, turn_running
+
+            runner = self.service.runner
+            self._notebook_tools.accept_kernel_turns(
+                kernel_grants(self.store_dir),
+                lambda grant: turn_running(runner.registry, grant),
+                runner.ask_owner,
+            )
         return self._notebook_tools
 
     @property
@@ -164,6 +182,7 @@ class AssistantExtension(ExtensionApp, EngineSettings):
         return {turn.session_id for turn in self._service.runner.running_here()}
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        self._publish_tools_url()  # again: the port is final once the server listens
         self._reap_if_needed()
         if self.reap_interval_seconds > 0:
             self._reap_timer = asyncio.create_task(self._reap_periodically())

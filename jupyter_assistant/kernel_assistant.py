@@ -20,12 +20,25 @@ from traitlets.config import Config
 from .engine_loop import EngineLoop
 from .kernel_config import KernelSettings, LoadedConfig, load_config
 from .kernel_notebook import NotebookRef, find_notebook, server_root
-from .settings import STORE_ENV
+from .settings import STORE_ENV, TOOLS_URL_ENV
 
 if TYPE_CHECKING:
     from .cell_view import TurnView
     from .service import AssistantService
     from .turns import Turn
+
+
+def variables_of(user_ns: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    """kernel_variables in this kernel: what the server's tool reads through a kernel's
+    user expressions, read here directly (the same code, in a namespace of its own)."""
+    import json
+
+    from .notebook_tools.kernels import _VARIABLES_SOURCE  # the server's tool's own code
+
+    scope: dict[str, Any] = {"user_ns": user_ns, "names": names, "limit": 100}
+    exec(_VARIABLES_SOURCE, scope)
+    return dict(json.loads(scope["result"]))
+
 
 # The context a prompt is sent with (variable summaries), if any.
 Context = dict[str, Any] | None
@@ -47,8 +60,15 @@ Decider = Callable[[Mapping[str, Any]], "PermissionAnswer | None"]
 class KernelAssistant:
     """The engine in this kernel: the notebook, settings, service and turns. One per kernel."""
 
-    def __init__(self, ipython_config: Config | None = None, start_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        ipython_config: Config | None = None,
+        start_dir: str | None = None,
+        namespace: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.ipython_config = ipython_config or Config()
+        # The kernel's variables (the shell's user namespace), for the notebook tools.
+        self.namespace = namespace
         self.start_dir = start_dir or os.getcwd()
         self.engine = EngineLoop()
         self._service: AssistantService | None = None
@@ -86,6 +106,7 @@ class KernelAssistant:
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.
                 ProviderRegistry(parent=settings, allowed=settings.allowed_providers),
             )
+            self._offer_notebook_tools(self._service, settings.store_dir)
             # A kernel shut down mid-turn (restart, close, `exit`) stops its provider too.
             atexit.register(self.close)
         if not self._reaped:
@@ -93,6 +114,26 @@ class KernelAssistant:
             self._reaped = True
             self.engine.run(self._service.start())
         return self._service
+
+    def _offer_notebook_tools(self, service: AssistantService, store_dir: str) -> None:
+        """The server that started this kernel serves the notebook tools to its turns too: a
+        turn's capability is a grant file in the store; the server asks this kernel for its
+        approvals and its variables (the kernel is busy running the turn's cell)."""
+        url = os.environ.get(TOOLS_URL_ENV)
+        if not url:
+            return  # not started by a server that serves them (a console, tools off)
+        from .notebook_tools.capabilities import FileGrantIssuer, kernel_grants
+
+        runner = service.runner
+        runner.notebook_tools = FileGrantIssuer(kernel_grants(store_dir), url)
+        runner.answers_owner_calls = True
+        if self.namespace is not None:
+            namespace = self.namespace
+
+            async def variables(names: list[str]) -> dict[str, Any]:
+                return variables_of(namespace(), names)
+
+            runner.kernel_variables = variables
 
     def config_problems(self) -> list[str]:
         self.configure()

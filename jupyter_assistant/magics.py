@@ -57,7 +57,7 @@ class AssistantMagics(Magics):
     def __init__(self, shell: InteractiveShell, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.ip = shell
-        self.client = KernelAssistant(ipython_config=shell.config)
+        self.client = KernelAssistant(ipython_config=shell.config, namespace=lambda: shell.user_ns)
         self._told_no_notebook = False
         self._told = False
 

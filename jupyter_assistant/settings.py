@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from .service import ServiceSettings
 
 STORE_ENV = "JUPYTER_ASSISTANT_DIR"
+# Where the kernels a server starts reach its notebook tools (set only when it serves them).
+TOOLS_URL_ENV = "JUPYTER_ASSISTANT_TOOLS_URL"
 
 CONFIG_SECTION = "AssistantExtension"
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .asgi_bridge import AsgiResponse, call_asgi
-from .capabilities import CAPABILITY_HEADER, SERVER_NAME, CapabilityRegistry, Grant
+from .capabilities import CAPABILITY_HEADER, SERVER_NAME, CapabilityRegistry, Grant, GrantFiles
 from .cells import ToolError, find_cell
 from .toolbox import TOOLS, NotebookStorage, NotebookToolbox
 
@@ -37,6 +37,9 @@ class Approver(Protocol):
 
 # Asks the turn's approval broker: (session_id, turn_id, tool_name, input, edits, summary) ->
 # None if the call may run, else why not (TurnRunner.approve_served).
+# Asks the process that runs a turn (TurnRunner.ask_owner): session, turn, kind, payload.
+AskOwner = Callable[[str, str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
 ApproveServed = Callable[[str, str, str, Any, bool, str], Awaitable["str | None"]]
 
 
@@ -108,6 +111,7 @@ class NotebookToolsGateway:
         self.url = url  # where the CLIs reach the MCP endpoint
         self.approver = approver
         self.capabilities = CapabilityRegistry()
+        self._ask_owner: AskOwner | None = None
         self._manager: StreamableHTTPSessionManager | None = None
         self._serving: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -130,13 +134,55 @@ class NotebookToolsGateway:
     def revoke(self, turn_id: str) -> None:
         self.capabilities.revoke(turn_id)
 
+    def accept_kernel_turns(
+        self, files: GrantFiles, running: Callable[[Grant], bool], ask_owner: AskOwner
+    ) -> None:
+        """Serve the turns kernels run too (``%%assistant``): their grants are files, each
+        live while ``running`` says so; their kernel answers what only it knows."""
+        self.capabilities.files = files
+        self.capabilities.running = running
+        self._ask_owner = ask_owner
+
+    def warm(self) -> None:
+        """Start the MCP server now (a turn is likely soon), so a CLI's first connection does
+        not wait for the SDK's import and give up on the tools."""
+        if self._serving is None and self._warming is None:
+            self._warming = asyncio.get_running_loop().create_task(self._started())
+            self._warming.add_done_callback(_log_failure)
+
     async def dispatch(self, capability: str, tool: str, arguments: dict[str, Any]) -> Any:
         grant = self.capabilities.check(capability)
+        if grant.owner_pid is not None and tool == "run_cell":
+            # The kernel runs this turn in a cell: a run would wait behind that cell.
+            raise ToolError(
+                "run_cell cannot run now: this turn runs inside the notebook's own kernel "
+                "(a %%assistant cell), which is busy with it until the turn ends. The cell "
+                "is in the notebook; say that the user can run it after this turn."
+            )
         if self.approver is not None:
             await self.approver.approve(grant, tool, arguments)
         # The turn may have ended while the user was asked.
         self.capabilities.check(capability)
+        if grant.owner_pid is not None and tool == "kernel_variables":
+            return await self._kernel_variables(grant, arguments)
         return await self.toolbox.call(grant, tool, arguments)
+
+    async def _kernel_variables(self, grant: Grant, arguments: dict[str, Any]) -> Any:
+        """A kernel's turn: the kernel reads its own variables (it is busy with the cell)."""
+        names = arguments.get("names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ToolError("names must be a list of variable names.")
+        if self._ask_owner is None:
+            raise ToolError("The kernel running this turn cannot be asked for its variables.")
+        try:
+            answer = await self._ask_owner(
+                grant.session_id, grant.turn_id, "variables", {"names": names}
+            )
+        except Exception as exc:  # OwnerGone: the turn ended meanwhile
+            raise ToolError(f"The kernel did not answer: {exc}.") from exc
+        if "error" in answer:
+            raise ToolError(str(answer["error"]))
+        return answer
 
     # -- the MCP endpoint ----------------------------------------------------------------------
 
@@ -145,6 +191,7 @@ class NotebookToolsGateway:
             self.capabilities.check(capability)
         except Exception:
             return False
+        self.warm()  # a kernel's turn knocks before its CLI starts (FileGrantIssuer)
         return True
 
     async def handle(

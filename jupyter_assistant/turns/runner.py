@@ -16,6 +16,7 @@ import errno
 import functools
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .. import events
@@ -37,6 +38,7 @@ from ..reply import reply_status
 from ..store import SessionStore
 from .approvals import ApprovalBroker, session_policy
 from .limits import check_cost, within_limits
+from .owner_calls import OwnerCalls, OwnerGone
 from .persistence import PRIVATE_DIR, TurnPersistence
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
@@ -76,6 +78,13 @@ class TurnRunner:
         self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
         # The notebook tools (notebook_tools/gateway.py), when the server offers them.
         self.notebook_tools: NotebookToolsIssuer | None = None
+        # Questions between the server that serves a turn's tools and the process that runs
+        # the turn, when they differ (a kernel's turns): approvals, the kernel's variables.
+        self.owner_calls = OwnerCalls(store.root / PRIVATE_DIR, registry)
+        # In a kernel: its turns' tools are served by the server, which asks here.
+        self.answers_owner_calls = False
+        # In a kernel: its variables, for kernel_variables (names -> the tool's result).
+        self.kernel_variables: Callable[[list[str]], Awaitable[dict[str, Any]]] | None = None
 
     def latest(self, session_id: str) -> Turn | None:
         return self.turns.get(session_id)
@@ -151,6 +160,8 @@ class TurnRunner:
             tools = self.notebook_tools
             if tools is not None and self.providers.get(turn.provider).supports_notebook_tools:
                 request.notebook_tools = tools.issue(session.id, turn.id, session.path)
+                if self.answers_owner_calls:
+                    helpers.append(asyncio.create_task(self._answer_owner_calls(turn)))
             outcome = await self._attempt(turn, request)
             if outcome.resume_failed and request.provider_session_id and not turn.stop_request:
                 # The provider lost the conversation (its history was cleared, or the notebook
@@ -285,10 +296,54 @@ class TurnRunner:
         """May a call the server serves for this turn (a notebook tool) run? None if so, else
         why not. ``edits``: it edits, so the provider's setting for file edits applies."""
         turn = self.turns.get(session_id)
+        if turn is None or turn.id != turn_id:
+            record = await asyncio.to_thread(self.registry.read, session_id)
+            if record is not None and record.turn_id == turn_id and not record.owned_by_me():
+                # Another process (a kernel) runs this turn: its policy and its user decide.
+                question = {
+                    "tool_name": tool_name,
+                    "tool_input": tool_input,
+                    "edits": edits,
+                    "summary": summary,
+                }
+                try:
+                    answer = await self.owner_calls.ask(session_id, turn_id, "approve", question)
+                except OwnerGone:
+                    return "The turn this call belongs to has ended."
+                if "error" in answer:
+                    return f"The call could not be approved: {answer['error']}"
+                refusal = answer.get("refusal")
+                return None if refusal is None else str(refusal)
         if turn is None or turn.id != turn_id or turn.finished or turn.approvals is None:
             return "The turn this call belongs to has ended."
         mode = self.providers.get(turn.provider).notebook_edits() if edits else "ask"
         return await turn.approvals.decide_served(tool_name, tool_input, mode, summary)
+
+    async def _answer_owner_calls(self, turn: Turn) -> None:
+        """Answer what the server serving this turn's tools asks (a kernel's turn)."""
+
+        async def answer(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+            if kind == "approve":
+                refusal = await self.approve_served(
+                    turn.session_id,
+                    turn.id,
+                    str(payload["tool_name"]),
+                    payload.get("tool_input"),
+                    bool(payload.get("edits")),
+                    str(payload.get("summary") or ""),
+                )
+                return {"refusal": refusal}
+            if kind == "variables" and self.kernel_variables is not None:
+                return await self.kernel_variables(list(payload.get("names") or []))
+            raise ValueError(f"this process does not answer {kind!r}")
+
+        await self.owner_calls.serve(turn.id, answer, lambda: turn.finished)
+
+    async def ask_owner(
+        self, session_id: str, turn_id: str, kind: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Ask the process that runs a turn (see owner_calls.py); OwnerGone if it ended."""
+        return await self.owner_calls.ask(session_id, turn_id, kind, payload)
 
     # -- stopping ----------------------------------------------------------------------------
 
