@@ -11,6 +11,8 @@
 - kernels.py: the notebook's kernel (its Jupyter kernel session): run a cell, read variables.
 - relay.py: the notebooks open in a browser, whose JupyterLab applies the tools' changes to the
   open document and runs its cells (``GET/POST notebook-requests``).
+- shared_document.py: with jupyter-collaboration, the notebook's shared document in its room,
+  where the tools' changes and a run's outputs go while someone has the notebook open.
 - gateway.py: capabilities issued per turn, each call approved by its turn's policy, served.
 """
 
@@ -50,6 +52,11 @@ def build_gateway(
         serverapp.session_manager, serverapp.kernel_manager, str(serverapp.root_dir)
     )
     storage = ContentsStorage(serverapp.contents_manager)
-    toolbox = NotebookToolbox(storage, limits, kernels, BrowserRelay())
+    shared = None
+    if "jupyter_server_ydoc" in serverapp.web_app.settings:  # jupyter-collaboration is loaded
+        from .shared_document import SharedDocuments
+
+        shared = SharedDocuments.of_server(serverapp, kernels)
+    toolbox = NotebookToolbox(storage, limits, kernels, BrowserRelay(), shared)
     approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir), storage)
     return NotebookToolsGateway(toolbox, url, approver)

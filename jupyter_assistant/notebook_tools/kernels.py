@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,8 +89,15 @@ class Execution:
     execution_count: int | None = None
     status: str = "running"  # running | ok | error | aborted
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called after each message absorbed: a shared document shows the outputs as they come.
+    on_change: Callable[[Execution], None] | None = field(default=None, repr=False)
 
     def absorb(self, message: dict[str, Any]) -> None:
+        self._absorb(message)
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def _absorb(self, message: dict[str, Any]) -> None:
         kind = message["header"]["msg_type"]
         content = message["content"]
         if kind == "clear_output":

@@ -2,8 +2,9 @@
 
 The arguments are checked here (unknown ones, wrong types) before the operation runs, so that
 whatever transport brings the call (the HTTP API that the MCP server forwards to) gives the
-model the same clear errors. The notebook is read and written through a ``NotebookStorage``:
-the file through Jupyter's contents manager when the notebook is not open in a browser.
+model the same clear errors. Where a call works, in this order: the notebook's shared document
+when jupyter-collaboration holds it in a room (shared_document.py), the notebook open in a
+browser (relay.py), else the file, through a ``NotebookStorage`` (Jupyter's contents manager).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import nbformat
 
@@ -24,6 +25,9 @@ from .cells import Author, CellLimits, ToolError
 from .kernels import MAX_RUN_TIMEOUT_SECONDS, Execution, NotebookKernels
 from .outputs import OutputLimits, summarize_output
 from .relay import BrowserRelay, NoAnswer
+
+if TYPE_CHECKING:
+    from .shared_document import SharedDocuments
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,90 @@ class NotebookStorage(Protocol):
     async def load(self, path: str) -> Any: ...
 
     async def save(self, path: str, notebook: Any) -> None: ...
+
+
+class LiveDocument(Protocol):
+    """A notebook open for editing elsewhere than in its file: its changes are made there."""
+
+    async def snapshot(self) -> Any | None:
+        """The notebook as it is there (nbformat); None: it is not open there any more."""
+
+    async def apply(self, op: dict[str, Any]) -> None:
+        """Make the change ``op``: ``insert {index, cell}``, ``edit {id, source, metadata,
+        clear_outputs}`` or ``delete {id}``."""
+
+    async def run(
+        self, execution: Execution, code: str, kernelspec: str | None, timeout: float
+    ) -> asyncio.Task[bool]:
+        """Start running the cell ``execution.cell_id``: a task that ends with the run, True
+        when its outputs are kept there (False: the caller saves them in the file)."""
+        ...
+
+
+class LiveDocuments(Protocol):
+    async def find(self, path: str) -> LiveDocument | None: ...
+
+
+class BrowserDocuments:
+    """The notebooks open in a browser's JupyterLab, which carries out the requests."""
+
+    def __init__(self, relay: BrowserRelay) -> None:
+        self.relay = relay
+
+    async def find(self, path: str) -> LiveDocument | None:
+        return BrowserDocument(self.relay, path) if self.relay.is_open(path) else None
+
+
+class BrowserDocument:
+    def __init__(self, relay: BrowserRelay, path: str) -> None:
+        self.relay = relay
+        self.path = path
+
+    async def snapshot(self) -> Any | None:
+        try:
+            answer = await self.relay.ask(self.path, {"op": "snapshot"}, LIVE_ANSWER_SECONDS)
+        except NoAnswer as exc:
+            # A browser that took the request and went away (a tab closed mid-poll): nothing
+            # was changed yet, so the file is the next best place.
+            log.info("The open notebook %s did not answer (%s); using the file", self.path, exc)
+            return None
+        if answer is None:
+            return None
+        try:
+            notebook = nbformat.from_dict(answer["notebook"])  # type: ignore[no-untyped-call]
+            nbformat.validate(notebook)
+        except Exception as exc:  # KeyError, nbformat's ValidationError
+            raise ToolError(f"The open notebook could not be read: {exc}.") from exc
+        return notebook
+
+    async def apply(self, op: dict[str, Any]) -> None:
+        if await self.relay.ask(self.path, op, LIVE_ANSWER_SECONDS) is None:
+            raise ToolError("The notebook was closed in the browser meanwhile; try again.")
+
+    async def run(
+        self, execution: Execution, code: str, kernelspec: str | None, timeout: float
+    ) -> asyncio.Task[bool]:
+        # In the notebook tab's kernel, as the user's own run: its outputs show under the cell.
+        return asyncio.create_task(self._run(execution))
+
+    async def _run(self, execution: Execution) -> bool:
+        try:
+            op = {"op": "run", "id": execution.cell_id}
+            answer = await self.relay.ask(self.path, op, LIVE_RUN_SECONDS)
+            if answer is None:
+                execution.status = "aborted"
+            else:
+                execution.outputs = list(answer.get("outputs") or [])
+                execution.execution_count = answer.get("execution_count")
+                execution.status = str(answer.get("status") or "ok")
+        except ToolError as exc:
+            execution.status = "error"
+            execution.outputs = [
+                {"output_type": "error", "ename": "RunFailed", "evalue": str(exc), "traceback": []}
+            ]
+        finally:
+            execution.done.set()
+        return True
 
 
 class ContentsStorage:
@@ -97,12 +185,18 @@ class NotebookToolbox:
         limits: ToolLimits | None = None,
         kernels: NotebookKernels | None = None,
         relay: BrowserRelay | None = None,
+        shared: SharedDocuments | None = None,
     ) -> None:
         self.storage = storage
         self.limits = limits or ToolLimits()
         self.kernels = kernels
         # The notebooks open in a browser: their tool calls go to the open document.
         self.relay = relay
+        # Where a notebook may be open, first match first: jupyter-collaboration's shared
+        # document, then a browser's open notebook.
+        self.live: list[LiveDocuments] = [shared] if shared is not None else []
+        if relay is not None:
+            self.live.append(BrowserDocuments(relay))
         self._locks: dict[str, asyncio.Lock] = {}
         # Runs of cells that have not ended, by (notebook, cell id): read_notebook shows their
         # outputs so far; each is saved with its cell when it ends.
@@ -131,12 +225,12 @@ class NotebookToolbox:
         path = grant.notebook_path
         # One call at a time per notebook: two edits must not each save over the other.
         async with self._lock(path):
-            live = await self._live_notebook(path)
-            if live is not None:
-                # Checked and computed on the open document, then applied there by the browser.
+            document, live = await self._live_notebook(path)
+            if document is not None:
+                # Checked and computed on a snapshot of the open document, then made there.
                 result = operation(live)
                 if changes:
-                    await self._apply_live(path, tool, live, result)
+                    await document.apply(_live_op(tool, live, result))
             else:
                 notebook = await self.storage.load(path)
                 if not changes:
@@ -157,69 +251,15 @@ class NotebookToolbox:
                 result["kernel"] = await self.kernels.state(path)
         return result
 
-    async def _live_notebook(self, path: str) -> Any | None:
-        """The notebook as it is open in a browser (None: not open, work on the file)."""
-        if self.relay is None or not self.relay.is_open(path):
-            return None
-        try:
-            answer = await self.relay.ask(path, {"op": "snapshot"}, LIVE_ANSWER_SECONDS)
-        except NoAnswer as exc:
-            # A browser that took the request and went away (a tab closed mid-poll): nothing
-            # was changed yet, so the file is the next best place.
-            log.info("The open notebook %s did not answer (%s); using the file", path, exc)
-            return None
-        if answer is None:
-            return None
-        try:
-            notebook = nbformat.from_dict(answer["notebook"])  # type: ignore[no-untyped-call]
-            nbformat.validate(notebook)
-        except Exception as exc:  # KeyError, nbformat's ValidationError
-            raise ToolError(f"The open notebook could not be read: {exc}.") from exc
-        return notebook
-
-    async def _apply_live(self, path: str, tool: str, notebook: Any, result: Any) -> None:
-        """Have the browser make in the open document the change made to its snapshot."""
-        assert self.relay is not None
-        if tool == "delete_cell":
-            op: dict[str, Any] = {"op": "delete", "id": result["id"]}
-        else:
-            cell = notebook.cells[result["index"]]
-            if tool == "insert_cell":
-                op = {"op": "insert", "index": result["index"], "cell": dict(cell)}
-            else:
-                source = "".join(cell.source) if isinstance(cell.source, list) else cell.source
-                op = {
-                    "op": "edit",
-                    "id": cell.get("id"),
-                    "source": source,
-                    "metadata": {cells.MARK: cell.metadata[cells.MARK]},
-                    "clear_outputs": cell.cell_type == "code" and source != result["before"],
-                }
-        if await self.relay.ask(path, op, LIVE_ANSWER_SECONDS) is None:
-            raise ToolError("The notebook was closed in the browser meanwhile; try again.")
-
-    async def _live_run(self, path: str, execution: Execution) -> None:
-        """A run in the open notebook, as the user's own run: the browser answers at its end."""
-        assert self.relay is not None
-        try:
-            answer = await self.relay.ask(
-                path, {"op": "run", "id": execution.cell_id}, LIVE_RUN_SECONDS
-            )
-            if answer is None:
-                execution.status = "aborted"
-            else:
-                execution.outputs = list(answer.get("outputs") or [])
-                execution.execution_count = answer.get("execution_count")
-                execution.status = str(answer.get("status") or "ok")
-        except ToolError as exc:
-            execution.status = "error"
-            execution.outputs = [
-                {"output_type": "error", "ename": "RunFailed", "evalue": str(exc), "traceback": []}
-            ]
-        finally:
-            execution.done.set()
-            if self._runs.get((path, execution.cell_id)) is execution:
-                del self._runs[(path, execution.cell_id)]
+    async def _live_notebook(self, path: str) -> tuple[LiveDocument | None, Any]:
+        """Where the notebook is open and its snapshot there; (None, None): work on the file."""
+        for documents in self.live:
+            document = await documents.find(path)
+            if document is not None:
+                notebook = await document.snapshot()
+                if notebook is not None:
+                    return document, notebook
+        return None, None
 
     def _lock(self, path: str) -> asyncio.Lock:
         return self._locks.setdefault(path, asyncio.Lock())
@@ -244,8 +284,8 @@ class NotebookToolbox:
         timeout = min(float(timeout), MAX_RUN_TIMEOUT_SECONDS)
         path = grant.notebook_path
         async with self._lock(path):
-            live = await self._live_notebook(path)
-            notebook = live if live is not None else await self.storage.load(path)
+            document, live = await self._live_notebook(path)
+            notebook = live if document is not None else await self.storage.load(path)
             position = cells.find_cell(notebook, args.get("id"), args.get("index"))
             cell = notebook.cells[position]
             if cell.get("cell_type") != "code":
@@ -260,16 +300,18 @@ class NotebookToolbox:
                 raise ToolError(
                     f"Cell {position} is still running; read_notebook shows its outputs so far."
                 )
-            if live is not None:
+            execution = Execution(cell_id)
+            if document is not None:
                 # In the open notebook, its outputs show there as a user's run would.
-                execution = self._runs[(path, cell_id)] = Execution(cell_id)
-                keeper = asyncio.create_task(self._live_run(path, execution))
+                follow: asyncio.Task[Any] = await document.run(
+                    execution, code, spec.get("name"), timeout
+                )
             else:
                 kernels = self._kernels()
                 kernel = await kernels.kernel(path, spec.get("name"))
-                execution = self._runs[(path, cell_id)] = Execution(cell_id)
                 follow = await kernels.run(kernel, code, execution, timeout)
-                keeper = asyncio.create_task(self._keep_run(path, execution, follow))
+            self._runs[(path, cell_id)] = execution
+            keeper = asyncio.create_task(self._keep_run(path, execution, follow))
         self._followers.add(keeper)
         keeper.add_done_callback(self._followers.discard)
         with contextlib.suppress(asyncio.TimeoutError):
@@ -283,12 +325,16 @@ class NotebookToolbox:
             "outputs": outputs,
         }
 
-    async def _keep_run(self, path: str, execution: Execution, follow: asyncio.Task[None]) -> None:
+    async def _keep_run(self, path: str, execution: Execution, follow: asyncio.Task[Any]) -> None:
         """When a run ends, save its outputs with its cell, as a user's run would leave them
-        once saved (the cell may have gone meanwhile: then there is nothing to keep)."""
+        once saved (the cell may have gone meanwhile: then there is nothing to keep), unless
+        the open document where it ran kept them (``follow`` answers True)."""
+        kept = False
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await follow
+            kept = await follow is True
         try:
+            if kept:
+                return
             async with self._lock(path):
                 notebook = await self.storage.load(path)
                 for cell in notebook.cells:
@@ -352,3 +398,20 @@ class NotebookToolbox:
                 nb, args["source"], author, args.get("id"), args.get("index"), limits.cells
             )
         return lambda nb: cells.delete_cell(nb, args.get("id"), args.get("index"))
+
+
+def _live_op(tool: str, notebook: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """The change that ``tool`` made to the snapshot ``notebook``, for the open document."""
+    if tool == "delete_cell":
+        return {"op": "delete", "id": result["id"]}
+    cell = notebook.cells[result["index"]]
+    if tool == "insert_cell":
+        return {"op": "insert", "index": result["index"], "cell": dict(cell)}
+    source = "".join(cell.source) if isinstance(cell.source, list) else cell.source
+    return {
+        "op": "edit",
+        "id": cell.get("id"),
+        "source": source,
+        "metadata": {cells.MARK: cell.metadata[cells.MARK]},
+        "clear_outputs": cell.cell_type == "code" and source != result["before"],
+    }
