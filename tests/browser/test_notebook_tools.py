@@ -197,3 +197,18 @@ def test_an_edits_tool_card_shows_its_diff_and_goes_to_the_cell(
     expect(gone).to_be_disabled()
     expect(gone).to_have_text("Cell deleted")
     expect(gone).to_have_attribute("title", re.compile("no longer in the notebook"))
+
+    # The card in the dark theme, to look at (its colours are the theme's variables); then the
+    # light theme again, for the other tests of this server.
+    use_theme(page, "JupyterLab Dark", light=False)
+    expect(gone).to_be_visible()
+    screenshot(reply, "notebook-tool-card-dark")
+    use_theme(page, "JupyterLab Light", light=True)
+
+
+def use_theme(page: Page, name: str, *, light: bool) -> None:
+    """Switch JupyterLab's theme through the command palette, as a user would."""
+    page.keyboard.press("Control+Shift+c")
+    page.keyboard.type(f"Use Theme: {name}")
+    page.keyboard.press("Enter")
+    expect(page.locator(f"body[data-jp-theme-light='{str(light).lower()}']")).to_have_count(1)
