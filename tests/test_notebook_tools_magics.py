@@ -157,3 +157,34 @@ async def test_a_kernels_grant_ends_with_its_turn(
         assert not grants.exists() or list(grants.iterdir()) == []
     finally:
         client.stop_channels()
+
+
+def test_the_grants_of_a_killed_kernel_are_swept_and_never_honoured(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from jupyter_assistant.notebook_tools.capabilities import (
+        CapabilityRegistry,
+        Grant,
+        GrantFiles,
+    )
+    from jupyter_assistant.notebook_tools.cells import ToolError
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    files = GrantFiles(tmp_path / "grants")
+    files.write("dead-kernels-capability", Grant("s1", "t1", NOTEBOOK, gone.pid))
+    files.write("live-kernels-capability", Grant("s2", "t2", NOTEBOOK, os.getpid()))
+    assert {p.stat().st_mode & 0o777 for p in files.dir.iterdir()} == {0o600}
+    registry = CapabilityRegistry(files, running=lambda grant: grant.owner_pid == os.getpid())
+    with pytest.raises(ToolError):
+        registry.check("dead-kernels-capability")
+    assert registry.check("live-kernels-capability").session_id == "s2"
+    with pytest.raises(ToolError):  # the live grant names its own notebook only
+        registry.check("live-kernels-capability", "other.ipynb")
+    for path in files.dir.iterdir():
+        os.utime(path, (0, 0))  # written long ago
+    files.sweep()
+    assert files.read("dead-kernels-capability") is None
+    assert files.read("live-kernels-capability") is not None

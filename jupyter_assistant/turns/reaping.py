@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import time
 
 from ..errors import NotFound
@@ -23,6 +24,7 @@ from ..processes import (
     terminate_tree,
     terminate_tree_async,
 )
+from .owner_calls import CALLS_DIR
 from .persistence import PRIVATE_DIR, TurnPersistence, interrupted_reply, write_turn_end
 from .turn import Turn
 
@@ -79,6 +81,15 @@ class Reaper:
                 with contextlib.suppress(OSError):
                     if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
                         os.unlink(entry.path)
+        # The notebook-tools grants of kernels killed mid-turn, and their question folders.
+        from ..notebook_tools.capabilities import kernel_grants
+
+        kernel_grants(self.store.root).sweep()
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.store.root / PRIVATE_DIR / CALLS_DIR):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < cutoff:
+                        shutil.rmtree(entry.path)
 
     def stop_now(self, turns: dict[str, Turn]) -> None:
         """Last resort at interpreter exit, when the server stopped without its clean shutdown
