@@ -19,6 +19,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from jupyter_assistant.permissions import READ_ONLY_TOOLS
 
 from .helpers import eventually, wait_until
+from .test_notebook_tools_relay import Browser
 from .test_notebook_tools_security import call_tool, slow_turn, tool_json
 
 # The server part of jupyter-collaboration is in the test extras (pyproject.toml), so this runs
@@ -229,3 +230,34 @@ async def test_with_no_room_the_tools_work_on_the_file(
         path=PATH, content_type="notebook", file_format="json", copy=False
     )
     assert document is None
+
+
+async def test_a_room_comes_before_the_browser_relay(
+    jp_fetch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    jp_root_dir: Path,
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+    jp_serverapp: Any,
+    collaborator: Any,
+) -> None:
+    saved = write_notebook(jp_root_dir)
+    _, _, server = await slow_turn(jp_fetch, monkeypatch, tmp_path, PATH)
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}api/assistant/notebook-requests"
+    browser = Browser(url, jp_auth_header, nbformat.v4.new_notebook())
+    browser.start()
+    relay = jp_serverapp.web_app.settings["jupyter_assistant"].notebook_tools.toolbox.relay
+    try:
+        await wait_until(lambda: relay.is_open(PATH), message="the browser did not poll")
+        async with collaborator() as peer:
+            _, body = await call_tool(server, "insert_cell", source="both = 1", index=0)
+            inserted = tool_json(body)
+            await wait_until(lambda: peer.cell_number == 2, message="the insert did not arrive")
+            assert peer.get_cell(0)["id"] == inserted["id"]
+        # The browser holding the notebook open was not asked: the shared document has it.
+        assert browser.ops == []
+        assert (jp_root_dir / PATH).read_text() == saved
+    finally:
+        await browser.stop()
