@@ -359,10 +359,17 @@ class NotebookRequestsHandler(AssistantHandler):
         try:
             requests = await poll
         except asyncio.CancelledError:
-            return  # the browser went away
-        self.finish({"requests": requests})
+            return  # the browser went away before anything was taken
+        try:
+            if getattr(self, "_gone", False):
+                raise StreamClosedError()
+            await self.finish({"requests": requests})
+        except StreamClosedError:
+            # Gone while they were handed over: the next poll (a reload, another tab) gets them.
+            relay.requeue(requests)
 
     def on_connection_close(self) -> None:
+        self._gone = True
         poll = getattr(self, "_poll", None)
         if poll is not None:
             poll.cancel()

@@ -183,3 +183,22 @@ async def test_the_relay_is_behind_jupyters_login_and_checks_its_input(
     assert response.code == 404
     response = await api(jp_fetch, "notebook-requests", "nope", method="POST", body={"x": 1})
     assert response.code == 400
+
+
+async def test_a_request_a_poll_took_but_could_not_hand_over_goes_to_the_next_poll() -> None:
+    from jupyter_assistant.notebook_tools.relay import BrowserRelay
+
+    relay = BrowserRelay()
+    first = asyncio.create_task(relay.poll([PATH], 5))
+    await asyncio.sleep(0)
+    asking = asyncio.create_task(relay.ask(PATH, {"op": "snapshot"}, 5))
+    taken = await first
+    assert [r["op"] for r in taken] == ["snapshot"]
+    # The handler could not write them (the browser went away): they are put back.
+    assert relay.requeue(taken) == 1
+    again = await relay.poll([PATH], 5)
+    assert [r["request_id"] for r in again] == [r["request_id"] for r in taken]
+    assert relay.answer(again[0]["request_id"], {"result": {"notebook": "as open"}})
+    assert await asking == {"notebook": "as open"}
+    assert relay.requeue(again) == 0  # answered: nothing to put back
+    assert await relay.poll([PATH], 0) == []

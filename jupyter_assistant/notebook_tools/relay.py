@@ -88,6 +88,23 @@ class BrowserRelay:
             request.picked.set()
         return taken
 
+    def requeue(self, requests: list[dict[str, Any]]) -> int:
+        """Put back requests a poll took but could not hand over (its browser went away as
+        they were written): the next poll gets them, so the tool call is not lost. Returns
+        how many still waited."""
+        again = 0
+        for entry in reversed(requests):
+            request = self._asked.get(str(entry.get("request_id")))
+            if request is None or request.answer.done():
+                continue
+            queue = self._queued.setdefault(request.path, [])
+            if request not in queue:
+                queue.insert(0, request)  # first: it was asked before what came since
+                again += 1
+        for poller in self._pollers:
+            poller.set()
+        return again
+
     def answer(self, request_id: str, body: dict[str, Any]) -> bool:
         """The browser's answer: ``{"result": {...}}`` or ``{"error": "..."}``. False if no
         request of that id waits (any more)."""
