@@ -190,6 +190,21 @@ def test_an_edits_tool_card_shows_its_diff_and_goes_to_the_cell(
     expect(cells(page).first).not_to_have_class(re.compile(r"\bjp-mod-active\b"))
     expect(page.locator(f"{NOTEBOOK} .jp-Notebook.jp-mod-commandMode")).to_have_count(1)
 
+    # A long diff shows its first 40 lines, and the rest on "Show all".
+    long_source = "\n".join(f"y{i} = {i}" for i in range(45))
+    long_reply = ask_and_wait(panel, tool_call("edit_cell", index=1, source=long_source))
+    long_card = long_reply.locator('.jp-Assistant-nbTool[data-tool="edit_cell"]')
+    lines = long_card.locator(".jp-Assistant-nbDiffLine")
+    expect(lines).to_have_count(40)
+    show_all = long_card.get_by_role("button", name="Show all 48 lines")
+    expect(show_all).to_have_attribute("aria-expanded", "false")
+    show_all.click()
+    expect(lines).to_have_count(48)
+    expect(lines.last).to_have_text("+y44 = 44")
+    expect(long_card.get_by_role("button", name="Show fewer lines")).to_have_attribute(
+        "aria-expanded", "true"
+    )
+
     # Once the agent deletes the cell, the card says so instead of going nowhere.
     ask_and_wait(panel, tool_call("delete_cell", index=1))
     expect(cells(page)).to_have_count(1)
@@ -201,6 +216,8 @@ def test_an_edits_tool_card_shows_its_diff_and_goes_to_the_cell(
     # The card in the dark theme, to look at (its colours are the theme's variables); then the
     # light theme again, for the other tests of this server.
     use_theme(page, "JupyterLab Dark", light=False)
+    long_card.get_by_role("button", name="Show fewer lines").click()
+    card.scroll_into_view_if_needed()
     expect(gone).to_be_visible()
     screenshot(reply, "notebook-tool-card-dark")
     use_theme(page, "JupyterLab Light", light=True)
