@@ -223,3 +223,37 @@ def test_a_tool_result_is_compact_json_and_its_images_attached() -> None:
         "images": ["image/png (attached: image 1)"],
     }
     assert (image.type, image.mime_type, image.data) == ("image", "image/png", "iVBORw0KGgo=")
+
+
+def test_the_mcp_server_offers_tools_only(root: Path) -> None:
+    # No prompts or resources in its capabilities: a client asks for neither list, and Claude
+    # Code gives its model no tools to read resources.
+    import json
+
+    from jupyter_assistant.notebook_tools.gateway import NotebookToolsGateway
+
+    gateway = NotebookToolsGateway(toolbox(root), "http://127.0.0.1/api/assistant/mcp")
+    headers = [("Content-Type", "application/json"), ("Accept", "application/json")]
+
+    async def ask(method: str, params: dict[str, Any], version: bool = True) -> Any:
+        access = gateway.issue("s1", "t1", "analysis/q3.ipynb")
+        sent = [*headers, (access.header, access.capability)]
+        if version:
+            sent.append(("mcp-protocol-version", "2025-06-18"))
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        response = await gateway.handle("POST", sent, json.dumps(body).encode())
+        assert response.status == 200
+        return json.loads(bytes(response.body))["result"]
+
+    async def scenario() -> None:
+        try:
+            hello = {"protocolVersion": "2025-06-18", "capabilities": {}}
+            hello["clientInfo"] = {"name": "test", "version": "1"}
+            init = await ask("initialize", hello, version=False)
+            assert init["capabilities"] == {"tools": {"listChanged": False}}
+            tools = await ask("tools/list", {})
+            assert {t["name"] for t in tools["tools"]} >= {"read_notebook", "run_cell"}
+        finally:
+            await gateway.close()
+
+    asyncio.run(scenario())

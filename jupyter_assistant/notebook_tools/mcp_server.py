@@ -65,6 +65,7 @@ def _outputs(result: dict[str, Any]) -> list[dict[str, Any]]:
 def build_server(dispatch: Dispatch) -> MCPServer:
     """The MCP server whose tools run through ``dispatch``."""
     server = _quiet_server()
+    server.middleware.append(_tools_only)
     reading = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
     editing = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
     deleting = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
@@ -145,6 +146,20 @@ def build_server(dispatch: Dispatch) -> MCPServer:
         return await call(ctx, "kernel_variables", locals_of(names=names))
 
     return server
+
+
+async def _tools_only(ctx: Any, call_next: Any) -> Any:
+    """The server says it offers tools only: ``MCPServer`` always serves (empty) prompts and
+    resources, and says so in its answer to ``initialize``, so that a client asks for both
+    lists too before it goes on (two more requests per turn), and Claude Code gives its model
+    three tools more to read resources that do not exist."""
+    result = await call_next(ctx)
+    if ctx.method == "initialize" and isinstance(result, dict):
+        capabilities = result.get("capabilities")
+        if isinstance(capabilities, dict):
+            kept = {k: v for k, v in capabilities.items() if k not in ("prompts", "resources")}
+            result = {**result, "capabilities": kept}
+    return result
 
 
 def _quiet_server() -> MCPServer:
