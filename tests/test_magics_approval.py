@@ -33,16 +33,7 @@ def real_claude_setup(
     tmp_path: Path, standin: AnthropicStandIn, notebook: Path | None = None, **assistant: Any
 ) -> KernelSetup:
     setup = make_setup(tmp_path, notebook)
-    (tmp_path / "claude-config").mkdir()
-    (tmp_path / "tmp").mkdir()
-    env = {
-        "ANTHROPIC_BASE_URL": standin.base_url,
-        "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"),
-        "TMPDIR": str(tmp_path / "tmp"),
-    }
+    env = standin.cli_env(tmp_path)
     setup.write_server_config(
         {
             "ClaudeCodeProvider": {"command": [find_real_claude()], "env": env},

@@ -60,17 +60,7 @@ def standin() -> Iterator[AnthropicStandIn]:
 
 @pytest.fixture
 def claude_env(standin: AnthropicStandIn, tmp_path: Path) -> dict[str, str]:
-    (tmp_path / "claude-config").mkdir()
-    (tmp_path / "tmp").mkdir()
-    return {
-        "ANTHROPIC_BASE_URL": standin.base_url,
-        "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        # The CLI keeps its whole state (and its conversations) here, not in ~/.claude.
-        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude-config"),
-        "TMPDIR": str(tmp_path / "tmp"),
-    }
+    return standin.cli_env(tmp_path)
 
 
 @pytest.fixture

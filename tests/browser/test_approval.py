@@ -27,16 +27,7 @@ def standin() -> Iterator[AnthropicStandIn]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, standin: AnthropicStandIn) -> Iterator[LabServer]:
     home = tmp_path_factory.mktemp("lab-approval")
-    (home / "claude-config").mkdir()
-    (home / "tmp").mkdir()
-    env = {
-        "ANTHROPIC_BASE_URL": standin.base_url,
-        "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
-        "TMPDIR": str(home / "tmp"),
-    }
+    env = standin.cli_env(home)
     server = LabServer(
         home,
         [find_real_claude()],

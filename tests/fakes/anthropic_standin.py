@@ -496,6 +496,20 @@ class AnthropicStandIn:
         host = str(self._server.server_address[0])
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
+    def cli_env(self, home: Path) -> dict[str, str]:
+        """The environment that points the real Claude Code CLI at this stand-in, its whole
+        state (conversations too) kept in ``home``, never in ~/.claude."""
+        (home / "claude-config").mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(exist_ok=True)
+        return {
+            "ANTHROPIC_BASE_URL": self.base_url,
+            "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
+            "TMPDIR": str(home / "tmp"),
+        }
+
     @property
     def message_bodies(self) -> list[JSON]:
         with self._lock:
