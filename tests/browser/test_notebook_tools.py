@@ -46,15 +46,8 @@ def standin() -> Iterator[AnthropicStandIn]:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, standin: AnthropicStandIn) -> Iterator[LabServer]:
     home = tmp_path_factory.mktemp("lab-notebook-tools")
-    (home / "claude-config").mkdir()
-    (home / "tmp").mkdir()
     env = {
-        "ANTHROPIC_BASE_URL": standin.base_url,
-        "ANTHROPIC_API_KEY": "test-key-for-the-stand-in",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "CLAUDE_CODE_MAX_RETRIES": "0",
-        "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
-        "TMPDIR": str(home / "tmp"),
+        **standin.cli_env(home),
         # The first turn's CLI waits for the notebook MCP server (loaded on first use).
         "MCP_TIMEOUT": "60000",
     }
