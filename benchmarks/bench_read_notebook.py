@@ -254,7 +254,7 @@ def toolbox_figures(root: Path, runs: int) -> tuple[Result, dict[str, Any]]:
                 f"{spread_ms(get)}",
                 f"and the summary of the cells (cells.read_cells): {spread_ms(summarize)}",
                 f"not in the call: the result encoded as the MCP server sends it (as_content, "
-                f"json.dumps indent=1): {spread_ms(encode)}",
+                f"compact json.dumps): {spread_ms(encode)}",
                 f"the answer: {len(text) / 1000:.0f} k characters of JSON and {images} images",
             ],
         ),

@@ -13,18 +13,28 @@ the first ``text`` event at the client (the first event that comes from the mode
 against the same with the tools off, interleaved; each run in a new session (a new CLI
 conversation, no history to resume). ``done`` is reported beside it. Target: the first text
 event at most 50 ms later with the tools on.
+
+8d, the CLI's own part: a third server, the tools on but their URL
+(``notebook_tools_url``) pointing at a stand-alone HTTP server in a process of its own that
+answers at once with canned answers (``CannedMcp``: what our MCP server answered to
+``initialize``, ``tools/list``, ... recorded in-process at the start). Its difference with
+the tools off is what the CLI spends on an MCP server that costs nothing: the floor of 8a.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +114,149 @@ class StandIn:
             self.proc.wait(timeout=10)
 
 
-class Side:
-    """One server (tools on or off) and what its turns measured."""
+# -- 8d: an MCP server that answers at once -------------------------------------------------
 
-    def __init__(self, home: Path, standin: StandIn, claude: str, tools: bool) -> None:
-        self.name = "on" if tools else "off"
+CANNED_METHODS = {
+    "initialize": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "ja-bench", "version": "1"},
+    },
+    "tools/list": {},
+    "prompts/list": {},
+    "resources/list": {},
+    "resources/templates/list": {},
+}
+
+
+def record_answers() -> dict[str, Any]:
+    """What our MCP server answers to each request of a handshake (in-process, the SDK's own
+    answers): the canned answers of ``CannedMcp``."""
+    from jupyter_server.services.contents.filemanager import AsyncFileContentsManager
+
+    from jupyter_assistant.notebook_tools.gateway import NotebookToolsGateway
+    from jupyter_assistant.notebook_tools.toolbox import ContentsStorage, NotebookToolbox
+
+    async def record() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as root:
+            storage = ContentsStorage(AsyncFileContentsManager(root_dir=root))
+            gateway = NotebookToolsGateway(NotebookToolbox(storage), "http://127.0.0.1/mcp")
+            access = gateway.issue("bench", "bench", "nb.ipynb")
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+                (access.header, access.capability),
+            ]
+            answers: dict[str, Any] = {}
+            try:
+                for method, params in CANNED_METHODS.items():
+                    sent = (
+                        headers
+                        if method == "initialize"
+                        else [
+                            *headers,
+                            ("mcp-protocol-version", "2025-06-18"),
+                        ]
+                    )
+                    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+                    response = await gateway.handle("POST", sent, json.dumps(body).encode())
+                    answer = json.loads(bytes(response.body))
+                    if "result" in answer:
+                        answers[method] = answer["result"]
+            finally:
+                await gateway.close()
+            return answers
+
+    return asyncio.run(record())
+
+
+def serve_canned(answers_file: str) -> None:
+    """``--serve-canned FILE``: the canned MCP server (stateless streamable HTTP, JSON
+    answers), until killed. First stdout line: ``PORT <n>``."""
+    answers = json.loads(Path(answers_file).read_text())
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def answer(self, status: int, body: bytes = b"") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self.answer(405)  # no event stream, as our stateless server
+
+        do_DELETE = do_GET
+
+        def do_POST(self) -> None:
+            message = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            if "id" not in message:
+                self.answer(202)  # a notification
+                return
+            method = message.get("method")
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+            if method in answers:
+                result = dict(answers[method])
+                if method == "initialize":
+                    result["protocolVersion"] = message["params"]["protocolVersion"]
+                reply["result"] = result
+            else:
+                reply["error"] = {"code": -32601, "message": "Method not found"}
+            self.answer(200, json.dumps(reply).encode())
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+class CannedMcp:
+    """The canned MCP server as a process of its own."""
+
+    def __init__(self, home: Path) -> None:
+        answers = home / "canned-mcp.json"
+        answers.write_text(json.dumps(record_answers()))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve-canned", str(answers)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().split()
+        if line[:1] != ["PORT"]:
+            self.stop()
+            raise RuntimeError("the canned MCP server did not start")
+        self.url = f"http://127.0.0.1:{line[1]}/mcp"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def rotate(n: int, *actions: Callable[[], float]) -> list[list[float]]:
+    """Run each action ``n`` times, the order rotated every round (ABC, BCA, CAB, ...), so
+    that a change in load affects all alike. Returns their lists of timings."""
+    timings: list[list[float]] = [[] for _ in actions]
+    for i in range(n):
+        for k in range(len(actions)):
+            j = (i + k) % len(actions)
+            timings[j].append(actions[j]())
+    return timings
+
+
+class Side:
+    """One server (tools on or off, or on but served by ``tools_url``) and what its turns
+    measured."""
+
+    def __init__(
+        self, home: Path, standin: StandIn, claude: str, tools: bool, tools_url: str = ""
+    ) -> None:
+        self.name = ("canned" if tools_url else "on") if tools else "off"
         (home / "claude-config").mkdir(parents=True)
         (home / "tmp").mkdir()
         env = {
@@ -119,10 +267,13 @@ class Side:
             "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
             "TMPDIR": str(home / "tmp"),
         }
+        extension: dict[str, Any] = {"notebook_tools_enabled": tools}
+        if tools_url:
+            extension["notebook_tools_url"] = tools_url
         self.server = Server(
             home,
             config={
-                "AssistantExtension": {"notebook_tools_enabled": tools},
+                "AssistantExtension": extension,
                 "ClaudeCodeProvider": {"command": [claude], "env": env},
             },
         )
@@ -224,26 +375,33 @@ def run(quick: bool = False) -> list[Result]:
     claude = find_real_claude()
     with workspace("tools-turn") as home:
         standin = StandIn(home)
+        canned_mcp = CannedMcp(home)
         on = Side(home / "on", standin, claude, tools=True)
         off = Side(home / "off", standin, claude, tools=False)
+        canned = Side(home / "canned", standin, claude, tools=True, tools_url=canned_mcp.url)
+        sides = (on, off, canned)
         try:
-            on.start()
-            off.start()
-            for side in (on, off):
+            for side in sides:
+                side.start()
+            for side in sides:
                 side.turn()  # warm-up: the CLI's first start reads its package from disk
-            if not any(name.startswith("mcp__notebook__") for name in on.offered):
-                raise RuntimeError("with the tools on, the CLI was not offered the notebook tools")
+            for side in (on, canned):
+                if not any(name.startswith("mcp__notebook__") for name in side.offered):
+                    raise RuntimeError(
+                        f"with the tools on ({side.name}), the CLI was not offered the tools"
+                    )
             if any(name.startswith("mcp__notebook__") for name in off.offered):
                 raise RuntimeError("with the tools off, the CLI was offered the notebook tools")
-            for side in (on, off):
+            for side in sides:
                 side.started.clear()
                 side.model.clear()
                 side.done.clear()
-            with_tools, without = interleave(runs, on.turn, off.turn)
+            with_tools, without, instant = rotate(runs, on.turn, off.turn, canned.turn)
             handshake, status = on.handshakes(3 if quick else 30)
         finally:
-            on.stop()
-            off.stop()
+            for side in sides:
+                side.stop()
+            canned_mcp.stop()
             standin.stop()
     figure = statistics.median(with_tools) * 1000
     base = statistics.median(without) * 1000
@@ -269,6 +427,21 @@ def run(quick: bool = False) -> list[Result]:
             "MCP connection, before it)"
         )
     notes.append(f"the CLI: {claude}")
+    floor = statistics.median(instant) * 1000
+    floor_pairs = [(a - b) * 1000 for a, b in zip(instant, without, strict=True)]
+    floor_notes = [
+        f"first text, tools on with the canned MCP server: {spread_ms(instant)}; median of "
+        f"per-round differences with the tools off {statistics.median(floor_pairs):+.1f} ms",
+        f"with our server (8a) over the canned one: {figure - floor:+.1f} ms (medians), "
+        f"{statistics.median(a - b for a, b in zip(paired, floor_pairs, strict=True)):+.1f} ms "
+        "(per round)",
+    ]
+    if canned.model and off.model:
+        floor_notes.append(
+            f"the CLI's first model request reached the stand-in "
+            f"{statistics.median(canned.model) * 1000:.0f} ms after the POST (canned) / "
+            f"{statistics.median(off.model) * 1000:.0f} ms (off)"
+        )
     return [
         Result(
             "8a",
@@ -305,13 +478,29 @@ def run(quick: bool = False) -> list[Result]:
                 f"GET /api/status on a keep-alive connection: {spread_ms(status)}",
             ],
         ),
+        Result(
+            "8d",
+            "the same, the CLI given an MCP server that answers at once (canned answers, a "
+            "process of its own): the CLI's own cost of the tools",
+            floor,
+            "ms",
+            base,
+            compare=f"{floor - base:+.1f} ms",
+            target="reported",
+            notes=floor_notes,
+        ),
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    print_results(run(parser.parse_args().quick))
+    parser.add_argument("--serve-canned", metavar="FILE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_canned:
+        serve_canned(args.serve_canned)
+        return
+    print_results(run(args.quick))
 
 
 if __name__ == "__main__":
