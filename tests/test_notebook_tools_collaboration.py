@@ -261,3 +261,41 @@ async def test_a_room_comes_before_the_browser_relay(
         assert (jp_root_dir / PATH).read_text() == saved
     finally:
         await browser.stop()
+
+
+async def test_a_runs_outputs_show_in_the_room_while_it_runs(
+    jp_fetch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    jp_root_dir: Path,
+    collaborator: Any,
+) -> None:
+    write_notebook(jp_root_dir)
+    flag = tmp_path / "go-on"
+    code = (
+        "import os, time\n"
+        "print('started', flush=True)\n"
+        f"while not os.path.exists({str(flag)!r}):\n"
+        "    time.sleep(0.02)\n"
+        "print('finished')"
+    )
+    _, _, server = await slow_turn(jp_fetch, monkeypatch, tmp_path, PATH)
+    async with collaborator() as peer:
+        tool_json((await call_tool(server, "edit_cell", id="shared-cell", source=code))[1])
+        _, body = await call_tool(server, "run_cell", id="shared-cell", timeout_seconds=0)
+        assert tool_json(body)["status"] == "running"
+
+        def shown(text: str, state: str) -> bool:
+            ycell = peer.ycells[0]
+            cell = peer.get_cell(0)
+            texts = [o.get("text") for o in cell["outputs"]]
+            return texts == [text] and ycell.get("execution_state") == state
+
+        await wait_until(lambda: shown("started\n", "busy"), timeout=60, message="no output yet")
+        _, body = await call_tool(server, "read_notebook")
+        assert tool_json(body)["cells"][0]["running"] is True
+        flag.touch()
+        await wait_until(
+            lambda: shown("started\nfinished\n", "idle"), timeout=60, message="the run's end"
+        )
+        assert peer.get_cell(0)["execution_count"] is not None
