@@ -33,10 +33,10 @@ def variables_of(user_ns: Mapping[str, Any], names: list[str]) -> dict[str, Any]
     user expressions, read here directly (the same code, in a namespace of its own)."""
     import json
 
-    from .notebook_tools.kernels import _VARIABLES_SOURCE  # the server's tool's own code
+    from .notebook_tools.kernels import VARIABLES_SOURCE
 
     scope: dict[str, Any] = {"user_ns": user_ns, "names": names, "limit": 100}
-    exec(_VARIABLES_SOURCE, scope)
+    exec(VARIABLES_SOURCE, scope)
     return dict(json.loads(scope["result"]))
 
 

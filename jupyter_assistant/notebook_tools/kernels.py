@@ -27,7 +27,7 @@ MAX_RUN_TIMEOUT_SECONDS = 600.0
 
 # Runs inside the kernel, in a namespace of its own (nothing is added to the user's), and
 # returns JSON: what kernel_variables answers.
-_VARIABLES_SOURCE = r"""
+VARIABLES_SOURCE = r"""
 import json, reprlib
 _r = reprlib.Repr()
 _r.maxstring = _r.maxother = 160
@@ -74,7 +74,7 @@ def variables_expression(names: list[str], limit: int = 100) -> str:
     """A Python expression, evaluated in the user's namespace as a user expression, that
     returns the variables' summary as JSON without adding a name to that namespace."""
     return (
-        f"(lambda ns: (exec({_VARIABLES_SOURCE!r}, ns), ns['result'])[1])"
+        f"(lambda ns: (exec({VARIABLES_SOURCE!r}, ns), ns['result'])[1])"
         f"({{'user_ns': globals(), 'names': {names!r}, 'limit': {int(limit)}}})"
     )
 
