@@ -90,7 +90,7 @@ class SharedNotebook:
 
     async def apply(self, op: dict[str, Any]) -> None:
         """Make ``op`` (insert, edit or delete, as the browser relay gets them) in the shared
-        document, in one transaction: one change for the collaborators and the undo."""
+        document, in one transaction: the collaborators get it as one change."""
         ydoc, ycells = self.document.ydoc, self.document.ycells
         with ydoc.transaction():
             if op["op"] == "insert":
