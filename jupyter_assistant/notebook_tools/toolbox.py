@@ -2,9 +2,11 @@
 
 The arguments are checked here (unknown ones, wrong types) before the operation runs, so that
 whatever transport brings the call (the HTTP API that the MCP server forwards to) gives the
-model the same clear errors. Where a call works, in this order: the notebook's shared document
-when jupyter-collaboration holds it in a room (shared_document.py), the notebook open in a
-browser (relay.py), else the file, through a ``NotebookStorage`` (Jupyter's contents manager).
+model the same clear errors. Where a call works, in this order: the notebook open in the
+user's JupyterLab (relay.py: the browser makes the change, so the notebook's undo covers it; with
+jupyter-collaboration that open notebook is the shared document, so everyone sees it), the
+shared document of a room no such browser holds (shared_document.py), else the file, through a
+``NotebookStorage`` (Jupyter's contents manager).
 """
 
 from __future__ import annotations
@@ -192,11 +194,12 @@ class NotebookToolbox:
         self.kernels = kernels
         # The notebooks open in a browser: their tool calls go to the open document.
         self.relay = relay
-        # Where a notebook may be open, first match first: jupyter-collaboration's shared
-        # document, then a browser's open notebook.
-        self.live: list[LiveDocuments] = [shared] if shared is not None else []
-        if relay is not None:
-            self.live.append(BrowserDocuments(relay))
+        # Where a notebook may be open, first match first: the user's JupyterLab (its own edit
+        # is one its undo takes back; a change the server makes in a room is not), then
+        # jupyter-collaboration's shared document.
+        self.live: list[LiveDocuments] = [BrowserDocuments(relay)] if relay is not None else []
+        if shared is not None:
+            self.live.append(shared)
         self._locks: dict[str, asyncio.Lock] = {}
         # Runs of cells that have not ended, by (notebook, cell id): read_notebook shows their
         # outputs so far; each is saved with its cell when it ends.
