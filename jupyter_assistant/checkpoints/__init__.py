@@ -1,0 +1,202 @@
+"""Per-turn checkpoints of a session's working folder: what each turn changed, and its undo.
+
+Before a turn its folder is scanned into a manifest (scan.py) whose file contents are kept in a
+content-addressed store (blobs.py); after it, again. The two manifests say what the turn changed
+(changes.py, and cells.py for the notebook, cell by cell), and the first one is what an undo
+puts back (restore.py), refusing when a file changed since unless forced. Nothing is written in
+the user's folder: everything lives under ``<store>/checkpoints/``::
+
+    blobs/<2 hex>/<62 hex>              file contents, by SHA-256
+    sessions/<session_id>/<turn_id>.json {seq, folder, notebook, before, after?, reverted?}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .blobs import BlobStore
+from .cells import cell_changes
+from .changes import changed_paths, file_changes
+from .restore import conflicts, restore
+from .scan import Manifest, ScanRules, scan
+
+__all__ = ["Conflict", "ScanRules", "TurnCheckpoints", "UnknownTurn"]
+
+
+class UnknownTurn(LookupError):
+    """No checkpoint of that turn (it never ran here, or its session was deleted)."""
+
+
+@dataclass
+class Conflict(Exception):
+    """Files changed after the turns an undo would take back."""
+
+    paths: list[str]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump(data, file, separators=(",", ":"))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+class TurnCheckpoints:
+    def __init__(self, store_root: Path | str, rules: ScanRules | None = None) -> None:
+        self.root = Path(store_root) / "checkpoints"
+        self.blobs = BlobStore(self.root / "blobs")
+        self.rules = rules or ScanRules()
+        # The latest manifest of each folder: the next scan reads only what changed since.
+        self._latest: dict[str, Manifest] = {}
+
+    def _file(self, session_id: str, turn_id: str) -> Path:
+        for part in (session_id, turn_id):
+            if not part or "/" in part or part.startswith("."):
+                raise UnknownTurn(f"no turn {turn_id!r} in session {session_id!r}")
+        return self.root / "sessions" / session_id / f"{turn_id}.json"
+
+    def _read(self, session_id: str, turn_id: str) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self._file(session_id, turn_id).read_text("utf-8")))
+        except (FileNotFoundError, ValueError) as exc:
+            raise UnknownTurn(f"no checkpoint of turn {turn_id}") from exc
+
+    def _scan(self, folder: str) -> Manifest:
+        manifest = scan(folder, self.blobs, self.rules, self._latest.get(folder))
+        self._latest[folder] = manifest
+        return manifest
+
+    # -- around a turn ---------------------------------------------------------------------------
+
+    def before_turn(self, session_id: str, turn_id: str, folder: str, notebook: str) -> None:
+        """Checkpoint ``folder`` (absolute) before the turn; ``notebook`` is the session's
+        notebook, relative to it."""
+        manifest = self._scan(folder)
+        record = {
+            "seq": time.time_ns(),
+            "folder": folder,
+            "notebook": notebook,
+            "before": manifest.to_json(),
+        }
+        _write_json(self._file(session_id, turn_id), record)
+
+    def after_turn(self, session_id: str, turn_id: str) -> None:
+        record = self._read(session_id, turn_id)
+        record["after"] = self._scan(record["folder"]).to_json()
+        _write_json(self._file(session_id, turn_id), record)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def changes(self, session_id: str, turn_id: str) -> dict[str, Any]:
+        """``{files: [...], cells: [...], not_covered: [...], reverted}``: paths relative to the
+        working folder."""
+        record = self._read(session_id, turn_id)
+        before = Manifest.from_json(record["before"])
+        after = (
+            Manifest.from_json(record["after"])
+            if "after" in record
+            else self._scan(record["folder"])  # still running: what it changed so far
+        )
+        files = file_changes(before, after, self.blobs)
+        notebook = record.get("notebook")
+        cells: list[dict[str, Any]] = []
+        if notebook and notebook in changed_paths(before, after):
+            cells = cell_changes(self._text(before, notebook), self._text(after, notebook))
+        not_covered = sorted(set(before.not_covered) | set(after.not_covered))
+        return {
+            "files": files,
+            "cells": cells,
+            "not_covered": [
+                {"path": path, "reason": after.not_covered.get(path) or before.not_covered[path]}
+                for path in not_covered
+            ],
+            "reverted": bool(record.get("reverted")),
+        }
+
+    def _text(self, manifest: Manifest, path: str) -> str | None:
+        state = manifest.files.get(path)
+        if state is None or state.digest is None:
+            return None
+        try:
+            return self.blobs.read(state.digest).decode("utf-8", "replace")
+        except OSError:
+            return None
+
+    def turns(self, session_id: str) -> list[str]:
+        """The session's checkpointed turns, oldest first."""
+        folder = self.root / "sessions" / session_id
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            for path in folder.glob("*.json"):
+                with contextlib.suppress(ValueError, OSError):
+                    found.append((json.loads(path.read_text("utf-8"))["seq"], path.stem))
+        return [turn_id for _, turn_id in sorted(found)]
+
+    # -- undo ------------------------------------------------------------------------------------
+
+    def revert(self, session_id: str, turn_id: str, force: bool = False) -> dict[str, Any]:
+        """Put the folder back as it was before ``turn_id``, undoing the later turns too.
+        Conflict: a file those turns changed was changed since (unless ``force``)."""
+        order = self.turns(session_id)
+        if turn_id not in order:
+            raise UnknownTurn(f"no checkpoint of turn {turn_id}")
+        undone = [
+            t
+            for t in order[order.index(turn_id) :]
+            if not self._read(session_id, t).get("reverted")
+        ]
+        records = {t: self._read(session_id, t) for t in undone}
+        first = self._read(session_id, turn_id)
+        folder = first["folder"]
+        paths: set[str] = set()
+        for record in records.values():
+            if "after" in record:
+                paths.update(
+                    changed_paths(
+                        Manifest.from_json(record["before"]), Manifest.from_json(record["after"])
+                    )
+                )
+        current = self._scan(folder)
+        target = Manifest.from_json(first["before"])
+        if undone and "after" in records[undone[-1]]:
+            expected = Manifest.from_json(records[undone[-1]]["after"])
+            found = conflicts(sorted(paths), expected, target, current)
+            if found and not force:
+                raise Conflict(found)
+        missed = restore(folder, sorted(paths), target, self.blobs)
+        for t, record in records.items():
+            record["reverted"] = True
+            _write_json(self._file(session_id, t), record)
+        self._latest.pop(folder, None)
+        return {"reverted": undone, "restored": sorted(set(paths) - set(missed)), "missed": missed}
+
+    # -- housekeeping ----------------------------------------------------------------------------
+
+    def delete_session(self, session_id: str) -> None:
+        if session_id and "/" not in session_id and not session_id.startswith("."):
+            shutil.rmtree(self.root / "sessions" / session_id, ignore_errors=True)
+
+    def sweep_blobs(self) -> int:
+        """Remove the contents no checkpoint refers to (after sessions went)."""
+        keep: set[str] = set()
+        for path in (self.root / "sessions").glob("*/*.json"):
+            with contextlib.suppress(ValueError, OSError):
+                record = json.loads(path.read_text("utf-8"))
+                for key in ("before", "after"):
+                    if key in record:
+                        keep.update(Manifest.from_json(record[key]).digests())
+        return self.blobs.sweep(keep)

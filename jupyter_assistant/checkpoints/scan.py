@@ -1,0 +1,140 @@
+"""A folder's state as a manifest: each file's size, mtime, mode and content digest.
+
+A file whose size, mtime and mode are those of the previous manifest keeps its digest without
+being read, so checkpointing a folder checkpointed before costs one ``stat`` per file. Left out,
+and reported as not covered: what the ignore patterns name (matched against each path
+component), virtualenvs (a folder with ``pyvenv.cfg``), symbolic links, and files larger than
+the size limit (their size and mtime are still recorded, so a change to them is reported).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .blobs import BlobStore
+
+DEFAULT_IGNORE = (".git", "node_modules", "__pycache__", ".ipynb_checkpoints", ".venv", "venv")
+DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileState:
+    size: int
+    mtime_ns: int
+    mode: int
+    digest: str | None  # None: larger than the limit, its content not kept
+
+    def same_file(self, other: FileState | None) -> bool:
+        """The same content as far as a checkpoint can tell."""
+        if other is None:
+            return False
+        if self.digest is not None and other.digest is not None:
+            return self.digest == other.digest and self.mode == other.mode
+        return (self.size, self.mtime_ns, self.mode) == (other.size, other.mtime_ns, other.mode)
+
+
+@dataclass(frozen=True)
+class ScanRules:
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def ignored(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore)
+
+
+@dataclass
+class Manifest:
+    files: dict[str, FileState] = field(default_factory=dict)  # posix path in the folder
+    # Left out: path -> why ("ignored", "virtualenv", "link", "too large", "unreadable")
+    not_covered: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": {path: asdict(state) for path, state in self.files.items()},
+            "not_covered": dict(self.not_covered),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        files = {path: FileState(**state) for path, state in data.get("files", {}).items()}
+        return cls(files, dict(data.get("not_covered", {})))
+
+    def digests(self) -> Iterable[str]:
+        return (state.digest for state in self.files.values() if state.digest is not None)
+
+
+def scan(
+    folder: Path | str, blobs: BlobStore, rules: ScanRules, previous: Manifest | None = None
+) -> Manifest:
+    """The folder as it is now, with the content of each new or changed file kept in
+    ``blobs``."""
+    root = Path(folder)
+    known = previous.files if previous is not None else {}
+    manifest = Manifest()
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        try:
+            entries = list(os.scandir(root / relative if relative else root))
+        except OSError:
+            manifest.not_covered[relative or "."] = "unreadable"
+            continue
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            if rules.ignored(entry.name):
+                manifest.not_covered[path] = "ignored"
+                continue
+            try:
+                if entry.is_symlink():
+                    manifest.not_covered[path] = "link"
+                    continue
+                if entry.is_dir():
+                    if os.path.exists(os.path.join(entry.path, "pyvenv.cfg")):
+                        manifest.not_covered[path] = "virtualenv"
+                    else:
+                        pending.append(path)
+                    continue
+                info = entry.stat()
+            except OSError:
+                manifest.not_covered[path] = "unreadable"
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue  # sockets, pipes: nothing to restore
+            state = _state(entry.path, info, blobs, rules, known.get(path))
+            if state is None:
+                manifest.not_covered[path] = "unreadable"
+                continue
+            manifest.files[path] = state
+            if state.digest is None:
+                manifest.not_covered[path] = "too large"
+    return manifest
+
+
+def _state(
+    full_path: str, info: os.stat_result, blobs: BlobStore, rules: ScanRules, before: Any
+) -> FileState | None:
+    mode = stat.S_IMODE(info.st_mode)
+    if (
+        isinstance(before, FileState)
+        and (before.size, before.mtime_ns, before.mode) == (info.st_size, info.st_mtime_ns, mode)
+        and (before.digest is None or blobs.has(before.digest))
+    ):
+        return before  # unchanged since the last checkpoint: not read again
+    if info.st_size > rules.max_file_bytes:
+        return FileState(info.st_size, info.st_mtime_ns, mode, None)
+    for _ in range(3):  # a file written while it is read is read again
+        try:
+            digest = blobs.put_file(full_path)
+            after = os.stat(full_path)
+        except OSError:
+            return None
+        if (after.st_size, after.st_mtime_ns) == (info.st_size, info.st_mtime_ns):
+            return FileState(info.st_size, info.st_mtime_ns, mode, digest)
+        info = after
+    return FileState(info.st_size, info.st_mtime_ns, mode, digest)

@@ -1,0 +1,215 @@
+"""Per-turn checkpoints on real folders: what a turn changed, its undo, conflicts, and a revert
+killed midway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jupyter_assistant.checkpoints import Conflict, ScanRules, TurnCheckpoints, UnknownTurn
+
+SID = "session-1"
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".git" not in p.parts
+    }
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data.csv").write_text("region,amount\nnorth,10\n")
+    (work / "clean.py").write_text("print('clean')\n")
+    (work / "data" / "old.txt").write_text("old\n")
+    return work
+
+
+@pytest.fixture
+def checkpoints(tmp_path: Path) -> TurnCheckpoints:
+    return TurnCheckpoints(tmp_path / "store")
+
+
+def turn(checkpoints: TurnCheckpoints, folder: Path, turn_id: str, change: object) -> None:
+    checkpoints.before_turn(SID, turn_id, str(folder), "q3.ipynb")
+    assert callable(change)
+    change()
+    checkpoints.after_turn(SID, turn_id)
+
+
+def test_a_turns_changes_are_listed_with_diffs(
+    folder: Path, checkpoints: TurnCheckpoints, tmp_path: Path
+) -> None:
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / "env").mkdir()
+    (folder / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    before_listing = sorted(p.name for p in folder.iterdir())
+
+    def change() -> None:
+        (folder / "data.csv").write_text("region,amount\nnorth,10\nsouth,20\n")
+        (folder / "new.py").write_text("x = 1\n")
+        (folder / "data" / "old.txt").unlink()
+        (folder / "image.bin").write_bytes(b"\x89PNG\0\0binary")
+
+    turn(checkpoints, folder, "t1", change)
+    result = checkpoints.changes(SID, "t1")
+    by_path = {f["path"]: f for f in result["files"]}
+    assert {p: f["status"] for p, f in by_path.items()} == {
+        "data.csv": "modified",
+        "new.py": "added",
+        "data/old.txt": "deleted",
+        "image.bin": "added",
+    }
+    assert "+south,20" in by_path["data.csv"]["diff"].splitlines()
+    assert by_path["new.py"]["diff"].splitlines()[-1] == "+x = 1"
+    assert by_path["data/old.txt"]["diff"].splitlines()[-1] == "-old"
+    assert by_path["image.bin"]["binary"] is True
+    covered = {n["path"]: n["reason"] for n in result["not_covered"]}
+    assert covered == {".git": "ignored", "env": "virtualenv"}
+    # Nothing was written into the user's folder.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*before_listing, "new.py", "image.bin"]
+    )
+    assert not list(folder.rglob(".*.tmp")) and not list(folder.rglob(".incoming-*"))
+
+
+def test_a_file_over_the_limit_is_reported_not_kept(tmp_path: Path, folder: Path) -> None:
+    checkpoints = TurnCheckpoints(tmp_path / "store", ScanRules(max_file_bytes=1000))
+    (folder / "big.parquet").write_bytes(b"x" * 5000)
+    turn(checkpoints, folder, "t1", lambda: (folder / "big.parquet").write_bytes(b"y" * 6000))
+    result = checkpoints.changes(SID, "t1")
+    assert result["files"] == [{"path": "big.parquet", "status": "modified", "too_large": True}]
+    assert {"path": "big.parquet", "reason": "too large"} in result["not_covered"]
+    undone = checkpoints.revert(SID, "t1")
+    assert undone["missed"] == ["big.parquet"]  # said, not silently skipped
+
+
+def test_undo_restores_each_file_and_keeps_a_users_edit_to_another(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    original = tree(folder)
+
+    def change() -> None:
+        (folder / "data.csv").write_text("changed\n")
+        (folder / "made" / "deep").mkdir(parents=True)
+        (folder / "made" / "deep" / "new.txt").write_text("new\n")
+        (folder / "clean.py").unlink()
+
+    turn(checkpoints, folder, "t1", change)
+    (folder / "notes.md").write_text("the user's own notes\n")  # untouched by the turn
+    result = checkpoints.revert(SID, "t1")
+    assert result["reverted"] == ["t1"]
+    assert tree(folder) == {**original, "notes.md": b"the user's own notes\n"}
+    assert checkpoints.changes(SID, "t1")["reverted"] is True
+
+
+def test_a_file_changed_after_the_turn_is_a_conflict_unless_forced(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    turn(checkpoints, folder, "t1", lambda: (folder / "data.csv").write_text("by the agent\n"))
+    (folder / "data.csv").write_text("by the user, later\n")
+    with pytest.raises(Conflict) as raised:
+        checkpoints.revert(SID, "t1")
+    assert raised.value.paths == ["data.csv"]
+    assert (folder / "data.csv").read_text() == "by the user, later\n"  # nothing changed
+    checkpoints.revert(SID, "t1", force=True)
+    assert (folder / "data.csv").read_text() == "region,amount\nnorth,10\n"
+
+
+def test_undoing_the_middle_turn_of_three_undoes_the_third_too(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    turn(checkpoints, folder, "t1", lambda: (folder / "a.txt").write_text("1\n"))
+    after_first = tree(folder)
+    turn(checkpoints, folder, "t2", lambda: (folder / "a.txt").write_text("2\n"))
+    turn(checkpoints, folder, "t3", lambda: (folder / "b.txt").write_text("3\n"))
+    assert checkpoints.turns(SID) == ["t1", "t2", "t3"]
+    result = checkpoints.revert(SID, "t2")
+    assert result["reverted"] == ["t2", "t3"]
+    assert tree(folder) == after_first
+    with pytest.raises(UnknownTurn):
+        checkpoints.revert(SID, "no-such-turn")
+
+
+def test_a_notebooks_cells_are_compared_by_id(folder: Path, checkpoints: TurnCheckpoints) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", id="keep"),
+        nbformat.v4.new_code_cell("y = 2", id="edit"),
+        nbformat.v4.new_markdown_cell("# gone", id="gone"),
+    ]
+    nbformat.write(nb, folder / "q3.ipynb")
+
+    def change() -> None:
+        edited = nbformat.read(folder / "q3.ipynb", as_version=4)
+        edited.cells[1].source = "y = 3"
+        edited.cells[0].outputs = [nbformat.v4.new_output("stream", text="ran\n")]  # no edit
+        edited.cells = [*edited.cells[:2], nbformat.v4.new_code_cell("z = 4", id="new")]
+        nbformat.write(edited, folder / "q3.ipynb")
+
+    turn(checkpoints, folder, "t1", change)
+    cells = checkpoints.changes(SID, "t1")["cells"]
+    assert [(c["id"], c["status"]) for c in cells] == [
+        ("edit", "modified"),
+        ("new", "added"),
+        ("gone", "deleted"),
+    ]
+    assert cells[0]["diff"].splitlines()[-2:] == ["-y = 2", "+y = 3"]
+
+
+REVERT_SCRIPT = """
+import sys
+from jupyter_assistant.checkpoints import TurnCheckpoints
+print("reverting", flush=True)
+TurnCheckpoints(sys.argv[1]).revert("session-1", "t1")
+print("done", flush=True)
+"""
+
+
+def test_a_revert_killed_midway_leaves_each_file_old_or_new(
+    folder: Path, checkpoints: TurnCheckpoints, tmp_path: Path
+) -> None:
+    old = {f"f{i:03}.dat": os.urandom(200_000) for i in range(150)}
+    new = {name: os.urandom(200_000) for name in old}
+    for name, data in old.items():
+        (folder / name).write_bytes(data)
+
+    def change() -> None:
+        for name, data in new.items():
+            (folder / name).write_bytes(data)
+
+    turn(checkpoints, folder, "t1", change)
+    process = subprocess.Popen(
+        [sys.executable, "-c", REVERT_SCRIPT, str(tmp_path / "store")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "reverting"
+    # Killed once some files are back: wait for the first one (a condition, not a time).
+    while process.poll() is None and (folder / "f000.dat").read_bytes() != old["f000.dat"]:
+        pass
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    for name in old:
+        data = (folder / name).read_bytes()
+        assert data in (old[name], new[name]), f"{name} is half-written"
+    # A second revert finishes the job (the turn is not marked reverted yet), and removes what
+    # the killed one left half-copied beside the files.
+    checkpoints.revert("session-1", "t1")
+    assert all((folder / name).read_bytes() == data for name, data in old.items())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["clean.py", "data", "data.csv", *old]
+    )
