@@ -31,6 +31,16 @@ class Busy(AssistantError):
     status = 409
 
 
+class ChangedSince(AssistantError):
+    """An undo would overwrite what changed after the turn (``conflicts``: the paths)."""
+
+    status = 409
+
+    def __init__(self, message: str, conflicts: list[str]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts
+
+
 class TooLarge(AssistantError):
     status = 413
 

@@ -209,6 +209,38 @@ class CancelHandler(AssistantHandler):
         self.write_json({"cancelled": await self.service.cancel(session_id)})
 
 
+class TurnChangesHandler(AssistantHandler):
+    """``GET sessions/{id}/turns/{turn_id}/changes``: what the turn changed (checkpoints/)."""
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def get(self, session_id: str, turn_id: str) -> None:
+        self.write_json(await self.service.turn_changes(session_id, turn_id))
+
+
+class TurnRevertHandler(AssistantHandler):
+    """``POST sessions/{id}/turns/{turn_id}/revert {force?}``: undo the turn and those after it;
+    409 while a turn runs, 409 with ``conflicts`` when files changed since (unless force)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, session_id: str, turn_id: str) -> None:
+        from .errors import AssistantError, ChangedSince
+        from .models import RevertBody
+
+        body = self.parse_body(RevertBody)
+        try:
+            result = await self.service.revert_turn(session_id, turn_id, body.force)
+        except ChangedSince as exc:
+            self.set_status(409)
+            self.finish({"message": exc.message, "conflicts": exc.conflicts})
+            return
+        except AssistantError as exc:
+            raise web.HTTPError(exc.status, "%s", exc.message) from exc
+        self.write_json(result)
+
+
 class PermissionHandler(AssistantHandler):
     @web.authenticated
     @authorized
@@ -428,6 +460,8 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
         (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
+        (rf"{prefix}/sessions/{sid}/turns/(?P<turn_id>[^/]+)/changes/?", TurnChangesHandler),
+        (rf"{prefix}/sessions/{sid}/turns/(?P<turn_id>[^/]+)/revert/?", TurnRevertHandler),
         (rf"{prefix}/mcp/?", NotebookToolsHandler),
         (rf"{prefix}/notebook-requests/?", NotebookRequestsHandler),
         (rf"{prefix}/notebook-requests/(?P<request_id>[^/]+)/?", NotebookRequestHandler),

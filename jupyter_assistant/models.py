@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 # The version of the session files this code writes; to change it, see migrations.py.
 SCHEMA_VERSION = 1
@@ -162,6 +162,13 @@ class PostMessageBody(BaseModel):
         if not value.strip():
             raise ValueError("content must not be blank")
         return value
+
+
+class RevertBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Overwrite files changed after the turns being undone (the 409 lists them).
+    force: StrictBool = False
 
 
 class PermissionBody(BaseModel):

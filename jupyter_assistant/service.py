@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import BadRequest, NotFound, TooLarge
+from .errors import BadRequest, Busy, ChangedSince, NotFound, TooLarge
 from .journal import JournalReader, journal_path
 from .models import Session
 from .processes import ProcessRegistry
@@ -29,6 +29,9 @@ from .workdir import (
     notebook_key_for_file,
     resolve_notebook,
 )
+
+if TYPE_CHECKING:
+    from .checkpoints import TurnCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +244,53 @@ class AssistantService:
         await self.runner.cancel(session_id)
         await asyncio.to_thread(self.store.delete, session_id)
         self.runner.turns.pop(session_id, None)
+        if self.runner.checkpoints is not None:  # its checkpoints go with it
+            await asyncio.to_thread(self.runner.checkpoints.delete_session, session_id)
+
+    # -- undo ------------------------------------------------------------------------------
+
+    async def turn_changes(self, session_id: str, turn_id: str) -> dict[str, Any]:
+        """What a turn changed in the session's folder and notebook (checkpoints/)."""
+        from .checkpoints import UnknownTurn
+
+        checkpoints = await self._checkpoints(session_id)
+        try:
+            return await asyncio.to_thread(checkpoints.changes, session_id, turn_id)
+        except UnknownTurn:
+            raise NotFound(f"No checkpoint of turn {turn_id} in this session.") from None
+
+    async def revert_turn(self, session_id: str, turn_id: str, force: bool) -> dict[str, Any]:
+        """Put the folder back as it was before ``turn_id``, undoing the later turns first.
+        Busy while a turn runs; ChangedSince if a file changed after them (unless forced)."""
+        from .checkpoints import Conflict, UnknownTurn
+
+        checkpoints = await self._checkpoints(session_id)
+
+        def revert() -> dict[str, Any]:
+            # Under the session's lock, as a turn's claim is: none can start meanwhile.
+            with self.store.lock(session_id):
+                if self.runner.is_running(session_id):
+                    raise Busy("A turn is running in this session; stop it or wait, then undo.")
+                return checkpoints.revert(session_id, turn_id, force)
+
+        try:
+            return await asyncio.to_thread(revert)
+        except UnknownTurn:
+            raise NotFound(f"No checkpoint of turn {turn_id} in this session.") from None
+        except Conflict as conflict:
+            raise ChangedSince(
+                f"{len(conflict.paths)} file(s) changed after the turn(s) to undo; undo anyway "
+                "with force to overwrite them.",
+                conflict.paths,
+            ) from None
+
+    async def _checkpoints(self, session_id: str) -> TurnCheckpoints:
+        validate_session_id(session_id)
+        if not await asyncio.to_thread(self.store.exists, session_id):
+            raise NotFound(f"Unknown session: {session_id}")
+        if self.runner.checkpoints is None:
+            raise NotFound("Undo is off here (c.AssistantExtension.turn_checkpoints = False).")
+        return self.runner.checkpoints
 
     # -- turns -----------------------------------------------------------------------------
 

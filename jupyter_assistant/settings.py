@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jupyter_core.paths import jupyter_data_dir
-from traitlets import Dict, Float, Int, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, Unicode, default, validate
 from traitlets.config import Configurable
 
 from .permissions import READ_ONLY_TOOLS
@@ -168,6 +168,32 @@ class EngineSettings(Configurable):
         "end). Lets other processes see it grow and keeps it if the server dies.",
     ).tag(config=True)
 
+    # Undo (checkpoints/): the turn's folder kept before and after each turn, in the store.
+    turn_checkpoints = Bool(
+        True,
+        help="Checkpoint the session's folder before and after each turn (kept in the store, "
+        "not in your folder), so that each turn's changes can be listed and undone.",
+    ).tag(config=True)
+
+    checkpoint_max_file_bytes = Int(
+        50 * 1024 * 1024,
+        help="Files larger than this are not kept in a turn's checkpoint: a change to them is "
+        "listed, but cannot be undone.",
+    ).tag(config=True)
+
+    checkpoint_ignore = StringList(
+        default_value=[
+            ".git",
+            "node_modules",
+            "__pycache__",
+            ".ipynb_checkpoints",
+            ".venv",
+            "venv",
+        ],
+        help="Names (wildcards allowed) of files and folders left out of checkpoints, at any "
+        "depth; virtualenvs (a folder with pyvenv.cfg) are left out too.",
+    ).tag(config=True)
+
     max_session_cost_usd = Float(
         None,
         allow_none=True,
@@ -229,5 +255,8 @@ class EngineSettings(Configurable):
                 permission_denied_tools=tuple(self.permission_denied_tools),
                 permission_extra_dirs=tuple(self.permission_extra_dirs),
                 root_dir=str(root_dir) if root_dir else None,
+                turn_checkpoints=self.turn_checkpoints,
+                checkpoint_max_file_bytes=self.checkpoint_max_file_bytes,
+                checkpoint_ignore=tuple(self.checkpoint_ignore),
             ),
         )

@@ -213,3 +213,16 @@ def test_a_revert_killed_midway_leaves_each_file_old_or_new(
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["clean.py", "data", "data.csv", *old]
     )
+
+
+def test_a_huge_folder_is_checkpointed_up_to_the_limits_and_says_so(
+    tmp_path: Path, folder: Path
+) -> None:
+    rules = ScanRules(max_files=3, max_new_bytes=30)
+    checkpoints = TurnCheckpoints(tmp_path / "store", rules)
+    for name in "abcd":
+        (folder / "data" / f"{name}.txt").write_text(name * 20)
+    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb")
+    checkpoints.after_turn(SID, "t1")
+    reasons = {n["reason"] for n in checkpoints.changes(SID, "t1")["not_covered"]}
+    assert reasons == {"over the file limit", "too large"}

@@ -180,9 +180,26 @@ class TurnCheckpoints:
         missed = restore(folder, sorted(paths), target, self.blobs)
         for t, record in records.items():
             record["reverted"] = True
+            record["told"] = False  # the agent hears of it with the next message
             _write_json(self._file(session_id, t), record)
         self._latest.pop(folder, None)
         return {"reverted": undone, "restored": sorted(set(paths) - set(missed)), "missed": missed}
+
+    def untold_reverts(self, session_id: str) -> list[str]:
+        """Turns undone since the agent last heard of it, oldest first."""
+        found = []
+        for turn_id in self.turns(session_id):
+            with contextlib.suppress(UnknownTurn):
+                if self._read(session_id, turn_id).get("told") is False:
+                    found.append(turn_id)
+        return found
+
+    def mark_told(self, session_id: str, turn_ids: list[str]) -> None:
+        for turn_id in turn_ids:
+            with contextlib.suppress(UnknownTurn):
+                record = self._read(session_id, turn_id)
+                record["told"] = True
+                _write_json(self._file(session_id, turn_id), record)
 
     # -- housekeeping ----------------------------------------------------------------------------
 

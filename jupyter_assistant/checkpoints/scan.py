@@ -43,6 +43,10 @@ class FileState:
 class ScanRules:
     ignore: tuple[str, ...] = DEFAULT_IGNORE
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # A notebook in a home folder must not have the whole home copied: past these, the rest
+    # is left out (reported as not covered).
+    max_files: int = 20_000
+    max_new_bytes: int = 2 * 1024 * 1024 * 1024  # contents newly kept by one scan
 
     def ignored(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore)
@@ -78,7 +82,12 @@ def scan(
     known = previous.files if previous is not None else {}
     manifest = Manifest()
     pending = [""]
+    budget = [rules.max_new_bytes]
     while pending:
+        if len(manifest.files) >= rules.max_files:
+            for relative in pending:
+                manifest.not_covered[relative or "."] = "over the file limit"
+            break
         relative = pending.pop()
         try:
             entries = list(os.scandir(root / relative if relative else root))
@@ -87,6 +96,9 @@ def scan(
             continue
         for entry in entries:
             path = f"{relative}/{entry.name}" if relative else entry.name
+            if len(manifest.files) >= rules.max_files:
+                manifest.not_covered[path] = "over the file limit"
+                continue
             if rules.ignored(entry.name):
                 manifest.not_covered[path] = "ignored"
                 continue
@@ -106,7 +118,7 @@ def scan(
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue  # sockets, pipes: nothing to restore
-            state = _state(entry.path, info, blobs, rules, known.get(path))
+            state = _state(entry.path, info, blobs, rules, known.get(path), budget)
             if state is None:
                 manifest.not_covered[path] = "unreadable"
                 continue
@@ -117,7 +129,12 @@ def scan(
 
 
 def _state(
-    full_path: str, info: os.stat_result, blobs: BlobStore, rules: ScanRules, before: Any
+    full_path: str,
+    info: os.stat_result,
+    blobs: BlobStore,
+    rules: ScanRules,
+    before: Any,
+    budget: list[int],
 ) -> FileState | None:
     mode = stat.S_IMODE(info.st_mode)
     if (
@@ -126,8 +143,9 @@ def _state(
         and (before.digest is None or blobs.has(before.digest))
     ):
         return before  # unchanged since the last checkpoint: not read again
-    if info.st_size > rules.max_file_bytes:
+    if info.st_size > rules.max_file_bytes or info.st_size > budget[0]:
         return FileState(info.st_size, info.st_mtime_ns, mode, None)
+    budget[0] -= info.st_size
     for _ in range(3):  # a file written while it is read is read again
         try:
             digest = blobs.put_file(full_path)

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .. import events
+from ..checkpoints import ScanRules, TurnCheckpoints
 from ..errors import Busy, InsufficientStorage, StoreUnavailable
 from ..events import Event
 from ..journal import EventJournal
@@ -83,6 +84,11 @@ class TurnRunner:
         self.owner_calls = OwnerCalls(store.root / PRIVATE_DIR, registry)
         # In a kernel: its turns' tools are served by the server, which asks here.
         self.answers_owner_calls = False
+        # Undo: each turn's folder checkpointed before and after it (checkpoints/).
+        self.checkpoints: TurnCheckpoints | None = None
+        if settings.turn_checkpoints:
+            rules = ScanRules(settings.checkpoint_ignore, settings.checkpoint_max_file_bytes)
+            self.checkpoints = TurnCheckpoints(store.root, rules)
         # In a kernel: its variables, for kernel_variables (names -> the tool's result).
         self.kernel_variables: Callable[[list[str]], Awaitable[dict[str, Any]]] | None = None
 
@@ -135,6 +141,7 @@ class TurnRunner:
 
     async def _run(self, turn: Turn, model: str | None) -> None:
         outcome = Outcome(None, None)
+        checkpointed = False
         helpers: list[asyncio.Task[None]] = []
         try:
             turn.publish(events.turn_started(turn.id, turn.provider))
@@ -162,6 +169,10 @@ class TurnRunner:
                 request.notebook_tools = tools.issue(session.id, turn.id, session.path)
                 if self.answers_owner_calls:
                     helpers.append(asyncio.create_task(self._answer_owner_calls(turn)))
+            told = await self._tell_undone(session, request)
+            checkpointed = await self._checkpoint(turn, "before", session)
+            if told and self.checkpoints is not None:
+                await asyncio.to_thread(self.checkpoints.mark_told, session.id, told)
             outcome = await self._attempt(turn, request)
             if outcome.resume_failed and request.provider_session_id and not turn.stop_request:
                 # The provider lost the conversation (its history was cleared, or the notebook
@@ -192,7 +203,57 @@ class TurnRunner:
                 # Nothing the turn started may outlive it.
                 with contextlib.suppress(Exception):
                     await stop_provider(turn, self.settings.cancel_grace_seconds, graceful=False)
+            if checkpointed:
+                # Before the terminal event: a client that reads the changes after it sees them.
+                await self._checkpoint(turn, "after")
             await self._end(turn, outcome)
+
+    async def _tell_undone(self, session: Any, request: TurnRequest) -> list[str]:
+        """The user undid turns since the agent's last message: say so first in the prompt,
+        so that its picture of the folder is right. Returns those turns."""
+        if self.checkpoints is None:
+            return []
+        undone = await asyncio.to_thread(self.checkpoints.untold_reverts, session.id)
+        if not undone:
+            return []
+        # The turn holds the session without its history (SessionStore.edit): read it.
+        stored = await asyncio.to_thread(self.store.load, session.id)
+        asked = [m.turn_id for m in stored.messages if m.role == "user"]
+        numbers = [str(asked.index(t) + 1) for t in undone if t in asked]
+        which = f"turn {numbers[0]}" if len(numbers) == 1 else f"turns {', '.join(numbers)}"
+        request.prompt = (
+            f"[Note: the user undid {which} of this conversation (counting the user's messages): "
+            "the files changed then are back as they were before; read them again before "
+            "relying on what you did then.]\n\n" + request.prompt
+        )
+        return undone
+
+    async def _checkpoint(self, turn: Turn, when: str, session: Any = None) -> bool:
+        """Checkpoint the turn's folder (``before`` it runs, ``after`` it ended). A checkpoint
+        that fails costs the turn its undo, never the turn: the user is told."""
+        if self.checkpoints is None:
+            return False
+        try:
+            if when == "before":
+                notebook = os.path.basename(session.path)
+                await asyncio.to_thread(
+                    self.checkpoints.before_turn,
+                    turn.session_id,
+                    turn.id,
+                    session.working_dir,
+                    notebook,
+                )
+            else:
+                await asyncio.to_thread(self.checkpoints.after_turn, turn.session_id, turn.id)
+        except Exception as exc:
+            log.warning("No checkpoint %s turn %s: %s", when, turn.id, exc)
+            turn.publish(
+                events.notice(
+                    f"This turn cannot be undone: its folder could not be kept ({exc}).", "warning"
+                )
+            )
+            return False
+        return True
 
     async def _attempt(self, turn: Turn, request: TurnRequest) -> Outcome:
         """Run the provider once."""

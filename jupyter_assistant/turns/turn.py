@@ -55,6 +55,17 @@ class RunnerSettings:
     # The server root: each turn re-checks that the session's folder is still inside it (None
     # in a kernel that does not know the root: the folder must still resolve to itself).
     root_dir: str | None = None
+    # Undo (checkpoints/): the folder kept before and after each turn.
+    turn_checkpoints: bool = True
+    checkpoint_max_file_bytes: int = 50 * 1024 * 1024
+    checkpoint_ignore: tuple[str, ...] = (
+        ".git",
+        "node_modules",
+        "__pycache__",
+        ".ipynb_checkpoints",
+        ".venv",
+        "venv",
+    )
 
 
 class Approvals(Protocol):
