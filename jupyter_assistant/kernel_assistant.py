@@ -206,6 +206,31 @@ class KernelAssistant:
         service = self.service
         return self.engine.run(service.providers_info(refresh=True))
 
+    def last_changes(self, session_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The latest turn that changed files and is not undone, and its changes."""
+        return self.engine.run(self.service.latest_changed_turn(session_id))
+
+    def undo_last(self, session_id: str, force: bool = False) -> str:
+        """Undo the latest turn that changed files; what happened, in a sentence."""
+        from .checkpoints.changes import changes_line
+        from .errors import ChangedSince
+
+        latest = self.last_changes(session_id)
+        if latest is None:
+            return "No turn of this conversation changed files that can be undone."
+        turn_id, changes = latest
+        try:
+            result = self.engine.run(self.service.revert_turn(session_id, turn_id, force))
+        except ChangedSince as exc:
+            return (
+                f"Not undone: {', '.join(exc.conflicts)} changed after that turn. "
+                "`%assistant --force undo` overwrites them."
+            )
+        line = changes_line(changes).replace("Changed: ", "", 1)
+        missed = result["missed"]
+        note = f" Not restored (too large to keep): {', '.join(missed)}." if missed else ""
+        return f"Undone: the turn's changes to {line} are taken back.{note}"
+
     def cancel(self, session_id: str) -> bool:
         service = self.service
         return self.engine.finish(self.engine.submit(service.cancel(session_id)))

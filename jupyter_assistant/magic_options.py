@@ -57,6 +57,12 @@ OPTIONS = (
     ),
     Option("--deny-all", 0, "Deny every tool call the agent asks about in this turn."),
     Option(
+        "--force",
+        0,
+        "With undo: overwrite the files that changed after the turn (else they are listed and "
+        "nothing is changed).",
+    ),
+    Option(
         "--with",
         "+",
         "Send a short summary of these variables along: type, shape, dtypes and first rows of "
@@ -75,6 +81,8 @@ SUBCOMMANDS = {
     "sessions": "this notebook's sessions, the current one marked *",
     "new": "start a fresh session (with --provider NAME, that provider's)",
     "cancel": "stop the running turn of this notebook's session (e.g. one the sidebar started)",
+    "changes": "what the last turn changed in the notebook's folder (with diffs)",
+    "undo": "undo the last turn that changed files (--force: even over files changed since)",
     "providers": "the providers, whether they are installed, and the default",
     "help": "this help",
 }

@@ -8,7 +8,7 @@ import signal
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from IPython.display import display, update_display
 
@@ -94,3 +94,24 @@ def interruptible() -> Iterator[None]:
 def when(timestamp: str) -> str:
     """A stored timestamp as the listings show it: ``2025-03-01 09:30``."""
     return timestamp[:16].replace("T", " ")
+
+
+def describe_changes(latest: tuple[str, dict[str, Any]] | None) -> tuple[str, str]:
+    """``%assistant changes``: the last changed turn's files and cells with their diffs, as
+    Markdown and as text."""
+    from .checkpoints.changes import changes_line
+
+    if latest is None:
+        text = "No turn of this conversation changed files (or they were undone)."
+        return text, text
+    _, changes = latest
+    md = [changes_line(changes) + " — `%assistant undo` takes it back."]
+    plain = [md[0].replace("`", "")]
+    for entry in changes["files"]:
+        detail = entry.get("diff") or ("(binary)" if entry.get("binary") else "(too large)")
+        md.append(f"**{entry['path']}** ({entry['status']})\n\n```diff\n{detail}\n```")
+        plain.append(f"--- {entry['path']} ({entry['status']})\n{detail}")
+    for cell in changes["cells"]:
+        md.append(f"**cell {cell['id']}** ({cell['status']})\n\n```diff\n{cell['diff']}\n```")
+        plain.append(f"--- cell {cell['id']} ({cell['status']})\n{cell['diff']}")
+    return "\n\n".join(md), "\n".join(plain)

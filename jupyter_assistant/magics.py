@@ -35,6 +35,7 @@ from .magic_output import (
     CellDisplay,
     TerminalStream,
     TurnInterrupted,
+    describe_changes,
     interruptible,
     when,
 )
@@ -206,7 +207,7 @@ class AssistantMagics(Magics):
     # -- subcommands -------------------------------------------------------------------------
 
     def _subcommand(self, name: str, args: argparse.Namespace, tokens: list[str]) -> None:
-        allowed = {"--provider"} if name == "new" else set()
+        allowed = {"new": {"--provider"}, "undo": {"--force"}}.get(name, set())
         extra = [t for t in tokens if t.partition("=")[0].startswith("-")]
         if any(t.partition("=")[0] not in allowed for t in extra):
             raise UsageError(f"`%assistant {name}` takes no options (see %assistant help).")
@@ -232,6 +233,14 @@ class AssistantMagics(Magics):
                 f"New session {session['id']} ({session['provider']}) for {session['path']}; "
                 "the next %assistant continues it."
             )
+        elif name in ("changes", "undo"):
+            current = self.client.current_session(notebook)
+            if current is None:
+                print("No conversation yet for this notebook; nothing to undo.")
+            elif name == "changes":
+                self._show(*describe_changes(self.client.last_changes(current["id"])))
+            else:
+                print(self.client.undo_last(current["id"], force=args.force))
         elif name == "cancel":
             current = self.client.current_session(notebook)
             if current is not None and self.client.cancel(current["id"]):

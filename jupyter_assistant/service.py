@@ -284,6 +284,15 @@ class AssistantService:
                 conflict.paths,
             ) from None
 
+    async def latest_changed_turn(self, session_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The latest turn that changed something and is not undone, with its changes."""
+        checkpoints = await self._checkpoints(session_id)
+        for turn_id in reversed(await asyncio.to_thread(checkpoints.turns, session_id)):
+            changes = await self.turn_changes(session_id, turn_id)
+            if not changes["reverted"] and (changes["files"] or changes["cells"]):
+                return turn_id, changes
+        return None
+
     async def _checkpoints(self, session_id: str) -> TurnCheckpoints:
         validate_session_id(session_id)
         if not await asyncio.to_thread(self.store.exists, session_id):

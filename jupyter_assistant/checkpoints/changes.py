@@ -75,3 +75,14 @@ def unified_diff(path: str, before: str, after: str, status: str = "modified") -
         cut = len(lines) - MAX_DIFF_LINES
         lines = [*lines[:MAX_DIFF_LINES], f"... {cut} more lines"]
     return "\n".join(lines)
+
+
+def changes_line(changes: dict[str, Any], limit: int = 6) -> str:
+    """``Changed: data.csv, clean.py (new), old.txt (deleted), 2 cells`` ('' for nothing)."""
+    marks = {"added": " (new)", "deleted": " (deleted)", "modified": ""}
+    names = [f"{f['path']}{marks.get(f['status'], '')}" for f in changes.get("files", [])]
+    shown = names[:limit] + ([f"{len(names) - limit} more files"] if len(names) > limit else [])
+    cells = len(changes.get("cells", []))
+    if cells:
+        shown.append(f"{cells} cell" + ("s" if cells > 1 else ""))
+    return f"Changed: {', '.join(shown)}" if shown else ""
