@@ -226,3 +226,18 @@ def test_a_huge_folder_is_checkpointed_up_to_the_limits_and_says_so(
     checkpoints.after_turn(SID, "t1")
     reasons = {n["reason"] for n in checkpoints.changes(SID, "t1")["not_covered"]}
     assert reasons == {"over the file limit", "too large"}
+
+
+def test_no_checkpoint_takes_the_room_the_conversations_need(tmp_path: Path, folder: Path) -> None:
+    import errno
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    checkpoints = TurnCheckpoints(tmp_path / "store", ScanRules(min_free_bytes=free + 2**40))
+    with pytest.raises(OSError) as refused:
+        checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb")
+    assert refused.value.errno == errno.ENOSPC
+    assert "MiB free" in str(refused.value)
+    assert not (tmp_path / "store" / "checkpoints" / "sessions").exists()  # nothing written
+    with pytest.raises(UnknownTurn):
+        checkpoints.changes(SID, "t1")

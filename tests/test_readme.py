@@ -28,6 +28,13 @@ def test_the_curl_walk_through_works_pasted_whole(tmp_path: Path) -> None:
     assert len(blocks) == 2, "the README's curl section: the walk-through and its follow-up"
     home = tmp_path / "home"
     home.mkdir()
+    # The README's `pip install .` has no real-time collaboration; the tests' virtualenv has
+    # it (the test extras), and jupyter-server-ydoc 3 prints a traceback of its own when a
+    # server stops ("WebsocketServer not running"). Off, as the README's user has it.
+    (home / ".jupyter").mkdir()
+    (home / ".jupyter" / "jupyter_server_config.json").write_text(
+        '{"ServerApp": {"jpserver_extensions": {"jupyter_server_ydoc": false}}}'
+    )
     venv = Path(os.environ.get("VIRTUAL_ENV", "") or Path(sys.executable).parent.parent)
     # The README runs from a checkout with its .venv: this checkout, with this interpreter's.
     work = tmp_path / "checkout"

@@ -13,6 +13,7 @@ the user's folder: everything lives under ``<store>/checkpoints/``::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -75,8 +76,23 @@ class TurnCheckpoints:
         except (FileNotFoundError, ValueError) as exc:
             raise UnknownTurn(f"no checkpoint of turn {turn_id}") from exc
 
+    def _free_bytes(self) -> int:
+        """Free space on the store's disk; refuses (ENOSPC) below the rules' reserve."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        free = shutil.disk_usage(existing).free
+        if free < self.rules.min_free_bytes:
+            raise OSError(
+                errno.ENOSPC,
+                f"the disk of the assistant's store has {free // 2**20} MiB free, under the "
+                f"{self.rules.min_free_bytes // 2**20} MiB kept for conversations",
+            )
+        return free
+
     def _scan(self, folder: str) -> Manifest:
-        manifest = scan(folder, self.blobs, self.rules, self._latest.get(folder))
+        free = self._free_bytes()
+        manifest = scan(folder, self.blobs, self.rules, self._latest.get(folder), free)
         self._latest[folder] = manifest
         return manifest
 

@@ -47,6 +47,9 @@ class ScanRules:
     # is left out (reported as not covered).
     max_files: int = 20_000
     max_new_bytes: int = 2 * 1024 * 1024 * 1024  # contents newly kept by one scan
+    # Undo must never take the room the conversations need: below this much free space on the
+    # store's disk no checkpoint is taken, and a scan keeps new contents only down to it.
+    min_free_bytes: int = 256 * 1024 * 1024
 
     def ignored(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.ignore)
@@ -74,15 +77,22 @@ class Manifest:
 
 
 def scan(
-    folder: Path | str, blobs: BlobStore, rules: ScanRules, previous: Manifest | None = None
+    folder: Path | str,
+    blobs: BlobStore,
+    rules: ScanRules,
+    previous: Manifest | None = None,
+    free_bytes: int | None = None,
 ) -> Manifest:
     """The folder as it is now, with the content of each new or changed file kept in
-    ``blobs``."""
+    ``blobs`` (at most ``free_bytes - rules.min_free_bytes`` of it, when ``free_bytes`` is
+    given)."""
     root = Path(folder)
     known = previous.files if previous is not None else {}
     manifest = Manifest()
     pending = [""]
     budget = [rules.max_new_bytes]
+    if free_bytes is not None:
+        budget[0] = max(0, min(budget[0], free_bytes - rules.min_free_bytes))
     while pending:
         if len(manifest.files) >= rules.max_files:
             for relative in pending:
