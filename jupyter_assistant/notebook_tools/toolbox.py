@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ class NotebookStorage(Protocol):
     """Where a notebook is read from and written to."""
 
     async def load(self, path: str) -> Any: ...
+
+    async def read(self, path: str) -> Any:
+        """For a read only (nothing will be saved): may skip what only a save needs."""
+        ...
 
     async def save(self, path: str, notebook: Any) -> None: ...
 
@@ -144,12 +149,40 @@ class ContentsStorage:
             raise ToolError(f"The notebook {path} cannot be read: {_reason(exc)}.") from exc
         return model["content"]
 
+    async def read(self, path: str) -> Any:
+        """The notebook for a read only, without what a read for the model does not need: a
+        file of the file contents manager is parsed in a thread, unvalidated and unsigned
+        (the signature decides only whether a browser trusts its outputs). Anything else, or
+        an older format, goes through ``load``."""
+        locate = getattr(self.contents, "_get_os_path", None)
+        hidden = any(part.startswith(".") for part in path.split("/"))
+        if locate is None or (hidden and not getattr(self.contents, "allow_hidden", False)):
+            return await self.load(path)  # the contents manager's own checks apply
+        try:
+            os_path = locate(path)
+            notebook = await asyncio.to_thread(_parse_current, os_path)
+        except Exception:  # a missing file, a hidden path, bad JSON: load says why
+            notebook = None
+        return notebook if notebook is not None else await self.load(path)
+
     async def save(self, path: str, notebook: Any) -> None:
         model = {"type": "notebook", "format": "json", "content": notebook}
         try:
             await _maybe_await(self.contents.save(model, path))
         except Exception as exc:
             raise ToolError(f"The notebook {path} cannot be saved: {_reason(exc)}.") from exc
+
+
+def _parse_current(os_path: str) -> Any | None:
+    """A notebook file of the current format (4.5+: every cell has an id), else None."""
+    with open(os_path, encoding="utf-8") as file:
+        data = json.load(file)
+    if data.get("nbformat") != 4 or data.get("nbformat_minor", 0) < 5:
+        return None
+    cells = data.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and c.get("id") for c in cells):
+        return None
+    return nbformat.from_dict(data)  # type: ignore[no-untyped-call]
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -231,16 +264,19 @@ class NotebookToolbox:
             document, live = await self._live_notebook(path)
             if document is not None:
                 # Checked and computed on a snapshot of the open document, then made there.
-                result = operation(live)
                 if changes:
+                    result = operation(live)
                     await document.apply(_live_op(tool, live, result))
-            else:
+                else:  # a read of a large notebook must not hold up the server's other work
+                    result = await asyncio.to_thread(operation, live)
+            elif changes:
                 notebook = await self.storage.load(path)
-                if not changes:
-                    self._overlay_runs(path, notebook)
                 result = operation(notebook)
-                if changes:
-                    await self.storage.save(path, notebook)
+                await self.storage.save(path, notebook)
+            else:
+                notebook = await self.storage.read(path)
+                self._overlay_runs(path, notebook)
+                result = await asyncio.to_thread(operation, notebook)
         if tool == "read_notebook":
             running = {
                 cell_id
