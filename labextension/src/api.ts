@@ -11,8 +11,10 @@ import type {
   AssistantEvent,
   IProvidersResponse,
   IReceivedEvent,
+  IRevertResponse,
   ISession,
   ISessionsResponse,
+  ITurnChanges,
   MessageContext,
   PermissionDecision,
   PermissionScope
@@ -34,7 +36,9 @@ export interface IClientOptions {
 export class ApiError extends Error {
   constructor(
     readonly status: number,
-    message: string
+    message: string,
+    /** The whole JSON body of the refusal, when it had one (e.g. a revert's `conflicts`). */
+    readonly body: Record<string, unknown> | null = null
   ) {
     super(message);
     this.name = 'ApiError';
@@ -114,6 +118,27 @@ export class AssistantClient {
       {}
     );
     return reply.cancelled;
+  }
+
+  /** What a turn changed in the session's folder and notebook; 404 for a turn with no checkpoint. */
+  async turnChanges(id: string, turnId: string): Promise<ITurnChanges> {
+    return this._json(
+      'GET',
+      `sessions/${encodeURIComponent(id)}/turns/${encodeURIComponent(turnId)}/changes`
+    );
+  }
+
+  /**
+   * Undo a turn and the turns after it. Rejects with 409 while a turn runs, or with 409 and
+   * `body.conflicts` (the paths) when files changed since, unless `force`; 404 unknown turn.
+   */
+  async revertTurn(id: string, turnId: string, force = false): Promise<IRevertResponse> {
+    return this._json(
+      'POST',
+      `sessions/${encodeURIComponent(id)}/turns/${encodeURIComponent(turnId)}/revert`,
+      undefined,
+      force ? { force: true } : {}
+    );
   }
 
   /**
@@ -245,13 +270,17 @@ async function raiseForStatus(response: Response): Promise<void> {
     return;
   }
   let message = `${response.status} ${response.statusText}`.trim();
+  let json: Record<string, unknown> | null = null;
   try {
-    const body = (await response.json()) as { message?: unknown };
-    if (body && typeof body.message === 'string' && body.message) {
-      message = body.message;
+    const body = (await response.json()) as Record<string, unknown> | null;
+    if (body && typeof body === 'object') {
+      json = body;
+      if (typeof body.message === 'string' && body.message) {
+        message = body.message;
+      }
     }
   } catch {
     // not JSON (e.g. a proxy's error page): keep the status line
   }
-  throw new ApiError(response.status, message);
+  throw new ApiError(response.status, message, json);
 }

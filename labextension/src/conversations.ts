@@ -23,6 +23,11 @@ export abstract class ConversationsModel {
     this._pollSeconds = options.pollSeconds ?? 3;
   }
 
+  /** The API client (the undo lines of the replies ask it for their turns' changes). */
+  get client(): AssistantClient {
+    return this._client;
+  }
+
   /** Emitted after every change of what the view shows. */
   get changed(): ISignal<this, void> {
     return this._changed;

@@ -142,6 +142,58 @@ export interface IApproval {
   created_at: string;
 }
 
+// -- undo a turn (docs/rest-api.yml: TurnChanges, RevertResponse, RevertConflict) -----------
+
+export type ChangeStatus = 'added' | 'modified' | 'deleted';
+
+/** A file a turn changed, relative to the session's working folder. */
+export interface IFileChange {
+  path: string;
+  status: ChangeStatus;
+  /** A unified diff (text files). */
+  diff?: string;
+  binary?: boolean;
+  /** Over `checkpoint_max_file_bytes`: no diff, and its content was not kept. */
+  too_large?: boolean;
+}
+
+/** A cell of the session's notebook a turn changed, by cell id. */
+export interface ICellChange {
+  id: string;
+  status: ChangeStatus;
+  diff: string;
+}
+
+/** What the checkpoints leave out (ignored names, virtualenvs, links, too large). */
+export interface INotCovered {
+  path: string;
+  reason: string;
+}
+
+/** `GET sessions/{id}/turns/{turn_id}/changes`. */
+export interface ITurnChanges {
+  files: IFileChange[];
+  cells: ICellChange[];
+  not_covered: INotCovered[];
+  /** The turn was undone. */
+  reverted: boolean;
+}
+
+/** `POST sessions/{id}/turns/{turn_id}/revert`: what was undone. */
+export interface IRevertResponse {
+  /** The turns undone, in order. */
+  reverted: string[];
+  restored: string[];
+  /** Files whose content was not kept (too large), so not restored. */
+  missed: string[];
+}
+
+/** The 409 of a revert: a turn runs, or (`conflicts`) files changed since. */
+export interface IRevertConflict {
+  message: string;
+  conflicts?: string[];
+}
+
 /** The `context` of a message: what the user chose to send along from the notebook. */
 export type MessageContext = Record<string, unknown>;
 
