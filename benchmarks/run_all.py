@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bench_append
 import bench_cancel
+import bench_checkpoints
 import bench_concurrent
 import bench_first_event
 import bench_list
@@ -38,6 +39,7 @@ MEASURES: dict[str, Callable[[bool], list[Result]]] = {
     "7": bench_concurrent.run,
     "8": bench_tools_turn.run,
     "9": bench_read_notebook.run,
+    "10": bench_checkpoints.run,
 }
 
 

@@ -43,4 +43,5 @@ echo "== mypy"; "$VENV/bin/mypy"
 echo "== labextension: prettier, jest"
 (cd labextension && export PATH="$VENV_BIN:$PATH" && jlpm install --immutable >/dev/null \
   && jlpm prettier:check && jlpm test --ci)
-echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"
+# The slowest tests are listed at the end: where CI time goes.
+echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider --durations=40 "$@"
