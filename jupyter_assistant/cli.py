@@ -215,12 +215,61 @@ def cmd_show(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
     session_id = ctx.resolve_id(args.id)
     session = ctx.store.load(session_id)
     session.status = ctx.status(session_id)  # type: ignore[assignment]
+    turns = _turn_changes(ctx, session)
     if args.json:
-        _json_out(session.model_dump(mode="json"), out)
+        _json_out({**session.model_dump(mode="json"), "turn_changes": turns}, out)
         return 0
     out.write(f"Status: {session.status}; folder: {session.working_dir}\n\n")
     out.write(to_markdown(session))
+    if turns:
+        out.write("\n## Changes by turn\n\n")
+        for turn in turns:
+            out.write(f"{turn['number']}. {_changes_text(turn)}\n")
     return 0
+
+
+def _turn_changes(ctx: Context, session: Any) -> list[dict[str, Any]]:
+    """Each user message's turn (``number``: counting the user's messages, as the agent is told
+    of undone turns) with what it changed in the folder; ``changes`` is None for a turn without
+    a checkpoint (checkpoints off, or a kernel's turn the store did not see)."""
+    from .checkpoints import TurnCheckpoints, UnknownTurn
+
+    checkpoints = TurnCheckpoints(ctx.store_dir)
+    turns = []
+    asked = [message for message in session.messages if message.role == "user"]
+    for number, message in enumerate(asked, 1):
+        if not message.turn_id:
+            continue
+        try:
+            changes: dict[str, Any] | None = checkpoints.changes(session.id, message.turn_id)
+        except (UnknownTurn, OSError, ValueError, KeyError):
+            changes = None
+        turns.append(
+            {
+                "number": number,
+                "turn_id": message.turn_id,
+                "prompt": message.content,
+                "changes": changes,
+            }
+        )
+    return turns
+
+
+def _changes_text(turn: dict[str, Any]) -> str:
+    from .checkpoints.changes import changes_line
+
+    prompt = " ".join(turn["prompt"].split())
+    prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+    changes = turn["changes"]
+    if changes is None:
+        return f"“{prompt}” [{turn['turn_id'][:8]}]: no checkpoint"
+    said = changes_line(changes) or "no changes"
+    uncovered = [f"{item['path']} ({item['reason']})" for item in changes["not_covered"]]
+    if uncovered and changes["files"]:
+        said += "; not covered: " + ", ".join(uncovered[:4])
+    if changes.get("reverted"):
+        said += " (undone)"
+    return f"“{prompt}” [{turn['turn_id'][:8]}]: {said}"
 
 
 def cmd_export(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:

@@ -382,6 +382,56 @@ def test_list_show_and_the_notebook_filter(machine: Env) -> None:
     assert "Unknown conversation" in missing.stderr
 
 
+def test_show_lists_each_turns_changes(machine: Env) -> None:
+    from jupyter_assistant.checkpoints import TurnCheckpoints
+
+    session = make_session(machine, title="Clean the data")
+    store = SessionStore(machine.store)
+    folder = machine.root / "analysis"
+    (folder / "data.csv").write_text("region,amount\nnorth,10\n")
+    checkpoints = TurnCheckpoints(machine.store)
+    prompts = ["Add a south row", "Write clean.py", "Say hello"]
+
+    def ask(prompt: str, change: Any) -> str:
+        message = Message(role="user", content=prompt, turn_id=f"turn-{len(prompt)}")
+        assert message.turn_id is not None
+        checkpoints.before_turn(session.id, message.turn_id, str(folder), "q3.ipynb")
+        change()
+        checkpoints.after_turn(session.id, message.turn_id)
+
+        def add(stored: Session) -> None:
+            stored.messages.append(message)
+
+        store.edit(session.id, add)
+        return message.turn_id
+
+    ask(prompts[0], lambda: (folder / "data.csv").write_text("region,amount\nsouth,20\n"))
+    second = ask(prompts[1], lambda: (folder / "clean.py").write_text("print(1)\n"))
+    ask(prompts[2], lambda: None)
+    unchecked = Message(role="user", content="Checkpoints were off", turn_id="turn-off")
+    store.edit(session.id, lambda stored: stored.messages.append(unchecked))
+    checkpoints.revert(session.id, second)
+
+    shown = machine.run("sessions", "show", session.id)
+    assert shown.returncode == 0, shown.stderr
+    listed = shown.stdout.split("## Changes by turn")[1].strip().splitlines()
+    # Numbered as the user's messages: the first one (no turn id: stored before turns had
+    # ids) is not listed.
+    assert listed[0].startswith("2. “Add a south row” [turn-15]: Changed: data.csv")
+    assert listed[1].startswith("3. “Write clean.py” [turn-14]: Changed: clean.py (new)")
+    assert listed[1].endswith("(undone)")
+    assert listed[2] == "4. “Say hello” [turn-9]: no changes (undone)"
+    assert listed[3] == "5. “Checkpoints were off” [turn-off]: no checkpoint"
+    assert len(listed) == 4
+    as_json = json.loads(machine.run("sessions", "show", session.id, "--json").stdout)
+    turns = as_json["turn_changes"]
+    assert [t["number"] for t in turns] == [2, 3, 4, 5]
+    assert [t["changes"] is None for t in turns] == [False, False, False, True]
+    files = turns[0]["changes"]["files"]
+    assert [(f["path"], f["status"]) for f in files] == [("data.csv", "modified")]
+    assert "+south,20" in files[0]["diff"]
+
+
 def test_export_markdown_and_a_notebook_that_round_trips(machine: Env, tmp_path: Path) -> None:
     session = make_session(machine, title="Sum per region")
     markdown = machine.run("sessions", "export", session.id, "--format", "md")
