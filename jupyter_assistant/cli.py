@@ -287,11 +287,12 @@ def cmd_export(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
-    from .retention import delete_unless_running
+    from .retention import delete_unless_running, sweep_checkpoints
 
     session_id = ctx.resolve_id(args.id)
     if args.force:
         asyncio.run(_delete_forcing(ctx, session_id))
+        sweep_checkpoints(ctx.store_dir)
         out.write(f"Deleted conversation {session_id}.\n")
         return 0
     if not delete_unless_running(ctx.store, ctx.registry, session_id):
@@ -304,6 +305,7 @@ def cmd_delete(args: argparse.Namespace, ctx: Context, out: TextIO) -> int:
     record = ctx.registry.read(session_id)
     if record is not None:  # left by a dead server or kernel: stop what it left running
         asyncio.run(_service(ctx).runner.cancel(session_id))
+    sweep_checkpoints(ctx.store_dir)  # its checkpoints, and what only they referred to
     out.write(f"Deleted conversation {session_id}.\n")
     return 0
 

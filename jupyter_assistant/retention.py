@@ -62,6 +62,25 @@ def parse_timestamp(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def sweep_checkpoints(store_dir: str | Path) -> tuple[int, int]:
+    """Undo's checkpoints go with their sessions: those of sessions no longer in the store,
+    then the file contents no checkpoint refers to any more. Returns (sessions, contents)
+    removed; (0, 0) without checkpoints (start-up imports nothing then)."""
+    if not (Path(store_dir) / "checkpoints" / "sessions").is_dir():
+        return 0, 0
+    from .checkpoints import TurnCheckpoints
+
+    store = SessionStore(store_dir)
+
+    def exists(session_id: str) -> bool:
+        try:
+            return store.exists(session_id)
+        except NotFound:  # not a session id at all
+            return False
+
+    return TurnCheckpoints(store_dir).sweep(exists)
+
+
 @dataclass
 class PruneResult:
     """What a prune did (or, with ``dry_run``, would do): session summaries."""
@@ -106,6 +125,8 @@ def prune(
             result.removed.append(row)
         elif registry.is_running(row["id"]):
             result.running.append(row)
+    if result.removed:
+        sweep_checkpoints(store.root)
     return result
 
 
@@ -119,28 +140,50 @@ def prune_store(store_dir: str | Path, max_age_days: float) -> PruneResult | Non
     return prune(store, registry, timedelta(days=max_age_days))
 
 
-def start_pruning(
-    store_dir: str, max_age_days: float, logger: logging.Logger | logging.LoggerAdapter[Any]
+def start_housekeeping(
+    store_dir: str,
+    max_age_days: float | None,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
 ) -> asyncio.Task[None]:
-    """Run ``prune_store`` in a thread at server start-up, so the server does not wait for
-    it (each removal is fsync'd), and log what it did."""
+    """At server start-up, in a thread so the server does not wait (each removal is fsync'd):
+    ``prune_store`` when a retention age is set, then the checkpoints of deleted sessions and
+    the contents only they referred to; logs what it did."""
 
     async def run() -> None:
+        if max_age_days is not None:
+            await asyncio.to_thread(_prune_logged, store_dir, max_age_days, logger)
         try:
-            result = await asyncio.to_thread(prune_store, store_dir, max_age_days)
+            sessions, contents = await asyncio.to_thread(sweep_checkpoints, store_dir)
         except Exception:
-            logger.exception("Assistant: removing old conversations failed")
+            logger.exception("Assistant: removing the checkpoints of deleted conversations failed")
             return
-        if result is None:
-            return
-        if result.removed:
+        if sessions or contents:
             logger.info(
-                "Assistant: removed %d conversation(s) idle for more than %g days "
-                "(c.AssistantExtension.max_session_age_days)",
-                len(result.removed),
-                max_age_days,
+                "Assistant: removed the checkpoints of %d deleted conversation(s) and %d file "
+                "content(s) no checkpoint refers to",
+                sessions,
+                contents,
             )
-        for row, reason in result.failed:
-            logger.warning("Assistant: could not remove old conversation %s: %s", row["id"], reason)
 
     return asyncio.ensure_future(run())
+
+
+def _prune_logged(
+    store_dir: str, max_age_days: float, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    try:
+        result = prune_store(store_dir, max_age_days)
+    except Exception:
+        logger.exception("Assistant: removing old conversations failed")
+        return
+    if result is None:
+        return
+    if result.removed:
+        logger.info(
+            "Assistant: removed %d conversation(s) idle for more than %g days "
+            "(c.AssistantExtension.max_session_age_days)",
+            len(result.removed),
+            max_age_days,
+        )
+    for row, reason in result.failed:
+        logger.warning("Assistant: could not remove old conversation %s: %s", row["id"], reason)

@@ -241,3 +241,84 @@ def test_no_checkpoint_takes_the_room_the_conversations_need(tmp_path: Path, fol
     assert not (tmp_path / "store" / "checkpoints" / "sessions").exists()  # nothing written
     with pytest.raises(UnknownTurn):
         checkpoints.changes(SID, "t1")
+
+
+def test_the_checkpoints_of_deleted_sessions_go_with_what_only_they_kept(
+    tmp_path: Path, folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    turn(checkpoints, folder, "t1", lambda: (folder / "kept.txt").write_text("kept by t1\n"))
+    checkpoints.before_turn("gone", "g1", str(folder), "q3.ipynb")
+    (folder / "only-gone.txt").write_text("only the deleted session saw this\n")
+    checkpoints.after_turn("gone", "g1")
+    (folder / "only-gone.txt").unlink()
+    blobs = checkpoints.root / "blobs"
+    before = {p.name for p in blobs.rglob("*") if p.is_file()}
+    assert checkpoints.sweep(lambda session_id: session_id == SID) == (1, 1)
+    assert not (checkpoints.root / "sessions" / "gone").exists()
+    after = {p.name for p in blobs.rglob("*") if p.is_file()}
+    assert len(before - after) == 1
+    # The session that is left still undoes its turn from what was kept.
+    assert checkpoints.revert(SID, "t1")["restored"] == ["kept.txt"]
+    assert not (folder / "kept.txt").exists()
+    assert checkpoints.sweep(lambda session_id: session_id == SID) == (0, 0)
+
+
+def test_a_sweep_waits_for_a_checkpoint_being_written(
+    tmp_path: Path, folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    import threading
+
+    turn(checkpoints, folder, "t1", lambda: None)
+    # Another process (a kernel's turn) holds the store's lock shared, as a checkpoint does.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys\n"
+            f"lock = open({str(checkpoints.root / '.lock')!r}, 'a')\n"
+            "fcntl.flock(lock, fcntl.LOCK_SH)\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    assert holder.stdout.readline().strip() == "held"
+    sweeper = threading.Thread(target=checkpoints.sweep_blobs)
+    sweeper.start()
+    sweeper.join(0.5)
+    waited = sweeper.is_alive()
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(10)
+    sweeper.join(10)
+    assert waited, "the sweep ran while a checkpoint held the store"
+    assert not sweeper.is_alive()
+
+
+async def test_server_start_up_removes_the_checkpoints_of_deleted_sessions(
+    tmp_path: Path, folder: Path
+) -> None:
+    import logging
+
+    from jupyter_assistant.models import Session
+    from jupyter_assistant.retention import start_housekeeping
+    from jupyter_assistant.store import SessionStore
+
+    store = SessionStore(tmp_path / "store")
+    live = Session(
+        path="q3.ipynb",
+        notebook_key=str(folder / "q3.ipynb"),
+        working_dir=str(folder),
+        provider="claude",
+    )
+    store.create(live)
+    checkpoints = TurnCheckpoints(tmp_path / "store")
+    for session_id in (live.id, "deleted-while-the-server-was-down"):
+        checkpoints.before_turn(session_id, "t1", str(folder), "q3.ipynb")
+        checkpoints.after_turn(session_id, "t1")
+    await start_housekeeping(str(tmp_path / "store"), None, logging.getLogger("test"))
+    assert checkpoints.turns(live.id) == ["t1"]
+    assert checkpoints.turns("deleted-while-the-server-was-down") == []

@@ -4,6 +4,7 @@ setting applied by a real server at start-up."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -469,6 +470,26 @@ def test_export_markdown_and_a_notebook_that_round_trips(machine: Env, tmp_path:
     assert kinds == ["markdown"] * 3 + ["code", "markdown", "code", "markdown", "markdown"]
     # and it round-trips through nbformat unchanged
     assert nbformat.reads(nbformat.writes(notebook), as_version=4) == notebook
+
+
+def test_delete_takes_the_conversations_checkpoints(machine: Env) -> None:
+    from jupyter_assistant.checkpoints import TurnCheckpoints
+
+    gone, kept = make_session(machine), make_session(machine, notebook="b/b.ipynb")
+    checkpoints = TurnCheckpoints(machine.store)
+    for session, name in ((gone, "analysis"), (kept, "b")):
+        folder = machine.root / name
+        checkpoints.before_turn(session.id, "t1", str(folder), "x.ipynb")
+        (folder / f"{name}.csv").write_text(f"only {name} wrote this\n")
+        checkpoints.after_turn(session.id, "t1")
+    deleted = machine.run("sessions", "delete", gone.id)
+    assert deleted.returncode == 0, deleted.stderr
+    assert checkpoints.turns(gone.id) == [] and checkpoints.turns(kept.id) == ["t1"]
+    # What only the deleted conversation's turn kept went; the other's is still there.
+    for name, there in (("analysis", False), ("b", True)):
+        digest = hashlib.sha256(f"only {name} wrote this\n".encode()).hexdigest()
+        assert checkpoints.blobs.has(digest) is there, name
+    assert "analysis.csv" not in json.dumps(checkpoints.changes(kept.id, "t1"))
 
 
 def test_delete_refuses_a_running_conversation_unless_forced(machine: Env, tmp_path: Path) -> None:

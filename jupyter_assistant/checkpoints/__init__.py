@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,34 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 class TurnCheckpoints:
+    """A store's checkpoints. Servers, kernels and the ``jupyter assistant`` command may use one
+    store at once: whatever puts or reads contents holds the store's lock shared, a sweep of
+    unreferenced contents holds it alone, so it never removes what a checkpoint being written
+    is about to refer to."""
+
     def __init__(self, store_root: Path | str, rules: ScanRules | None = None) -> None:
         self.root = Path(store_root) / "checkpoints"
         self.blobs = BlobStore(self.root / "blobs")
         self.rules = rules or ScanRules()
         # The latest manifest of each folder: the next scan reads only what changed since.
         self._latest: dict[str, Manifest] = {}
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool = False) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = open(self.root / ".lock", "a")  # noqa: SIM115 (held across the yield)
+        except OSError:
+            if exclusive:
+                raise
+            yield  # a read-only store: nothing can sweep it either
+            return
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _file(self, session_id: str, turn_id: str) -> Path:
         for part in (session_id, turn_id):
@@ -101,25 +125,32 @@ class TurnCheckpoints:
     def before_turn(self, session_id: str, turn_id: str, folder: str, notebook: str) -> None:
         """Checkpoint ``folder`` (absolute) before the turn; ``notebook`` is the session's
         notebook, relative to it."""
-        manifest = self._scan(folder)
-        record = {
-            "seq": time.time_ns(),
-            "folder": folder,
-            "notebook": notebook,
-            "before": manifest.to_json(),
-        }
-        _write_json(self._file(session_id, turn_id), record)
+        self._free_bytes()  # before the lock file is made: nothing written on a full disk
+        with self._locked():
+            manifest = self._scan(folder)
+            record = {
+                "seq": time.time_ns(),
+                "folder": folder,
+                "notebook": notebook,
+                "before": manifest.to_json(),
+            }
+            _write_json(self._file(session_id, turn_id), record)
 
     def after_turn(self, session_id: str, turn_id: str) -> None:
-        record = self._read(session_id, turn_id)
-        record["after"] = self._scan(record["folder"]).to_json()
-        _write_json(self._file(session_id, turn_id), record)
+        with self._locked():
+            record = self._read(session_id, turn_id)
+            record["after"] = self._scan(record["folder"]).to_json()
+            _write_json(self._file(session_id, turn_id), record)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def changes(self, session_id: str, turn_id: str) -> dict[str, Any]:
         """``{files: [...], cells: [...], not_covered: [...], reverted}``: paths relative to the
         working folder."""
+        with self._locked():
+            return self._changes(session_id, turn_id)
+
+    def _changes(self, session_id: str, turn_id: str) -> dict[str, Any]:
         record = self._read(session_id, turn_id)
         before = Manifest.from_json(record["before"])
         after = (
@@ -167,6 +198,10 @@ class TurnCheckpoints:
     def revert(self, session_id: str, turn_id: str, force: bool = False) -> dict[str, Any]:
         """Put the folder back as it was before ``turn_id``, undoing the later turns too.
         Conflict: a file those turns changed was changed since (unless ``force``)."""
+        with self._locked():
+            return self._revert(session_id, turn_id, force)
+
+    def _revert(self, session_id: str, turn_id: str, force: bool) -> dict[str, Any]:
         order = self.turns(session_id)
         if turn_id not in order:
             raise UnknownTurn(f"no checkpoint of turn {turn_id}")
@@ -223,13 +258,34 @@ class TurnCheckpoints:
         if session_id and "/" not in session_id and not session_id.startswith("."):
             shutil.rmtree(self.root / "sessions" / session_id, ignore_errors=True)
 
+    def sweep(self, session_exists: Callable[[str], bool]) -> tuple[int, int]:
+        """Remove the checkpoints of sessions that no longer exist (deleted while their
+        checkpoints could not go, e.g. by an older version), then the contents no checkpoint
+        refers to. Returns (sessions, contents) removed."""
+        gone = 0
+        with contextlib.suppress(FileNotFoundError):
+            for folder in (self.root / "sessions").iterdir():
+                if folder.is_dir() and not session_exists(folder.name):
+                    self.delete_session(folder.name)
+                    gone += 1
+        return gone, self.sweep_blobs()
+
     def sweep_blobs(self) -> int:
         """Remove the contents no checkpoint refers to (after sessions went)."""
-        keep: set[str] = set()
-        for path in (self.root / "sessions").glob("*/*.json"):
-            with contextlib.suppress(ValueError, OSError):
-                record = json.loads(path.read_text("utf-8"))
+        if not self.root.is_dir():
+            return 0
+        with self._locked(exclusive=True):
+            keep: set[str] = set()
+            for path in (self.root / "sessions").glob("*/*.json"):
+                try:
+                    record = json.loads(path.read_text("utf-8"))
+                except FileNotFoundError:
+                    continue  # its session went meanwhile
+                # A record that cannot be read could refer to anything: keep everything.
+                except (ValueError, OSError):
+                    return 0
                 for key in ("before", "after"):
                     if key in record:
                         keep.update(Manifest.from_json(record[key]).digests())
-        return self.blobs.sweep(keep)
+            self._latest.clear()  # what they knew may be gone
+            return self.blobs.sweep(keep)
