@@ -186,11 +186,13 @@ class AssistantExtension(ExtensionApp, EngineSettings):
         self._reap_if_needed()
         if self.reap_interval_seconds > 0:
             self._reap_timer = asyncio.create_task(self._reap_periodically())
-        if self.max_session_age_days is not None:
-            # Retention: old idle conversations go, in the background (never a running one).
-            from .retention import start_pruning
+        # Retention (old idle conversations go, never a running one) and the checkpoints of
+        # deleted ones, in the background; nothing imported when there is nothing to do.
+        checkpoints = Path(self.store_dir) / "checkpoints" / "sessions"
+        if self.max_session_age_days is not None or checkpoints.is_dir():
+            from .retention import start_housekeeping
 
-            self._pruner = start_pruning(self.store_dir, self.max_session_age_days, self.log)
+            self._pruner = start_housekeeping(self.store_dir, self.max_session_age_days, self.log)
 
     def _reap_if_needed(self) -> None:
         # Only build the engine if there are process records at all, so that a normal
