@@ -95,7 +95,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       exporter: { exportConversation },
       cellContext: () => cellContext(tracker.currentWidget),
       settings: { ...DEFAULTS },
-      cells: new CellLocator({ tracker, shell: app.shell, commands: app.commands })
+      cells: new CellLocator({ tracker, shell: app.shell, commands: app.commands }),
+      // An undo put the notebook's file back: the open notebook shows it (no "changed on
+      // disk" question at the next save).
+      reloadNotebook: async path => {
+        const panel = tracker.find(p => p.context.path === path);
+        if (panel && !panel.isDisposed) {
+          await panel.context.revert();
+        }
+      }
     });
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = assistantIcon;

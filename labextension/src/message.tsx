@@ -19,6 +19,7 @@ import { INotebookCellsBinding, notebookTool, NotebookToolCard } from './noteboo
 import { replyParts, toolStopped } from './turn';
 import type { IDisplayMessage } from './turn';
 import type { IPermissionRecord, IToolCall, PermissionDecision, PermissionScope } from './types';
+import { ITurnUndo, TurnChangesView } from './undoView';
 
 const STATUS_TEXT: Record<string, string> = {
   cancelled: 'Cancelled',
@@ -239,6 +240,8 @@ export function MessageView(props: {
   shownAbove?: string | null;
   /** The session's notebook, for the notebook tools' "Go to cell". */
   notebook?: INotebookCellsBinding | null;
+  /** What the turn changed, with Undo and Keep (null: not for this reply). */
+  undo?: ITurnUndo | null;
 }): JSX.Element {
   const { message, rendermime, actions } = props;
   if (message.role === 'user') {
@@ -309,6 +312,9 @@ export function MessageView(props: {
         <div className="jp-Assistant-turnError" role="alert">
           {turnErrorText(message.error, props.shownAbove)}
         </div>
+      )}
+      {!running && message.turn_id && props.undo && (
+        <TurnChangesView key={message.turn_id} undo={props.undo} turnId={message.turn_id} />
       )}
     </div>
   );

@@ -16,7 +16,10 @@ import type { ICodeActions } from './markdown';
 import { MessageView } from './message';
 import type { AssistantModel } from './model';
 import { OnboardingCard } from './onboarding';
-import type { MessageContext } from './types';
+import type { IDisplayMessage } from './turn';
+import type { IRevertResponse, MessageContext } from './types';
+import { laterTurns, TurnChangesStore } from './undo';
+import { dialogPrompts, ITurnUndo } from './undoView';
 
 /** The user's preferences (schema/plugin.json). */
 export interface IPanelSettings {
@@ -39,6 +42,20 @@ export interface IPanelOptions {
   settings: IPanelSettings;
   /** The cells of the session's notebook, for the notebook tools' "Go to cell". */
   cells?: INotebookCells;
+  /**
+   * After an undo restored the session's notebook file: reload the notebook from disk if it
+   * is open (so that it shows the old cells and saving asks nothing).
+   */
+  reloadNotebook?: (path: string) => Promise<void>;
+}
+
+/** The browser's localStorage, where "Keep" is remembered; null where there is none. */
+function keptStorage(): Storage | null {
+  try {
+    return typeof window !== 'undefined' ? window.localStorage : null;
+  } catch {
+    return null;
+  }
 }
 
 export class AssistantSidebar extends ReactWidget {
@@ -46,6 +63,7 @@ export class AssistantSidebar extends ReactWidget {
     super();
     this.addClass('jp-Assistant');
     this._settings = _options.settings;
+    this._changes = new TurnChangesStore(_options.model.client, keptStorage());
   }
 
   get settings(): IPanelSettings {
@@ -68,7 +86,9 @@ export class AssistantSidebar extends ReactWidget {
       <UseSignal signal={this._settingsChanged}>
         {() => (
           <UseSignal signal={model.changed}>
-            {() => <AssistantView {...this._options} settings={this._settings} />}
+            {() => (
+              <AssistantView {...this._options} settings={this._settings} changes={this._changes} />
+            )}
           </UseSignal>
         )}
       </UseSignal>
@@ -86,10 +106,11 @@ export class AssistantSidebar extends ReactWidget {
   }
 
   private _settings: IPanelSettings;
+  private readonly _changes: TurnChangesStore;
   private readonly _settingsChanged = new Signal<this, void>(this);
 }
 
-function AssistantView(props: IPanelOptions): JSX.Element {
+function AssistantView(props: IPanelOptions & { changes: TurnChangesStore }): JSX.Element {
   const { model, rendermime, actions, settings } = props;
   const [draft, setDraft] = React.useState('');
   const [includeContext, setIncludeContext] = React.useState(settings.includeCellContext);
@@ -114,6 +135,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
     answering: (id: string) => model.answering(id)
   };
   const sessionId = model.session?.id ?? null;
+  const undo = turnUndo(props, messages);
   React.useLayoutEffect(() => {
     // Another conversation (or the first one loaded): start at its newest message.
     stuckToBottom.current = true;
@@ -231,6 +253,7 @@ function AssistantView(props: IPanelOptions): JSX.Element {
             folder={notebookFolder(model.session?.path ?? model.notebookPath ?? '')}
             shownAbove={model.setupProblem}
             notebook={notebook}
+            undo={undo}
           />
         ))}
       </div>
@@ -300,6 +323,33 @@ function AssistantView(props: IPanelOptions): JSX.Element {
       )}
     </div>
   );
+}
+
+/** What the replies' changes lines need: the session, the later turns, the undo's dialogs. */
+function turnUndo(
+  props: IPanelOptions & { changes: TurnChangesStore },
+  messages: readonly IDisplayMessage[]
+): ITurnUndo | null {
+  const { model, changes, reloadNotebook } = props;
+  const session = model.session;
+  if (!session) {
+    return null;
+  }
+  const notebookFile = baseName(session.path); // its working folder is the notebook's folder
+  return {
+    store: changes,
+    sessionId: session.id,
+    notebookFile,
+    busy: model.busy || session.status === 'running',
+    later: turnId =>
+      laterTurns(messages, turnId, id => changes.reverted(session.id, id)).map(t => t.text),
+    prompts: dialogPrompts,
+    undone: (result: IRevertResponse) => {
+      if (reloadNotebook && result.restored.includes(notebookFile)) {
+        void reloadNotebook(session.path);
+      }
+    }
+  };
 }
 
 function Header(props: { model: AssistantModel; exporter: IExportActions }): JSX.Element {
