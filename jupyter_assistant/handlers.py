@@ -152,7 +152,10 @@ class SessionsHandler(AssistantHandler):
     @engine_errors
     async def get(self) -> None:
         # Not through the service: the first listing must not wait for the engine to load.
-        path = self.get_query_argument("path", None)
+        # As sent: tornado's own reading would strip spaces and blank out control characters,
+        # so that "?path=%01x" were "x" while POST sessions refuses it (docs/rest-api.yml).
+        values = self.request.query_arguments.get("path")
+        path = self.decode_argument(values[-1], name="path") if values else None
         listing, running_here = self.assistant.listing, self.assistant.running_here()
         body = await asyncio.to_thread(listing.as_json, path, running_here)
         self.set_header("Content-Type", "application/json")

@@ -148,3 +148,133 @@ async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
         jp_fetch, "sessions", other["id"], "messages", method="POST", body={"content": "x" * 2**21}
     )
     check(too_big, "/sessions/{session_id}/messages", "post")
+
+
+# -- what the spec accepts is what the server accepts ----------------------------------------
+
+
+def spec_accepts(schema: Any, value: Any) -> bool:
+    try:
+        jsonschema.validate(value, to_json_schema(schema))
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+BODY_SCHEMAS = SPEC["components"]["schemas"]
+NOTEBOOK_PATH = BODY_SCHEMAS["NotebookPath"]
+PATH_EXAMPLES = [
+    "", ".", "./", "/", "//", "./.", "a/..", "../x.ipynb", "a/../b.ipynb", "/etc/x.ipynb",
+    "\\x.ipynb", "a\\b.ipynb", "~/x.ipynb", "x\x01.ipynb", "x\x7f.ipynb", " /x.ipynb",
+    "x.ipynb", " x.ipynb ", "...", "..x.ipynb", ".x.ipynb", "a/..b", "./x.ipynb", "x//y/../",
+    "x~.ipynb", "analysis/q3.ipynb", "analysis//q3.ipynb", "analysis/./q3.ipynb", "é.ipynb",
+]  # fmt: skip
+
+
+def test_the_notebook_path_schema_is_the_servers_path_rule() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from jupyter_assistant.errors import BadRequest
+    from jupyter_assistant.workdir import normalize_api_path
+
+    def server_accepts(path: str) -> bool:
+        try:
+            normalize_api_path(path)
+        except BadRequest:
+            return False
+        return True
+
+    for path in PATH_EXAMPLES:
+        assert spec_accepts(NOTEBOOK_PATH, path) == server_accepts(path), repr(path)
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.text(alphabet="/.\\~a \x00\x1f\x7fé", max_size=8))
+    def agree(path: str) -> None:
+        assert spec_accepts(NOTEBOOK_PATH, path) == server_accepts(path), repr(path)
+
+    agree()
+
+
+BLANKS = [" ", "\t\n", "\x0b\x0c\r", "\x1c\x1d\x1e\x1f", "\x85\xa0", "\u3000\u2028\u2000\u205f"]
+
+
+def test_the_message_schema_refuses_exactly_blank_content() -> None:
+    content = BODY_SCHEMAS["PostMessageBody"]["properties"]["content"]
+    every_space = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
+    assert not spec_accepts(content, every_space)
+    for space in every_space:
+        assert not spec_accepts(content, space), hex(ord(space))
+    for text in ["x", " x ", "\ufeff", "\u200b", "\x00", "\x1b"]:  # not str.isspace
+        assert spec_accepts(content, text), repr(text)
+
+
+@pytest.mark.usefixtures("notebook_dir")
+async def test_the_server_refuses_what_the_spec_refuses(jp_fetch: Any, jp_root_dir: Path) -> None:
+    """GET sessions?path=, POST sessions {path, provider}, POST messages {content}: each value
+    the spec refuses gets 400 from the server, each one it accepts does not (the examples'
+    folders exist: a missing one is the 400 the schema cannot say)."""
+    for folder in (" ", "a"):
+        (jp_root_dir / folder).mkdir()
+    get_schema = SPEC["paths"]["/sessions"]["get"]["parameters"][0]["schema"]
+    post_schema = BODY_SCHEMAS["CreateSessionBody"]
+    for path in PATH_EXAMPLES:
+        listed = await api(jp_fetch, "sessions", params={"path": path})
+        assert (listed.code != 400) == spec_accepts(get_schema, path), (repr(path), listed.body)
+        assert listed.code in (200, 400)
+        created = await api(jp_fetch, "sessions", method="POST", body={"path": path})
+        accepted = spec_accepts(post_schema, {"path": path})
+        assert (created.code != 400) == accepted, (repr(path), created.body)
+        assert created.code in (201, 400)
+    # The providers: the names GET providers lists, no others (plugins: no enum in the spec).
+    provider = post_schema["properties"]["provider"]
+    assert "enum" not in provider and "`GET providers`" in provider["description"]
+    assert "`400`" in provider["description"]
+    names = [p["name"] for p in json_of(await api(jp_fetch, "providers"))["providers"]]
+    for name in names:
+        body = {"path": "analysis/q3.ipynb", "provider": name}
+        assert spec_accepts(post_schema, body)
+        created = await api(jp_fetch, "sessions", method="POST", body=body)
+        assert created.code == 201, created.body
+    for name in ["0", "claude ", "CLAUDE"]:
+        body = {"path": "analysis/q3.ipynb", "provider": name}
+        refused = await api(jp_fetch, "sessions", method="POST", body=body)
+        assert refused.code == 400 and all(n in json_of(refused)["message"] for n in names)
+    # Blank messages.
+    message_schema = BODY_SCHEMAS["PostMessageBody"]
+    sid = (await create_session(jp_fetch))["id"]
+    for blank in BLANKS:
+        assert not spec_accepts(message_schema, {"content": blank}), repr(blank)
+        refused = await api(
+            jp_fetch, "sessions", sid, "messages", method="POST", body={"content": blank}
+        )
+        assert refused.code == 400, repr(blank)
+    for text in [" x ", "\ufeff"]:
+        assert spec_accepts(message_schema, {"content": text})
+        stream = await run_turn(jp_fetch, sid, text)
+        assert stream[-1]["event"] == "done", stream
+
+
+def concrete(path: str) -> list[str]:
+    values = {"session_id": "12345678-1234-4234-8234-123456789abc", "turn_id": "t1"}
+    return [
+        values.get(part[1:-1], "r1") if part.startswith("{") else part
+        for part in path.strip("/").split("/")
+    ]
+
+
+@pytest.mark.usefixtures("notebook_dir")
+async def test_without_credentials_every_operation_is_403_as_documented(jp_fetch: Any) -> None:
+    assert "answers `403`, never `401`" in " ".join(SPEC["info"]["description"].split())
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            assert "403" in operation["responses"] and "401" not in operation["responses"]
+            body = "{}" if method in ("post", "put", "patch") else None
+            response = await api(
+                jp_fetch, *concrete(path), method=method.upper(), body=body,
+                headers={"Authorization": ""},
+            )  # fmt: skip
+            assert response.code == 403, (method, path, response.code)
+            check(response, path, method)
