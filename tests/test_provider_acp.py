@@ -111,6 +111,7 @@ def test_the_handshake_and_a_reply() -> None:
     assert init["params"]["clientCapabilities"] == {
         "fs": {"readTextFile": False, "writeTextFile": False},
         "terminal": False,
+        "session": {"notices": {}},  # ACP v1's opt-in to notice updates
     }
     out: list[dict[str, Any]] = []
     for message in from_agent("gemini_reply.jsonl"):
@@ -412,6 +413,135 @@ def test_failures() -> None:
     assert client.feed(b"some log line the agent printed") == []
 
 
+# -- claude-agent-acp 0.101.0 (real transcripts, against the Anthropic API stand-in) -----------
+
+
+def claude_agent(name: str, until_id: int | None = None) -> list[dict[str, Any]]:
+    """The agent's messages of a real claude-agent-acp transcript, up to the answer ``until_id``."""
+    messages = from_agent(f"claude_agent_{name}.jsonl")
+    if until_id is not None:
+        end = next(
+            i for i, m in enumerate(messages) if m.get("id") == until_id and "method" not in m
+        )
+        messages = messages[: end + 1]
+    return messages
+
+
+def fed(client: AcpClient, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        out += client.feed(line(message))
+    return out
+
+
+def test_claude_agent_acp_reports_the_sessions_running_cost(tmp_path: Path) -> None:
+    # A new session: its first turn costs the whole total (0.011628), with ACP's usage tokens.
+    client, _ = started(request=turn_request(scratch_dir=str(tmp_path)))
+    out = fed(client, claude_agent("notice"))
+    assert of_type(out, "usage") == [
+        {"type": "usage", "input_tokens": 2646, "output_tokens": 20, "cost_usd": 0.011628}
+    ]
+    assert out[-1]["type"] == "done" and out[-1]["cost_usd"] == 0.011628
+    # The next turn, in a new process, loads it: the agent's total (0.022804) counts the first
+    # turn too, so this turn cost the difference.
+    conversation = "7750f247-8314-438c-86e6-83403ccf360f"
+    request = turn_request(scratch_dir=str(tmp_path), provider_session_id=conversation)
+    client, io = started(request=request)
+    out = fed(client, claude_agent("load"))
+    assert [m.get("method") for m in io.sent] == [
+        "initialize", "session/load", "_jupyter_assistant/barrier", "session/prompt",
+    ]  # fmt: skip
+    (usage,) = of_type(out, "usage")
+    assert (usage["input_tokens"], usage["output_tokens"]) == (2689, 21)
+    assert usage["cost_usd"] == pytest.approx(0.022804 - 0.011628)
+    assert out[-1]["type"] == "done" and out[-1]["cost_usd"] == usage["cost_usd"]
+    assert of_type(out, "text")  # the replayed history before the answer is not the reply
+    assert "Say hello please" not in "".join(e["text"] for e in of_type(out, "text"))
+
+
+def test_a_loaded_session_without_a_known_total_counts_all_of_it(tmp_path: Path) -> None:
+    request = turn_request(
+        scratch_dir=str(tmp_path), provider_session_id="7750f247-8314-438c-86e6-83403ccf360f"
+    )
+    client, _ = started(request=request)
+    out = fed(client, claude_agent("load"))
+    assert out[-1]["cost_usd"] == pytest.approx(0.022804)
+    # An agent that reports each turn's own cost: cumulative_cost = False.
+    client, _ = started(request=turn_request(), cumulative_cost=False)
+    assert fed(client, claude_agent("notice"))[-1]["cost_usd"] == 0.011628
+
+
+def test_claude_agent_acp_warnings_are_notices_not_reply_text() -> None:
+    # With clientCapabilities.session.notices it sends a notice update.
+    client, _ = started()
+    out = fed(client, claude_agent("notice"))
+    (notice,) = of_type(out, "notice")
+    assert notice["level"] == "warning"
+    assert notice["message"].startswith("Claude reported a warning: We're changing auto mode")
+    text = "".join(e["text"] for e in of_type(out, "text"))
+    assert text == "Hello from the stand-in. You said: Say hello please"
+    # An agent that did not see the capability: "**Warning:** ..." as text, tagged in _meta.
+    client, _ = started()
+    out = fed(client, claude_agent("reply", until_id=3))
+    (notice,) = of_type(out, "notice")
+    assert notice["message"].startswith("Claude Agent reported a warning: We're changing auto")
+    assert "**Warning:**" not in notice["message"]
+    text = "".join(e["text"] for e in of_type(out, "text"))
+    assert text == "Hello from the stand-in. You said: Say hello please"
+
+
+def test_codex_acp_warnings_are_notices_not_reply_text() -> None:
+    # codex-acp forwards Codex's warning events as an agent_message_chunk of their own.
+    client, io = prompted()
+    session = io.sent[-1]["params"]["sessionId"]
+    warning = (
+        "Model metadata for `gpt-5-codex` not found. Defaulting to fallback metadata; this can "
+        "degrade performance and cause issues."
+    )
+    chunks = [warning, "Hello", " there"]
+    out = fed(
+        client,
+        [
+            {
+                "jsonrpc": "2.0",
+                "method": "session/update",
+                "params": {
+                    "sessionId": session,
+                    "update": {
+                        "sessionUpdate": "agent_message_chunk",
+                        "content": {"type": "text", "text": chunk},
+                    },
+                },
+            }
+            for chunk in chunks
+        ],
+    )
+    assert of_type(out, "text") == [
+        {"type": "text", "text": "Hello"},
+        {"type": "text", "text": " there"},
+    ]
+    (notice,) = of_type(out, "notice")
+    assert warning in notice["message"] and notice["level"] == "warning"
+
+
+def test_claude_agent_acp_as_root_says_to_set_is_sandbox() -> None:
+    client, io = started()
+    out = fed(client, claude_agent("root_refused"))
+    assert out[-1]["type"] == "error" and out[-1]["code"] == "provider_failed"
+    message = out[-1]["message"]
+    assert "--dangerously-skip-permissions cannot be used with root/sudo privileges" in message
+    assert "c.AcpProvider.env = {'IS_SANDBOX': '1'}" in message
+    assert io.closed
+    # The same refusal on the agent's stderr (an agent that exits instead of answering).
+    client, io = started()
+    stderr = (
+        "--dangerously-skip-permissions cannot be used with root/sudo privileges for security "
+        "reasons\n"
+    )
+    (end,) = client.finish(1, stderr)
+    assert "IS_SANDBOX is exactly 1" in end["message"]
+
+
 def test_the_provider_needs_a_command(tmp_path: Path) -> None:
     with pytest.raises(ProviderUnavailable) as missing:
         AcpProvider().build_launch(turn_request(), {})
@@ -475,6 +605,64 @@ class TestWithTheFakeAgent:
             "initialize", "session/load", "_jupyter_assistant/barrier", "session/prompt",
         ]  # fmt: skip
         assert second[-1]["data"]["provider_session_id"] == acp_session
+
+    async def test_claude_agent_acp_turns_cost_what_they_add(
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # claude-agent-acp reports the session's running total, which a loaded session (each
+        # turn a new process) goes on counting: three turns must not cost 1 + 2 + 3 turns.
+        monkeypatch.setenv("FAKE_ACP_AGENT", "claude-agent-acp")
+        session = await create_session(jp_fetch)
+        costs = []
+        for prompt in ("Say hi", "Again", "Once more"):
+            stream = await run_turn(jp_fetch, session["id"], prompt)
+            assert types(stream)[-1] == "done", stream[-1]
+            (usage,) = [e["data"] for e in stream if e["event"] == "usage"]
+            assert usage["input_tokens"] > 2000 and usage["output_tokens"] > 0
+            assert usage["cost_usd"] == stream[-1]["data"]["cost_usd"]
+            costs.append(usage["cost_usd"])
+        assert all(0.011 < cost < 0.012 for cost in costs), costs
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        assert stored["usage"]["cost_usd"] == pytest.approx(sum(costs))
+        assert stored["messages"][-1]["usage"]["cost_usd"] == costs[-1]
+
+    async def test_agent_warnings_are_notices_not_reply_text(
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for agent, warning in (
+            ("claude-agent-acp", "We're changing auto mode"),
+            ("codex-acp", "Model metadata for `gpt-5-codex` not found"),
+        ):
+            monkeypatch.setenv("FAKE_ACP_AGENT", agent)
+            session = await create_session(jp_fetch)
+            stream = await run_turn(jp_fetch, session["id"], "scenario:warning Say hello please")
+            assert types(stream)[-1] == "done", stream[-1]
+            assert text_of(stream) == "Fake ACP reply. You said: scenario:warning Say hello please"
+            notices = [e["data"] for e in stream if e["event"] == "notice"]
+            assert [n["level"] for n in notices] == ["warning"], notices
+            assert warning in notices[0]["message"]
+            (reply,) = json_of(await api(jp_fetch, "sessions", session["id"]))["messages"][1:]
+            assert warning not in reply["content"] and warning in reply["notices"][0]
+
+    async def test_claude_agent_acp_as_root_needs_is_sandbox(
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, acp_settings: dict[str, Any]
+    ) -> None:
+        monkeypatch.setenv("FAKE_ACP_AGENT", "claude-agent-acp")
+        monkeypatch.setenv("FAKE_ACP_AS_ROOT", "1")
+        monkeypatch.setenv("IS_SANDBOX", "yes")  # as this machine's containers have it
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "Say hi")
+        error = stream[-1]["data"]
+        assert stream[-1]["event"] == "error" and error["code"] == "provider_failed"
+        assert "root/sudo privileges" in error["message"]
+        assert "c.AcpProvider.env = {'IS_SANDBOX': '1'}" in error["message"]
+        # As it says: with IS_SANDBOX=1 in the provider's env (or none) the same agent works.
+        monkeypatch.setenv("IS_SANDBOX", "1")
+        stream = await run_turn(jp_fetch, session["id"], "Say hi")
+        assert types(stream)[-1] == "done", stream[-1]
+        monkeypatch.delenv("IS_SANDBOX")
+        stream = await run_turn(jp_fetch, session["id"], "Say hi")
+        assert types(stream)[-1] == "done", stream[-1]
 
     async def test_a_tool_call_in_the_notebook_folder(self, jp_fetch: Any) -> None:
         session = await create_session(jp_fetch)

@@ -20,7 +20,7 @@ import signal
 import time
 from typing import Any, ClassVar
 
-from traitlets import Enum, List, Unicode, Union
+from traitlets import Bool, Enum, List, Unicode, Union
 
 from .acp_client import AcpClient as AcpClient
 from .acp_protocol import PROTOCOL_VERSION, error_text, initialize_params
@@ -119,6 +119,15 @@ class AcpProvider(CliProvider):
         ),
     ).tag(config=True)
 
+    cumulative_cost = Bool(
+        True,
+        help=(
+            "Whether the cost in the agent's usage_update is the session's running total, as "
+            "ACP says and claude-agent-acp reports it (a turn then costs what it added to the "
+            "total); False for an agent that reports each turn's own cost."
+        ),
+    ).tag(config=True)
+
     _health_cache: tuple[float, str, ProviderHealth] | None = None
     # Given in session/new's mcpServers when the agent takes HTTP MCP servers (acp_client.py).
     supports_notebook_tools: ClassVar[bool] = True
@@ -149,6 +158,7 @@ class AcpProvider(CliProvider):
             mode=self.mode,
             model=self.turn_model(request),
             instructions=self.instructions(request),
+            cumulative_cost=self.cumulative_cost,
         )
 
     async def health(self) -> ProviderHealth:

@@ -23,21 +23,26 @@ import json
 from typing import Any
 
 from .. import events
+from .acp_costs import CostLedger, turn_cost
 from .acp_protocol import (
     AUTH_REQUIRED,
     METHOD_NOT_FOUND,
     POLICY_HINT,
     PROTOCOL_VERSION,
+    ROOT_HINT,
     content_text,
     decide,
     error_text,
     initialize_params,
     notebook_tool_call,
+    notice_update,
     option_id,
     prompt_usage,
+    root_refusal,
     tool_input,
     tool_name,
     tool_paths,
+    warning_chunk,
 )
 from .base import Event, ProviderIO, TurnRequest
 from .cli_support import JsonLinesParser, clip, stderr_summary, tagged
@@ -58,6 +63,7 @@ class AcpClient(JsonLinesParser):
         mode: str | None = None,
         model: str | None = None,
         instructions: str = "",
+        cumulative_cost: bool = True,
     ) -> None:
         # resume_failed stays False: a failed load falls back to a new session in-process.
         super().__init__()
@@ -79,7 +85,13 @@ class AcpClient(JsonLinesParser):
         self._asks: dict[str, tuple[Any, list[Any]]] = {}  # our request id -> (rpc id, options)
         self._ask_ids = itertools.count(1)
         self._cancel_sent = False
-        self._cost = 0.0
+        # The cost the agent reports (usage_update): the session's running total as ACP says
+        # (acp_costs.py), so the turn costs what it added to the total before it; or, with
+        # cumulative_cost False, the turn's own.
+        self._cumulative = cumulative_cost
+        self._costs = CostLedger(request.scratch_dir)
+        self._cost_before: float | None = None
+        self._cost_total: float | None = None
 
     # -- the wire ---------------------------------------------------------------------------
 
@@ -151,6 +163,9 @@ class AcpClient(JsonLinesParser):
     def exit_error(self, returncode: int, stderr_tail: str) -> Event:
         detail = stderr_summary(stderr_tail)
         stage = "before answering" if self._session_id is None else "before the turn ended"
+        if root_refusal(stderr_tail):
+            message = f"{self._agent} exited with code {returncode} {stage}: {detail}. {ROOT_HINT}"
+            return events.error("provider_failed", message)
         return events.error(
             "provider_failed",
             f"{self._agent} exited with code {returncode} {stage}: {detail}. Check "
@@ -174,6 +189,7 @@ class AcpClient(JsonLinesParser):
                 return [self._session_error(error)]
             self._session_id = str(result.get("sessionId", ""))
             self.state.provider_session_id = self._session_id
+            self._cost_before = 0.0
             return self._next_setup_step()
         if purpose == "session/load":
             if error:
@@ -186,6 +202,8 @@ class AcpClient(JsonLinesParser):
                 return [notice]
             self._session_id = self._request.provider_session_id
             self.state.provider_session_id = self._session_id
+            if self._session_id:
+                self._cost_before = self._costs.total(self._session_id)
             self._call(BARRIER_METHOD, {}, "barrier")
             return []
         if purpose == "barrier":
@@ -280,6 +298,9 @@ class AcpClient(JsonLinesParser):
         return []
 
     def _session_error(self, error: Any) -> Event:
+        if root_refusal(error_text(error)):
+            message = f"{self._agent} could not start a session: {error_text(error)}. {ROOT_HINT}"
+            return self.end_with(events.error("provider_failed", message))
         if isinstance(error, dict) and error.get("code") == AUTH_REQUIRED:
             methods = ", ".join(self._auth_methods) or "its own login"
             message = (
@@ -296,31 +317,46 @@ class AcpClient(JsonLinesParser):
         if error:
             if isinstance(error, dict) and error.get("code") == AUTH_REQUIRED:
                 return [self._session_error(error)]
+            if root_refusal(error_text(error)):
+                return [self._session_error(error)]
             message = f"{self._agent} reported an error: {error_text(error)}"
             return [self.end_with(events.error("provider_failed", message))]
         out: list[Event] = []
         usage = prompt_usage(result)
-        if usage is not None or self._cost:
+        cost = self._turn_cost()
+        if usage is not None or cost:
             input_tokens, output_tokens = usage or (0, 0)
-            out.append(events.usage(input_tokens, output_tokens, self._cost))
+            out.append(events.usage(input_tokens, output_tokens, cost))
         reason = result.get("stopReason")
         if reason == "cancelled":
             out.append(self.end_with(events.cancelled()))
             return out
         if reason not in (None, "end_turn"):
             out.append(events.notice(f"{self._agent} stopped: {reason}.", "warning"))
-        out.append(self.end_with(events.done(self._session_id, self._cost, self.elapsed_ms())))
+        out.append(self.end_with(events.done(self._session_id, cost, self.elapsed_ms())))
         return out
+
+    def _turn_cost(self) -> float:
+        if self._cost_total is None:
+            return 0.0
+        if not self._cumulative:
+            return self._cost_total
+        return turn_cost(self._cost_total, self._cost_before)
 
     # -- what the agent sends ----------------------------------------------------------------
 
     def _update(self, params: dict[str, Any]) -> list[Event]:
+        update = params.get("update") or {}
+        update = update if isinstance(update, dict) else {}
+        kind = update.get("sessionUpdate")
+        if kind == "notice" and self.state.terminal is None:
+            # Not history: shown whenever it comes (an agent may warn while the session starts).
+            said, level = notice_update(update)
+            return [events.notice(said, level)] if said else []
         if self._prompt_id is None or self.state.terminal is not None:
             return []  # history replayed by session/load, or anything before our prompt
         if params.get("sessionId") not in (None, self._session_id):
             return []
-        update = params.get("update") or {}
-        kind = update.get("sessionUpdate")
         if kind in ("agent_message_chunk", "agent_thought_chunk"):
             content = update.get("content") or {}
             if not isinstance(content, dict):
@@ -330,6 +366,9 @@ class AcpClient(JsonLinesParser):
             )
             if not text:
                 return []
+            warning = warning_chunk(update, str(text)) if kind == "agent_message_chunk" else None
+            if warning is not None:
+                return [events.notice(f"{self._agent} reported a warning: {warning}", "warning")]
             make = events.text if kind == "agent_message_chunk" else events.thinking
             return [make(str(text))]
         if kind in ("tool_call", "tool_call_update"):
@@ -344,7 +383,10 @@ class AcpClient(JsonLinesParser):
         if kind == "usage_update":
             cost = update.get("cost")
             if isinstance(cost, dict) and cost.get("currency", "USD") == "USD":
-                self._cost = float(cost.get("amount") or 0.0)
+                self._cost_total = float(cost.get("amount") or 0.0)
+                if self._cumulative and self._session_id:
+                    # At once: a turn stopped before its answer has still spent it.
+                    self._costs.record(self._session_id, self._cost_total)
         return []
 
     def _tool_events(self, call: dict[str, Any]) -> list[Event]:

@@ -4,9 +4,11 @@ are decided (by permissions.py's policy, with ACP's tool kinds as tool names).""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, cast
 
 from .._version import __version__
+from ..events import NoticeLevel
 from ..permissions import PATH_KEYS, PermissionPolicy, Reasons
 
 PROTOCOL_VERSION = 1
@@ -34,6 +36,9 @@ def initialize_params() -> dict[str, Any]:
         "clientCapabilities": {
             "fs": {"readTextFile": False, "writeTextFile": False},
             "terminal": False,
+            # ACP v1's opt-in to ``notice`` updates: without it an agent folds its warnings
+            # into the reply (claude-agent-acp 0.101: "**Warning:** ..." as message text).
+            "session": {"notices": {}},
         },
         "clientInfo": {
             "name": "jupyter-assistant",
@@ -125,14 +130,81 @@ def tool_input(call: dict[str, Any]) -> Any:
     return {"title": call.get("title"), "paths": tool_paths(call)}
 
 
+def _count(counts: dict[str, Any], *keys: str) -> int:
+    for key in keys:
+        value = counts.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    return 0
+
+
 def prompt_usage(result: dict[str, Any]) -> tuple[int, int] | None:
-    """Token counts some agents add to the prompt result (gemini: _meta.quota.token_count)."""
+    """(input, output) tokens of the turn from the prompt's answer: ACP's ``usage``
+    (claude-agent-acp 0.101: ``inputTokens`` without the cache tokens, ``totalTokens`` with
+    them, so input is the total less the output, as the Claude provider counts it), else the
+    ``_meta.quota.token_count`` some agents add (gemini 0.61.0 in snake_case, claude-agent-acp
+    in camelCase)."""
+    usage = result.get("usage")
+    if isinstance(usage, dict):
+        output = _count(usage, "outputTokens")
+        total = _count(usage, "totalTokens")
+        input_tokens = total - output if total > output else _count(usage, "inputTokens")
+        return input_tokens, output
     meta = result.get("_meta") or {}
     quota = meta.get("quota") if isinstance(meta, dict) else None
     counts = quota.get("token_count") if isinstance(quota, dict) else None
     if isinstance(counts, dict):
-        return int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0)
+        return (
+            _count(counts, "input_tokens", "inputTokens"),
+            _count(counts, "output_tokens", "outputTokens"),
+        )
     return None
+
+
+def notice_update(update: dict[str, Any]) -> tuple[str, NoticeLevel]:
+    """A ``notice`` session update (ACP v1, ``clientCapabilities.session.notices``) in words:
+    ``title: description`` and its level (``error`` notices are warnings here: an error notice
+    does not fail the turn)."""
+    title = str(update.get("title") or "").strip()
+    description = str(update.get("description") or "").strip()
+    text = f"{title}: {description}" if title and description else title or description
+    level = "info" if update.get("severity") == "info" else "warning"
+    return text, cast(NoticeLevel, level)
+
+
+# Agent warnings sent as reply text by agents without notices, as whole chunks:
+# codex-acp forwards Codex's warning events as an agent_message_chunk of their own.
+AGENT_WARNING_TEXTS = (re.compile(r"Model metadata for `[^`\n]+` not found\b"),)
+# claude-agent-acp without the notices capability: "**Warning:** <text>", tagged in _meta.
+CLAUDE_LABEL = re.compile(r"^\*\*(Warning|Notice|Suggestion|Error):\*\*\s*")
+
+
+def warning_chunk(update: dict[str, Any], text: str) -> str | None:
+    """The warning an ``agent_message_chunk`` carries instead of reply text, if it does."""
+    meta = update.get("_meta")
+    claude = meta.get("claudeCode") if isinstance(meta, dict) else None
+    if isinstance(claude, dict) and claude.get("kind") == "informational":
+        return CLAUDE_LABEL.sub("", text).strip() or None
+    stripped = text.strip()
+    if any(pattern.match(stripped) for pattern in AGENT_WARNING_TEXTS):
+        return stripped
+    return None
+
+
+# Claude Code refuses --dangerously-skip-permissions as root unless IS_SANDBOX is exactly "1";
+# claude-agent-acp 0.101 offers it (bypassPermissions) as root whenever IS_SANDBOX is set at all,
+# so with IS_SANDBOX=yes (as some containers have it) session/new fails with this error.
+ROOT_REFUSAL = "cannot be used with root/sudo privileges"
+ROOT_HINT = (
+    "Claude Code refuses that as root unless IS_SANDBOX is exactly 1, and the agent asked for "
+    "it because IS_SANDBOX is set to something else in its environment (containers usually "
+    "run as root): set c.AcpProvider.env = {'IS_SANDBOX': '1'} if the server runs in a "
+    "container or sandbox, otherwise unset IS_SANDBOX or run Jupyter as a user other than root."
+)
+
+
+def root_refusal(text: str) -> bool:
+    return ROOT_REFUSAL in text
 
 
 def error_text(error: Any) -> str:
