@@ -123,7 +123,9 @@ class AssistantExtension(ExtensionApp, EngineSettings):
                 store=listing.store,
                 registry=listing.registry,
             )
-            self._service.runner.notebook_tools = self.notebook_tools
+            tools = self.notebook_tools
+            self._service.runner.notebook_tools = tools
+            self._service.runner.open_notebooks = tools  # undo of the cells they edit
             # If the server exits without its clean shutdown (SIGINT without a terminal, as
             # JupyterHub stops servers), no provider it started may outlive it.
             atexit.register(self._service.stop_now)
@@ -138,26 +140,33 @@ class AssistantExtension(ExtensionApp, EngineSettings):
             url = self.notebook_tools_url or tools_url(self.serverapp)
             if not url:
                 return None
-            from .notebook_tools import build_gateway
-
-            self._notebook_tools = build_gateway(
-                self.serverapp,
-                url,
-                self.service,
-                output_chars=self.tool_output_max_chars,
-                image_bytes=self.tool_image_max_bytes,
-                source_chars=self.tool_source_max_chars,
-                run_timeout=self.run_cell_timeout_seconds,
-            )
-            from .notebook_tools.capabilities import kernel_grants, turn_running
-
-            runner = self.service.runner
-            self._notebook_tools.accept_kernel_turns(
-                kernel_grants(self.store_dir),
-                lambda grant: turn_running(runner.registry, grant),
-                runner.ask_owner,
-            )
+            # The service's runner needs the gateway: building the service first may build
+            # it (when a browser's relay poll comes before any other call), and only once.
+            service = self.service
+            if self._notebook_tools is None:
+                self._notebook_tools = self._build_gateway(url, service)
         return self._notebook_tools
+
+    def _build_gateway(self, url: str, service: AssistantService) -> NotebookToolsGateway:
+        from .notebook_tools import build_gateway
+        from .notebook_tools.capabilities import kernel_grants, turn_running
+
+        gateway = build_gateway(
+            self.serverapp,
+            url,
+            service,
+            output_chars=self.tool_output_max_chars,
+            image_bytes=self.tool_image_max_bytes,
+            source_chars=self.tool_source_max_chars,
+            run_timeout=self.run_cell_timeout_seconds,
+        )
+        runner = service.runner
+        gateway.accept_kernel_turns(
+            kernel_grants(self.store_dir),
+            lambda grant: turn_running(runner.registry, grant),
+            runner.ask_owner,
+        )
+        return gateway
 
     @property
     def listing(self) -> SessionListing:

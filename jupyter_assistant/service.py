@@ -63,6 +63,7 @@ class AssistantService:
         self.registry = registry or ProcessRegistry(settings.store_dir)
         self.runner = TurnRunner(self.store, self.registry, providers, settings.runner)
         self._health: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._reverting: set[str] = set()  # sessions an undo is putting back
 
     # -- providers -------------------------------------------------------------------------
 
@@ -265,24 +266,52 @@ class AssistantService:
         from .checkpoints import Conflict, UnknownTurn
 
         checkpoints = await self._checkpoints(session_id)
+        if session_id in self._reverting:
+            raise Busy("An undo of this session is under way.")
+        self._reverting.add(session_id)  # no turn starts here until its cells are back too
+        try:
+            return await self._revert(checkpoints, session_id, turn_id, force)
+        except UnknownTurn:
+            raise NotFound(f"No checkpoint of turn {turn_id} in this session.") from None
+        except Conflict as conflict:
+            raise ChangedSince(
+                f"{len(conflict.paths)} file(s) or cell(s) changed after the turn(s) to undo; "
+                "undo anyway with force to overwrite them.",
+                conflict.paths,
+            ) from None
+        finally:
+            self._reverting.discard(session_id)
+
+    async def _revert(
+        self, checkpoints: TurnCheckpoints, session_id: str, turn_id: str, force: bool
+    ) -> dict[str, Any]:
+        session = await asyncio.to_thread(self.store.load, session_id)
+        # The notebook's cells as they are now where it is open (the notebook tools edit
+        # it there, not in its file), for the conflicts.
+        tools = self.runner.open_notebooks
+        now = await tools.notebook_text(session.path) if tools is not None else None
 
         def revert() -> dict[str, Any]:
             # Under the session's lock, as a turn's claim is: none can start meanwhile.
             with self.store.lock(session_id):
                 if self.runner.is_running(session_id):
                     raise Busy("A turn is running in this session; stop it or wait, then undo.")
-                return checkpoints.revert(session_id, turn_id, force)
+                return checkpoints.revert(session_id, turn_id, force, now)
 
-        try:
-            return await asyncio.to_thread(revert)
-        except UnknownTurn:
-            raise NotFound(f"No checkpoint of turn {turn_id} in this session.") from None
-        except Conflict as conflict:
-            raise ChangedSince(
-                f"{len(conflict.paths)} file(s) changed after the turn(s) to undo; undo anyway "
-                "with force to overwrite them.",
-                conflict.paths,
-            ) from None
+        result = await asyncio.to_thread(revert)
+        cells = result.pop("cells_target", None)
+        if cells is not None:
+            notebook = os.path.basename(session.path)
+            try:
+                if tools is None:
+                    raise RuntimeError("the notebook tools are not served here")
+                await tools.restore_cells(session.path, cells)
+            except Exception as exc:  # said, never silently skipped
+                log.warning("Undo could not restore the cells of %s: %s", session.path, exc)
+                result["missed"] = sorted({*result["missed"], notebook})
+            else:
+                result["restored"] = sorted({*result["restored"], notebook})
+        return result
 
     async def latest_changed_turn(self, session_id: str) -> tuple[str, dict[str, Any]] | None:
         """The latest turn that changed something and is not undone, with its changes."""
@@ -326,6 +355,8 @@ class AssistantService:
         self.check_message_size(content, context)
         if not await asyncio.to_thread(self.store.exists, session_id):
             raise NotFound(f"Unknown session: {session_id}")
+        if session_id in self._reverting:
+            raise Busy("An undo of this session is under way; send the message when it is done.")
         return await self.runner.start(session_id, NewMessage(content, context, model))
 
     async def cancel(self, session_id: str) -> bool:

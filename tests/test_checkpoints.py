@@ -322,3 +322,48 @@ async def test_server_start_up_removes_the_checkpoints_of_deleted_sessions(
     await start_housekeeping(str(tmp_path / "store"), None, logging.getLogger("test"))
     assert checkpoints.turns(live.id) == ["t1"]
     assert checkpoints.turns("deleted-while-the-server-was-down") == []
+
+
+def _notebook_json(*cells: tuple[str, str]) -> str:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source, id=cell_id) for cell_id, source in cells]
+    return str(nbformat.writes(notebook))
+
+
+def test_cells_changed_where_the_notebook_is_open_are_listed_and_given_back(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    (folder / "q3.ipynb").write_text(_notebook_json(("a", "x = 1")))
+    on_disk = (folder / "q3.ipynb").read_text()
+    open_before = _notebook_json(("a", "x = 1"), ("b", "unsaved = 0"))
+    open_after = _notebook_json(("a", "x = 2"), ("b", "unsaved = 0"), ("c", "new = 3"))
+    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb", open_before)
+    checkpoints.after_turn(SID, "t1", open_after)
+    changes = checkpoints.changes(SID, "t1")
+    assert changes["files"] == []  # the file was not written
+    assert [(c["id"], c["status"]) for c in changes["cells"]] == [
+        ("a", "modified"),
+        ("c", "added"),
+    ]
+    # The user edited the new cell since: a conflict, named by the notebook and the cell.
+    edited = _notebook_json(("a", "x = 2"), ("b", "unsaved = 0"), ("c", "new = 4"))
+    with pytest.raises(Conflict) as conflict:
+        checkpoints.revert(SID, "t1", notebook_now=edited)
+    assert conflict.value.paths == ["q3.ipynb (cell c)"]
+    # An edit to a cell the turn did not change is none of the undo's business.
+    untouched = _notebook_json(("a", "x = 2"), ("b", "unsaved = 5"), ("c", "new = 3"))
+    undone = checkpoints.revert(SID, "t1", notebook_now=untouched)
+    assert undone["cells_target"] == open_before  # for the caller to put in the open notebook
+    assert (folder / "q3.ipynb").read_text() == on_disk
+    assert checkpoints.sweep(lambda session_id: True) == (0, 0)  # its contents are kept
+
+
+def test_a_turn_that_changed_no_cell_where_it_is_open_gives_none_back(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    same = _notebook_json(("a", "x = 1"))
+    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb", same)
+    (folder / "data.csv").write_text("changed\n")
+    checkpoints.after_turn(SID, "t1", same)
+    assert checkpoints.changes(SID, "t1")["cells"] == []
+    assert "cells_target" not in checkpoints.revert(SID, "t1", notebook_now=same)

@@ -257,3 +257,26 @@ def test_the_mcp_server_offers_tools_only(root: Path) -> None:
             await gateway.close()
 
     asyncio.run(scenario())
+
+
+def test_undo_brings_a_closed_notebooks_cells_back_in_its_file(root: Path) -> None:
+    """A turn edited the notebook where it was open; it was closed (its edits saved) before
+    the undo: the cells go back in the file, the ones already as they were left alone."""
+    tools = toolbox(root)
+    before = on_disk(root)
+    target = nbformat.writes(before)
+    saved = on_disk(root)
+    saved.cells[1].source = "x = 2"  # the turn's edit, saved by the user
+    saved.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    saved.cells.append(nbformat.v4.new_code_cell("added = 3"))
+    saved.cells[0].metadata["tags"] = ["kept"]  # not a change the undo looks at
+    nbformat.write(saved, root / "analysis" / "q3.ipynb")
+
+    assert asyncio.run(tools.open_notebook_text("analysis/q3.ipynb")) is None  # not open
+    assert asyncio.run(tools.restore_cells("analysis/q3.ipynb", target)) == "file"
+    restored = on_disk(root)
+    nbformat.validate(restored)
+    assert [c.source for c in restored.cells] == ["# Q3", "x = 1"]
+    assert restored.cells[1].outputs == []  # the cell as it was, whole
+    assert restored.cells[0].metadata["tags"] == ["kept"]  # untouched cell: as it is
+    assert [c.id for c in restored.cells] == [c.id for c in before.cells]

@@ -202,3 +202,61 @@ async def test_a_request_a_poll_took_but_could_not_hand_over_goes_to_the_next_po
     assert await asking == {"notebook": "as open"}
     assert relay.requeue(again) == 0  # answered: nothing to put back
     assert await relay.poll([PATH], 0) == []
+
+
+async def test_undo_takes_back_the_cells_a_turn_changed_in_the_open_notebook(
+    jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jp_root_dir: Path, browser: Any
+) -> None:
+    from .helpers import events, json_of, wait_until
+
+    # The notebook is open before the turn starts (and the browser's poll is the server's
+    # first call to the assistant, as when JupyterLab opens with the notebook).
+    browser.start()
+    await asyncio.sleep(0.3)
+    try:
+        sid, _, server = await slow_turn(jp_fetch, monkeypatch, tmp_path, PATH)
+        _, body = await call_tool(server, "insert_cell", source="added = 2", after_id="live-cell")
+        added = tool_json(body)["id"]
+        await call_tool(server, "edit_cell", id="live-cell", source="live = 3")
+        await api(jp_fetch, "sessions", sid, "cancel", method="POST", body={})
+        stream = await events(jp_fetch, sid)
+        turn_id = stream[0]["data"]["turn_id"]
+
+        changes = json_of(await api(jp_fetch, "sessions", sid, "turns", turn_id, "changes"))
+        cells = {c["id"]: c for c in changes["cells"]}
+        assert {cell_id: c["status"] for cell_id, c in cells.items()} == {
+            "live-cell": "modified",
+            added: "added",
+        }
+        assert "+live = 3" in cells["live-cell"]["diff"].splitlines()
+        assert changes["files"] == []  # the file was never written
+
+        # The user edits the cell the turn added: the undo says so and changes nothing.
+        (mine,) = [c for c in browser.notebook.cells if c.id == added]
+        mine.source = "added = 2  # and the user's own comment"
+        refused = await api(
+            jp_fetch, "sessions", sid, "turns", turn_id, "revert", method="POST", body={}
+        )
+        assert refused.code == 409, refused.body
+        assert json_of(refused)["conflicts"] == [f"q3.ipynb (cell {added})"]
+        assert browser.notebook.cells[0].source == "live = 3"
+
+        done = await api(
+            jp_fetch,
+            "sessions",
+            sid,
+            "turns",
+            turn_id,
+            "revert",
+            method="POST",
+            body={"force": True},
+        )
+        assert done.code == 200, done.body
+        assert json_of(done)["restored"] == ["q3.ipynb"]
+        await wait_until(lambda: [c.id for c in browser.notebook.cells] == ["live-cell"])
+        assert browser.notebook.cells[0].source == "live = 1"
+        assert on_disk(jp_root_dir).cells == []  # still only the open notebook changed
+        again = json_of(await api(jp_fetch, "sessions", sid, "turns", turn_id, "changes"))
+        assert again["reverted"] is True
+    finally:
+        await browser.stop()

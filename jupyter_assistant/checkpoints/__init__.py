@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .blobs import BlobStore
-from .cells import cell_changes
+from .cells import cell_changes, cell_conflicts
 from .changes import changed_paths, file_changes
 from .restore import conflicts, restore
 from .scan import Manifest, ScanRules, scan
@@ -122,25 +122,59 @@ class TurnCheckpoints:
 
     # -- around a turn ---------------------------------------------------------------------------
 
-    def before_turn(self, session_id: str, turn_id: str, folder: str, notebook: str) -> None:
+    def before_turn(
+        self,
+        session_id: str,
+        turn_id: str,
+        folder: str,
+        notebook: str,
+        live_notebook: str | None = None,
+    ) -> None:
         """Checkpoint ``folder`` (absolute) before the turn; ``notebook`` is the session's
-        notebook, relative to it."""
+        notebook, relative to it, and ``live_notebook`` its JSON as it is open in JupyterLab
+        (its cells there, edited by the notebook tools, may differ from the file's)."""
         self._free_bytes()  # before the lock file is made: nothing written on a full disk
         with self._locked():
             manifest = self._scan(folder)
-            record = {
+            record: dict[str, Any] = {
                 "seq": time.time_ns(),
                 "folder": folder,
                 "notebook": notebook,
                 "before": manifest.to_json(),
             }
+            if live_notebook is not None:
+                record["live"] = {"before": self.blobs.put_bytes(live_notebook.encode())}
             _write_json(self._file(session_id, turn_id), record)
 
-    def after_turn(self, session_id: str, turn_id: str) -> None:
+    def after_turn(self, session_id: str, turn_id: str, live_notebook: str | None = None) -> None:
+        """Checkpoint the folder after the turn; ``live_notebook`` as for ``before_turn``."""
         with self._locked():
             record = self._read(session_id, turn_id)
             record["after"] = self._scan(record["folder"]).to_json()
+            if live_notebook is not None:
+                live = record.setdefault("live", {})
+                live["after"] = self.blobs.put_bytes(live_notebook.encode())
             _write_json(self._file(session_id, turn_id), record)
+
+    def _notebook_texts(self, record: dict[str, Any]) -> tuple[str | None, str | None]:
+        """The session's notebook before and after the turn: as it was open in JupyterLab
+        where it was (both times), else its file."""
+        live = record.get("live") or {}
+        if "before" in live and "after" in live:
+            return self._blob_text(live["before"]), self._blob_text(live["after"])
+        notebook = record.get("notebook")
+        if not notebook or "after" not in record:
+            return None, None
+        before, after = (Manifest.from_json(record[key]) for key in ("before", "after"))
+        if notebook not in changed_paths(before, after):
+            return None, None
+        return self._text(before, notebook), self._text(after, notebook)
+
+    def _blob_text(self, digest: str) -> str | None:
+        try:
+            return self.blobs.read(digest).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -159,9 +193,13 @@ class TurnCheckpoints:
             else self._scan(record["folder"])  # still running: what it changed so far
         )
         files = file_changes(before, after, self.blobs)
-        notebook = record.get("notebook")
         cells: list[dict[str, Any]] = []
-        if notebook and notebook in changed_paths(before, after):
+        if "after" in record:
+            old, new = self._notebook_texts(record)
+            if old is not None or new is not None:
+                cells = cell_changes(old, new)
+        elif record.get("notebook") in changed_paths(before, after):  # still running
+            notebook = record["notebook"]
             cells = cell_changes(self._text(before, notebook), self._text(after, notebook))
         not_covered = sorted(set(before.not_covered) | set(after.not_covered))
         return {
@@ -195,13 +233,26 @@ class TurnCheckpoints:
 
     # -- undo ------------------------------------------------------------------------------------
 
-    def revert(self, session_id: str, turn_id: str, force: bool = False) -> dict[str, Any]:
+    def revert(
+        self,
+        session_id: str,
+        turn_id: str,
+        force: bool = False,
+        notebook_now: str | None = None,
+    ) -> dict[str, Any]:
         """Put the folder back as it was before ``turn_id``, undoing the later turns too.
-        Conflict: a file those turns changed was changed since (unless ``force``)."""
-        with self._locked():
-            return self._revert(session_id, turn_id, force)
+        Conflict: a file those turns changed was changed since (unless ``force``), or a cell
+        of the notebook, as ``notebook_now`` (its JSON where it is open, else its file) has it.
 
-    def _revert(self, session_id: str, turn_id: str, force: bool) -> dict[str, Any]:
+        Cells the turns changed in the notebook as it was open in JupyterLab are not in its
+        file: the result's ``cells_target`` is then the notebook's JSON to bring the open one
+        (or the file) back to, which the caller does (the engine cannot reach a browser)."""
+        with self._locked():
+            return self._revert(session_id, turn_id, force, notebook_now)
+
+    def _revert(
+        self, session_id: str, turn_id: str, force: bool, notebook_now: str | None
+    ) -> dict[str, Any]:
         order = self.turns(session_id)
         if turn_id not in order:
             raise UnknownTurn(f"no checkpoint of turn {turn_id}")
@@ -223,9 +274,18 @@ class TurnCheckpoints:
                 )
         current = self._scan(folder)
         target = Manifest.from_json(first["before"])
+        cells_target = self._cells_target(first, records, undone, target)
         if undone and "after" in records[undone[-1]]:
             expected = Manifest.from_json(records[undone[-1]]["after"])
             found = conflicts(sorted(paths), expected, target, current)
+            if cells_target is not None and notebook_now is not None:
+                _, expected_cells = self._notebook_texts(records[undone[-1]])
+                found += [
+                    f"{first['notebook']} (cell {cell_id})"
+                    for cell_id in cell_conflicts(
+                        self._changed_cells(records), expected_cells, cells_target, notebook_now
+                    )
+                ]
             if found and not force:
                 raise Conflict(found)
         missed = restore(folder, sorted(paths), target, self.blobs)
@@ -234,7 +294,42 @@ class TurnCheckpoints:
             record["told"] = False  # the agent hears of it with the next message
             _write_json(self._file(session_id, t), record)
         self._latest.pop(folder, None)
-        return {"reverted": undone, "restored": sorted(set(paths) - set(missed)), "missed": missed}
+        result: dict[str, Any] = {
+            "reverted": undone,
+            "restored": sorted(set(paths) - set(missed)),
+            "missed": missed,
+        }
+        if cells_target is not None:
+            result["cells_target"] = cells_target
+        return result
+
+    def _cells_target(
+        self,
+        first: dict[str, Any],
+        records: dict[str, dict[str, Any]],
+        undone: list[str],
+        target: Manifest,
+    ) -> str | None:
+        """The notebook's JSON before ``first``, when any of the turns changed its cells
+        where it was open (else the file's restore covers them)."""
+        live_changed = False
+        for turn in undone:
+            live = records[turn].get("live") or {}
+            if "before" in live and "after" in live and live["before"] != live["after"]:
+                live_changed = True
+        if not live_changed:
+            return None
+        live = first.get("live") or {}
+        if "before" in live:
+            return self._blob_text(live["before"])
+        return self._text(target, first["notebook"])
+
+    def _changed_cells(self, records: dict[str, dict[str, Any]]) -> set[str]:
+        ids: set[str] = set()
+        for record in records.values():
+            old, new = self._notebook_texts(record)
+            ids.update(change["id"] for change in cell_changes(old, new))
+        return ids
 
     def untold_reverts(self, session_id: str) -> list[str]:
         """Turns undone since the agent last heard of it, oldest first."""
@@ -287,5 +382,6 @@ class TurnCheckpoints:
                 for key in ("before", "after"):
                     if key in record:
                         keep.update(Manifest.from_json(record[key]).digests())
+                keep.update((record.get("live") or {}).values())
             self._latest.clear()  # what they knew may be gone
             return self.blobs.sweep(keep)

@@ -64,6 +64,24 @@ class BlobStore:
                 os.unlink(temporary)
             raise
 
+    def put_bytes(self, content: bytes) -> str:
+        """Keep ``content``; its digest."""
+        name = hashlib.sha256(content).hexdigest()
+        final = self.path(name)
+        if final.is_file():
+            return name
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor, temporary = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(descriptor, "wb") as writer:
+                writer.write(content)
+            os.replace(temporary, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        return name
+
     def read(self, digest: str, limit: int | None = None) -> bytes:
         with open(self.path(digest), "rb") as file:
             return file.read() if limit is None else file.read(limit)

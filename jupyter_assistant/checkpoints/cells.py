@@ -51,3 +51,17 @@ def cell_changes(before: str | None, after: str | None) -> list[dict[str, Any]]:
         diff = unified_diff(f"cell {cell_id}", _source(cell), "", "deleted")
         changes.append({"id": cell_id, "status": "deleted", "diff": diff})
     return changes
+
+
+def cell_conflicts(
+    changed: set[str], expected: str | None, target: str | None, now: str | None
+) -> list[str]:
+    """The ids among ``changed`` whose source ``now`` is neither as the turns left it
+    (``expected``) nor already as the undo would make it (``target``): edited since."""
+    sources = [{str(c.get("id")): _source(c) for c in _cells(text)} for text in (expected, target)]
+    current = {str(c.get("id")): _source(c) for c in _cells(now)}
+    return sorted(
+        cell_id
+        for cell_id in changed
+        if all(current.get(cell_id) != known.get(cell_id) for known in sources)
+    )

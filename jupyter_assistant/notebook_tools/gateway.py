@@ -134,6 +134,18 @@ class NotebookToolsGateway:
     def revoke(self, turn_id: str) -> None:
         self.capabilities.revoke(turn_id)
 
+    # -- for undo (the runner's checkpoints, the service's revert) ----------------------------
+
+    async def open_notebook_text(self, path: str) -> str | None:
+        """The notebook's JSON as it is open in JupyterLab; None where it is not open."""
+        return await self.toolbox.open_notebook_text(path)
+
+    async def notebook_text(self, path: str) -> str | None:
+        return await self.toolbox.notebook_text(path)
+
+    async def restore_cells(self, path: str, target_json: str) -> str:
+        return await self.toolbox.restore_cells(path, target_json)
+
     def accept_kernel_turns(
         self, files: GrantFiles, running: Callable[[Grant], bool], ask_owner: AskOwner
     ) -> None:

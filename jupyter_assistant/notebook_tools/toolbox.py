@@ -290,6 +290,47 @@ class NotebookToolbox:
                 result["kernel"] = await self.kernels.state(path)
         return result
 
+    # -- for undo (checkpoints/): the notebook where it is open --------------------------------
+
+    async def open_notebook_text(self, path: str) -> str | None:
+        """The notebook's JSON as it is open in JupyterLab; None where it is not open."""
+        async with self._lock(path):
+            document, live = await self._live_notebook(path)
+        return None if document is None else str(nbformat.writes(live))  # type: ignore[no-untyped-call]
+
+    async def notebook_text(self, path: str) -> str | None:
+        """The notebook's JSON where it is open, else its file's; None: there is none."""
+        text = await self.open_notebook_text(path)
+        if text is not None:
+            return text
+        try:
+            return str(nbformat.writes(await self.storage.load(path)))  # type: ignore[no-untyped-call]
+        except ToolError:
+            return None
+
+    async def restore_cells(self, path: str, target_json: str) -> str:
+        """Bring the notebook's cells back to those of ``target_json``: in the open notebook
+        where it is open (a cell the undo changes is replaced whole, its outputs too), else in
+        its file. Cells already as they were are left as they are. Returns where: "open" or
+        "file"."""
+        target = nbformat.reads(target_json, as_version=4)  # type: ignore[no-untyped-call]
+        async with self._lock(path):
+            document, live = await self._live_notebook(path)
+            if document is not None:
+                for op in _restore_ops(live, target):
+                    await document.apply(op)
+                return "open"
+            notebook = await self.storage.load(path)
+            current = {str(cell.get("id")): cell for cell in notebook.cells}
+            notebook.cells = [
+                current[str(cell.get("id"))]
+                if _same_cell(current.get(str(cell.get("id"))), cell)
+                else cell
+                for cell in target.cells
+            ]
+            await self.storage.save(path, notebook)
+            return "file"
+
     async def _live_notebook(self, path: str) -> tuple[LiveDocument | None, Any]:
         """Where the notebook is open and its snapshot there; (None, None): work on the file."""
         for documents in self.live:
@@ -437,6 +478,37 @@ class NotebookToolbox:
                 nb, args["source"], author, args.get("id"), args.get("index"), limits.cells
             )
         return lambda nb: cells.delete_cell(nb, args.get("id"), args.get("index"))
+
+
+def _same_cell(have: Any, want: Any) -> bool:
+    """The same cell as far as an undo is concerned: its type and source (a run is no edit)."""
+    if have is None or want is None:
+        return False
+
+    def source(cell: Any) -> str:
+        text = cell.get("source", "")
+        return "".join(text) if isinstance(text, list) else str(text)
+
+    return bool(have.get("cell_type") == want.get("cell_type") and source(have) == source(want))
+
+
+def _restore_ops(current: Any, target: Any) -> list[dict[str, Any]]:
+    """The deletes and inserts that make the open notebook ``current``'s cells those of
+    ``target``: a cell not as it was goes, then each missing one is inserted at its place
+    (in order, so each index counts the ones before it)."""
+    wanted = {str(cell.get("id")): cell for cell in target.cells}
+    ops: list[dict[str, Any]] = []
+    kept: set[str] = set()
+    for cell in current.cells:
+        cell_id = str(cell.get("id"))
+        if _same_cell(cell, wanted.get(cell_id)):
+            kept.add(cell_id)
+        else:
+            ops.append({"op": "delete", "id": cell_id})
+    for index, cell in enumerate(target.cells):
+        if str(cell.get("id")) not in kept:
+            ops.append({"op": "insert", "index": index, "cell": dict(cell)})
+    return ops
 
 
 def _live_op(tool: str, notebook: Any, result: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,22 @@ class NotebookToolsIssuer(Protocol):
     def revoke(self, turn_id: str) -> None: ...
 
 
+class OpenNotebooks(Protocol):
+    """For undo: the notebook where it is open in JupyterLab, whose cells the notebook tools
+    edit there (not in its file). The server's notebook tools; none in a kernel."""
+
+    async def open_notebook_text(self, path: str) -> str | None:
+        """The notebook's JSON as it is open in JupyterLab; None: not open."""
+        ...
+
+    async def notebook_text(self, path: str) -> str | None: ...
+
+    async def restore_cells(self, path: str, target_json: str) -> str: ...
+
+
+# How long a turn start waits for the open notebook (the browser answers the relay at once).
+OPEN_NOTEBOOK_SECONDS = 5.0
+
 RESUME_LOST = (
     "The earlier conversation could not be resumed by the provider; this turn starts a new one."
 )
@@ -79,6 +95,7 @@ class TurnRunner:
         self.turns: dict[str, Turn] = {}  # latest turn per session, in this process
         # The notebook tools (notebook_tools/gateway.py), when the server offers them.
         self.notebook_tools: NotebookToolsIssuer | None = None
+        self.open_notebooks: OpenNotebooks | None = None
         # Questions between the server that serves a turn's tools and the process that runs
         # the turn, when they differ (a kernel's turns): approvals, the kernel's variables.
         self.owner_calls = OwnerCalls(store.root / PRIVATE_DIR, registry)
@@ -205,7 +222,7 @@ class TurnRunner:
                     await stop_provider(turn, self.settings.cancel_grace_seconds, graceful=False)
             if checkpointed:
                 # Before the terminal event: a client that reads the changes after it sees them.
-                await self._checkpoint(turn, "after")
+                await self._checkpoint(turn, "after", session)
             await self._end(turn, outcome)
 
     async def _tell_undone(self, session: Any, request: TurnRequest) -> list[str]:
@@ -234,6 +251,7 @@ class TurnRunner:
         if self.checkpoints is None:
             return False
         try:
+            live = await self._open_notebook(session.path)
             if when == "before":
                 notebook = os.path.basename(session.path)
                 await asyncio.to_thread(
@@ -242,9 +260,10 @@ class TurnRunner:
                     turn.id,
                     session.working_dir,
                     notebook,
+                    live,
                 )
             else:
-                await asyncio.to_thread(self.checkpoints.after_turn, turn.session_id, turn.id)
+                await asyncio.to_thread(self.checkpoints.after_turn, turn.session_id, turn.id, live)
         except Exception as exc:
             log.warning("No checkpoint %s turn %s: %s", when, turn.id, exc)
             turn.publish(
@@ -254,6 +273,19 @@ class TurnRunner:
             )
             return False
         return True
+
+    async def _open_notebook(self, path: str) -> str | None:
+        """The session's notebook as it is open in JupyterLab, where the notebook tools edit
+        it: its cells there are what the turn's checkpoint keeps of it (None: not open)."""
+        if self.open_notebooks is None:
+            return None
+        try:
+            return await asyncio.wait_for(
+                self.open_notebooks.open_notebook_text(path), OPEN_NOTEBOOK_SECONDS
+            )
+        except Exception as exc:  # a browser gone mid-answer: the file is what there is
+            log.info("The open notebook %s could not be read for the checkpoint: %s", path, exc)
+            return None
 
     async def _attempt(self, turn: Turn, request: TurnRequest) -> Outcome:
         """Run the provider once."""
