@@ -305,7 +305,8 @@ class AssistantService:
             try:
                 if tools is None:
                     raise RuntimeError("the notebook tools are not served here")
-                await tools.restore_cells(session.path, cells)
+                # Where: in the open notebook (the browser has them already), or its file.
+                result["cells"] = await tools.restore_cells(session.path, cells)
             except Exception as exc:  # said, never silently skipped
                 log.warning("Undo could not restore the cells of %s: %s", session.path, exc)
                 result["missed"] = sorted({*result["missed"], notebook})

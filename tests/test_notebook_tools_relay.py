@@ -253,6 +253,7 @@ async def test_undo_takes_back_the_cells_a_turn_changed_in_the_open_notebook(
         )
         assert done.code == 200, done.body
         assert json_of(done)["restored"] == ["q3.ipynb"]
+        assert json_of(done)["cells"] == "open"  # the browser shows them: no reload from disk
         await wait_until(lambda: [c.id for c in browser.notebook.cells] == ["live-cell"])
         assert browser.notebook.cells[0].source == "live = 1"
         assert on_disk(jp_root_dir).cells == []  # still only the open notebook changed

@@ -186,6 +186,11 @@ export interface IRevertResponse {
   restored: string[];
   /** Files whose content was not kept (too large), so not restored. */
   missed: string[];
+  /**
+   * The turns changed the notebook's cells where it was open: where they were put back. `open`:
+   * the open notebook shows them already (do not reload it from disk); `file`: in its file.
+   */
+  cells?: 'open' | 'file';
 }
 
 /** The 409 of a revert: a turn runs, or (`conflicts`) files changed since. */
