@@ -4,6 +4,7 @@ and the fake Claude Code CLI from tests/fakes."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,16 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 FAKES = Path(__file__).parent / "fakes"
 FAKE_CLAUDE = FAKES / "claude"
+
+
+def fake_cli(name: str) -> list[str]:
+    """A fake CLI of tests/fakes as a provider command, run by this interpreter: its
+    ``#!/usr/bin/env python3`` may find another Python, which pytest-jupyter's PYTHONPATH (this
+    interpreter's sys.path) then breaks ("SRE module mismatch" on Python 3.12 and 3.13)."""
+    return [sys.executable, str(FAKES / name)]
+
+
+FAKE_CLAUDE_COMMAND = fake_cli("claude")
 
 
 @pytest.fixture
@@ -33,7 +44,7 @@ def notebook_dir(jp_root_dir: Path) -> Path:
 
 @pytest.fixture
 def claude_command() -> list[str]:
-    return [str(FAKE_CLAUDE)]
+    return list(FAKE_CLAUDE_COMMAND)
 
 
 @pytest.fixture

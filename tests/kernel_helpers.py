@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from .conftest import FAKE_CLAUDE
+from .conftest import FAKE_CLAUDE_COMMAND
 
 START_TIMEOUT = 90
 CELL_TIMEOUT = 120
@@ -78,7 +78,7 @@ def make_setup(tmp_path: Path, notebook: Path | None = None) -> KernelSetup:
     )
     setup.write_server_config(
         {
-            "ClaudeCodeProvider": {"command": [str(FAKE_CLAUDE)]},
+            "ClaudeCodeProvider": {"command": FAKE_CLAUDE_COMMAND},
             "AssistantExtension": {"cancel_grace_seconds": 1.0},
         }
     )

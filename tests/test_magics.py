@@ -32,7 +32,7 @@ from jupyter_assistant.variables import (
     summarize_variables,
 )
 
-from .conftest import FAKE_CLAUDE
+from .conftest import FAKE_CLAUDE_COMMAND
 from .helpers import (
     NOTEBOOK,
     api,
@@ -619,7 +619,7 @@ def test_plain_ipython_keys_the_session_by_the_working_directory(tmp_path: Path)
     # Provider settings from the IPython profile alone (no Jupyter server config here).
     (profile / "ipython_config.py").write_text(
         f"c.InteractiveShellApp.extensions = ['jupyter_assistant']\n"
-        f"c.ClaudeCodeProvider.command = [{str(FAKE_CLAUDE)!r}]\n"
+        f"c.ClaudeCodeProvider.command = {FAKE_CLAUDE_COMMAND!r}\n"
     )
     done = run_ipython(folder, ipython_dir, store, config_dir, "%assistant scenario:tool hi")
     assert done.returncode == 0, done.stderr
@@ -656,7 +656,7 @@ def shared_config(jp_config_dir: Path) -> Path:
     config.write_text(
         json.dumps(
             {
-                "ClaudeCodeProvider": {"command": [str(FAKE_CLAUDE)]},
+                "ClaudeCodeProvider": {"command": FAKE_CLAUDE_COMMAND},
                 "AssistantExtension": {"cancel_grace_seconds": 1.0},
             }
         )

@@ -21,6 +21,7 @@ from jupyter_assistant.providers.base import NotebookToolsAccess, TurnRequest
 from jupyter_assistant.providers.codex import CAPABILITY_ENV, CodexProvider
 from jupyter_assistant.providers.gemini import GeminiProvider
 
+from .conftest import fake_cli
 from .fakes.gemini_standin import GeminiStandIn
 from .fakes.openai_standin import OpenAIStandIn
 from .fakes.real_clis import codex_standin_config, find_real, gemini_home_for_standin
@@ -216,15 +217,15 @@ def jp_server_config(jp_server_config: dict[str, Any], tmp_path: Path) -> dict[s
     return {
         **jp_server_config,
         "CodexProvider": {
-            "command": [str(FAKES / "codex")],
+            "command": fake_cli("codex"),
             "env": {"CODEX_HOME": str(tmp_path / "codex-home"), "CODEX_API_KEY": "k"},
         },
         "GeminiProvider": {
-            "command": [str(FAKES / "gemini")],
+            "command": fake_cli("gemini"),
             "env": {"HOME": str(tmp_path / "gemini-home"), "GEMINI_API_KEY": "k"},
         },
         "AcpProvider": {
-            "command": [str(FAKES / "acp_agent")],
+            "command": fake_cli("acp_agent"),
             "env": {"FAKE_ACP_STORE": str(tmp_path / "acp-sessions")},
         },
     }

@@ -16,6 +16,7 @@ import pytest
 from jupyter_assistant.providers.acp import AcpClient, AcpProvider, decide
 from jupyter_assistant.providers.base import ProviderUnavailable, TurnRequest
 
+from .conftest import fake_cli
 from .fakes.gemini_standin import GeminiStandIn
 from .fakes.real_clis import find_real, gemini_home_for_standin
 from .helpers import (
@@ -565,7 +566,7 @@ def agent_log(tmp_path: Path) -> Path:
 @pytest.fixture
 def acp_settings(tmp_path: Path, agent_log: Path) -> dict[str, Any]:
     return {
-        "command": [str(FAKE_AGENT)],
+        "command": fake_cli("acp_agent"),
         "env": {"FAKE_ACP_STORE": str(tmp_path / "acp-sessions"), "FAKE_ACP_LOG": str(agent_log)},
     }
 
@@ -939,7 +940,7 @@ class TestRealGeminiAcpLoggedOut:
 
 async def test_health_starts_the_agent_once_in_a_while(tmp_path: Path) -> None:
     log = tmp_path / "received.jsonl"
-    provider = AcpProvider(command=[str(FAKE_AGENT)], env={"FAKE_ACP_LOG": str(log)})
+    provider = AcpProvider(command=fake_cli("acp_agent"), env={"FAKE_ACP_LOG": str(log)})
     first = await provider.health()
     second = await provider.health()
     assert first.available and second.available

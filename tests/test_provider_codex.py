@@ -16,6 +16,7 @@ import pytest
 from jupyter_assistant.providers.base import ProviderUnavailable, TurnRequest
 from jupyter_assistant.providers.codex import CodexProvider, CodexStreamParser
 
+from .conftest import fake_cli
 from .fakes.openai_standin import OpenAIStandIn
 from .fakes.real_clis import codex_standin_config, find_real
 from .helpers import (
@@ -317,7 +318,7 @@ def codex_home(tmp_path: Path) -> Path:
 @pytest.fixture
 def codex_settings(codex_home: Path) -> dict[str, Any]:
     return {
-        "command": [str(FAKE_CODEX)],
+        "command": fake_cli("codex"),
         "env": {"CODEX_HOME": str(codex_home), "CODEX_API_KEY": "test-key"},
     }
 
@@ -448,7 +449,7 @@ class TestWithTheFakeCli:
 class TestWithoutCredentials:
     @pytest.fixture
     def codex_settings(self, codex_home: Path) -> dict[str, Any]:
-        return {"command": [str(FAKE_CODEX)], "env": {"CODEX_HOME": str(codex_home)}}
+        return {"command": fake_cli("codex"), "env": {"CODEX_HOME": str(codex_home)}}
 
     async def test_the_turn_is_refused_before_codex_starts(
         self, jp_fetch: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -16,6 +16,7 @@ import pytest
 from jupyter_assistant.providers.base import ProviderUnavailable, TurnRequest
 from jupyter_assistant.providers.gemini import GeminiProvider, GeminiStreamParser
 
+from .conftest import fake_cli
 from .fakes.gemini_standin import GeminiStandIn
 from .fakes.real_clis import find_real, gemini_home_for_standin
 from .helpers import (
@@ -222,7 +223,7 @@ def gemini_home(tmp_path: Path) -> Path:
 @pytest.fixture
 def gemini_settings(gemini_home: Path) -> dict[str, Any]:
     return {
-        "command": [str(FAKE_GEMINI)],
+        "command": fake_cli("gemini"),
         "env": {"HOME": str(gemini_home), "GEMINI_API_KEY": "test-key"},
     }
 
@@ -315,7 +316,7 @@ class TestWithTheFakeCli:
 class TestFakeCliNotLoggedIn:
     @pytest.fixture
     def gemini_settings(self, gemini_home: Path) -> dict[str, Any]:
-        return {"command": [str(FAKE_GEMINI)], "env": {"HOME": str(gemini_home)}}
+        return {"command": fake_cli("gemini"), "env": {"HOME": str(gemini_home)}}
 
     async def test_exit_41_becomes_not_authenticated(
         self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch

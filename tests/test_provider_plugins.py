@@ -17,6 +17,7 @@ from jupyter_assistant.providers.claude_code import ClaudeCodeProvider
 from jupyter_assistant.providers.codex import CodexProvider
 from jupyter_assistant.providers.gemini import GeminiProvider
 
+from .conftest import fake_cli
 from .helpers import api, create_session, json_of, run_turn, text_of, types
 
 REPO = Path(__file__).parent.parent
@@ -130,7 +131,9 @@ def test_a_broken_plugin_is_skipped(site: Path, caplog: pytest.LogCaptureFixture
 def mycli_command(tmp_path: Path) -> str:
     script = tmp_path / "bin" / "mycli"
     script.parent.mkdir()
-    script.write_text(FAKE_MYCLI)
+    # Run by this interpreter (the doc's provider looks its CLI up by name, so no
+    # conftest.fake_cli here): another python3 would get pytest-jupyter's PYTHONPATH.
+    script.write_text(FAKE_MYCLI.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1))
     script.chmod(0o755)
     return str(script)
 
@@ -144,11 +147,11 @@ def jp_server_config(
         **jp_server_config,
         "MyCliProvider": {"command": mycli_command},
         "CodexProvider": {
-            "command": [str(FAKES / "codex")],
+            "command": fake_cli("codex"),
             "env": {"CODEX_HOME": str(tmp_path / "codex-home"), "CODEX_API_KEY": "k"},
         },
-        "GeminiProvider": {"command": [str(FAKES / "gemini")], "env": {"GEMINI_API_KEY": "k"}},
-        "AcpProvider": {"command": [str(FAKES / "acp_agent")]},
+        "GeminiProvider": {"command": fake_cli("gemini"), "env": {"GEMINI_API_KEY": "k"}},
+        "AcpProvider": {"command": fake_cli("acp_agent")},
     }
 
 
