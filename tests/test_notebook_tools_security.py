@@ -185,6 +185,8 @@ async def test_the_agent_never_receives_jupyters_token(
     assert token not in json.dumps(server)
     # The capability is not on the command line either (any local user can read `ps`).
     assert server["headers"]["x-assistant-capability"] not in " ".join(launched["argv"])
+    # The CLI waits for the tools' server as long as its first start may take.
+    assert "MCP_TIMEOUT" in launched["env_names"]
     await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
 
 

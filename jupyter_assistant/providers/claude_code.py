@@ -32,6 +32,8 @@ INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
 LOGIN_CHECK_ARGS = ("auth", "status", "--json")
 # Tools the interactive CLI offers that need a user interface this client does not have.
 INTERACTIVE_DISALLOWED = ("AskUserQuestion",)
+# How long the CLI waits for an MCP server to connect (its MCP_TIMEOUT), unless set already.
+MCP_CONNECT_TIMEOUT_MS = 30_000
 
 
 class ClaudeCodeProvider(CliProvider):
@@ -120,6 +122,9 @@ class ClaudeCodeProvider(CliProvider):
             config_file = private_file(request, json.dumps(config), "claude-mcp-", ".json")
             cleanup.append(config_file)
             argv += ["--mcp-config", config_file]
+            # The tools' MCP server answers once the server imported its SDK (about a second on
+            # the first turn, more on a busy machine): the CLI must not give up on it before.
+            env.setdefault("MCP_TIMEOUT", str(MCP_CONNECT_TIMEOUT_MS))
             # The server asks the user about each notebook tool call itself (the same way for
             # every provider), so the CLI does not ask again.
             allowed.append(f"mcp__{tools.name}")
