@@ -70,6 +70,13 @@ class ProcessRecord:
     # Sent to the provider itself on cancel (e.g. SIGINT lets Claude Code stop its tools and
     # save the conversation); the rest of the tree gets SIGTERM.
     interrupt_signal: int = int(signal.SIGTERM)
+    # The turn id the provider's processes carry in MARKER_ENV, when it is not ``turn_id``: a
+    # warm provider (turns/warm.py) keeps the marker of the turn that started it.
+    marker: str = ""
+
+    @property
+    def process_marker(self) -> str:
+        return self.marker or self.turn_id
 
     def owner_alive(self) -> bool:
         return identity_alive(self.owner_pid, self.owner_create_time)
@@ -141,7 +148,7 @@ class ProcessRegistry:
 
     def write(self, rec: ProcessRecord) -> None:
         # Not fsync'd: the record only matters while processes live, and they die with the OS.
-        atomic_write(self._file(rec.session_id), json.dumps(asdict(rec)).encode(), durable=False)
+        atomic_write(self._file(rec.session_id), _record_bytes(rec), durable=False)
 
     def read(self, session_id: str) -> ProcessRecord | None:
         try:
@@ -192,6 +199,56 @@ class ProcessRegistry:
     def orphans(self) -> list[ProcessRecord]:
         """Records whose owner process is gone (a server or kernel killed mid-turn)."""
         return [rec for rec in self.all() if not rec.owner_alive()]
+
+    # -- warm providers (turns/warm.py): kept running between turns, not a running turn ----------
+
+    @property
+    def warm_dir(self) -> Path:
+        return self.dir / WARM_DIR
+
+    def write_warm(self, rec: ProcessRecord) -> None:
+        """Record a provider kept running between the session's turns (``processes/warm/``:
+        it does not make the session busy), so that a reaper finds it if its owner dies."""
+        ensure_private_dir(self.warm_dir)
+        path = self.warm_dir / f"{validate_session_id(rec.session_id)}.json"
+        atomic_write(path, _record_bytes(rec), durable=False)
+
+    def clear_warm(self, session_id: str, pid: int | None = None) -> None:
+        """Remove the session's warm record (with ``pid``: only if it is that process's)."""
+        path = self.warm_dir / f"{validate_session_id(session_id)}.json"
+        if pid is not None:
+            current = self._read_path(path)
+            if current is not None and current.pid != pid:
+                return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    def warm_records(self) -> list[ProcessRecord]:
+        found = []
+        for path in self.warm_dir.glob("*.json"):
+            rec = self._read_path(path)
+            if rec is not None:
+                found.append(rec)
+        return found
+
+    def _read_path(self, path: Path) -> ProcessRecord | None:
+        try:
+            return ProcessRecord(**json.loads(path.read_bytes()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("Unreadable process record %s: %s", path.name, exc)
+            return None
+
+
+WARM_DIR = "warm"
+
+
+def _record_bytes(rec: ProcessRecord) -> bytes:
+    data = asdict(rec)
+    if not data["marker"]:
+        del data["marker"]  # as records were before warm providers: older readers take it
+    return json.dumps(data).encode()
 
 
 async def spawn(
@@ -271,7 +328,7 @@ def find_tree(rec: ProcessRecord) -> list[psutil.Process]:
                 continue  # older than the turn: cannot be one of its processes
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        if _carries_marker(proc, rec.turn_id):
+        if _carries_marker(proc, rec.process_marker):
             found[proc.pid] = proc
     return [proc for proc in found.values() if _alive(proc)]
 

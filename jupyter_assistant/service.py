@@ -204,6 +204,8 @@ class AssistantService:
                 session.detached_reason = None
 
             moved += await self._update_if_exists(row["id"], follow)
+            # Its warm provider runs in the old folder, for the old notebook.
+            await self.runner.end_warm(row["id"])
         return moved
 
     async def notebook_deleted(self, api_path: str) -> int:
@@ -243,6 +245,7 @@ class AssistantService:
         if not await asyncio.to_thread(self.store.exists, session_id):
             raise NotFound(f"Unknown session: {session_id}")
         await self.runner.cancel(session_id)
+        await self.runner.end_warm(session_id)
         await asyncio.to_thread(self.store.delete, session_id)
         self.runner.turns.pop(session_id, None)
         if self.runner.checkpoints is not None:  # its checkpoints go with it

@@ -39,6 +39,9 @@ RUNNER_TRAITS = (
     "max_reply_bytes",
     "max_session_cost_usd",
     "permission_timeout_seconds",
+    "warm_agents",
+    "warm_idle_seconds",
+    "max_warm_processes",
 )
 
 Number = TypeVar("Number", int, float)
@@ -194,6 +197,25 @@ class EngineSettings(Configurable):
         "depth; virtualenvs (a folder with pyvenv.cfg) are left out too.",
     ).tag(config=True)
 
+    # Warm providers (turns/warm.py): a session's CLI kept running between its turns.
+    warm_agents = Bool(
+        False,
+        help="Keep a conversation's Claude Code process running after its turn, so that the "
+        "next question skips the CLI's start-up (about a second). The server's turns only "
+        "(not %%assistant cells). A process whose settings, folder, model or notebook context "
+        "changed, or that died, is replaced by a cold start that resumes the conversation.",
+    ).tag(config=True)
+
+    warm_idle_seconds = Float(
+        600.0, help="A warm provider process unused this long is ended (warm_agents)."
+    ).tag(config=True)
+
+    max_warm_processes = Int(
+        4,
+        help="At most this many warm provider processes are kept (warm_agents); the least "
+        "recently used is ended first.",
+    ).tag(config=True)
+
     max_session_cost_usd = Float(
         None,
         allow_none=True,
@@ -229,11 +251,18 @@ class EngineSettings(Configurable):
         "turn_timeout_seconds",
         "idle_timeout_seconds",
         "permission_timeout_seconds",
+        "warm_idle_seconds",
     )
     def _positive_seconds(self, proposal: Any) -> float:
         return _positive(proposal, float(proposal["value"]))
 
-    @validate("max_message_bytes", "max_concurrent_turns", "max_line_bytes", "max_reply_bytes")
+    @validate(
+        "max_message_bytes",
+        "max_concurrent_turns",
+        "max_line_bytes",
+        "max_reply_bytes",
+        "max_warm_processes",
+    )
     def _positive_int(self, proposal: Any) -> int:
         return _positive(proposal, int(proposal["value"]))
 

@@ -261,3 +261,59 @@ def test_an_explicit_permission_mode_is_kept(fake_cli: Path, tmp_path: Path) -> 
     provider = ClaudeCodeProvider(command=[str(fake_cli)], permission_mode="acceptEdits")
     argv = provider.build_launch(request_for(tmp_path), {"PATH": "/usr/bin"}).argv
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
+
+
+# -- warm processes (turns/warm.py) ---------------------------------------------------------------
+
+
+def test_a_kept_process_keeps_stdin_open_and_a_reused_one_is_not_initialized_again(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    provider = ClaudeCodeProvider(command=[str(fake_cli)])
+    request = request_for(tmp_path)
+    request.keep_process = True
+    first, io = provider.create_parser(request), RecordingIO()
+    first.start(io)
+    assert [m["type"] for m in io.sent] == ["control_request", "user"]
+    events = [e for line in lines("reply.jsonl") for e in first.feed(line)]
+    assert events[-1]["type"] == "done"
+    assert not io.closed  # the CLI waits for the next turn's message
+
+    request.reuses_process = True
+    second, again = provider.create_parser(request), RecordingIO()
+    second.start(again)
+    assert [m["type"] for m in again.sent] == ["user"]
+    assert again.sent[0]["message"]["content"] == "tidy the data"
+
+
+def test_a_stopped_turn_of_a_kept_process_closes_stdin_at_its_result() -> None:
+    parser = ClaudeControlParser("p", CAPTURE_DIR, close_after_result=False)
+    io = RecordingIO()
+    parser.start(io)
+    assert parser.interrupt()
+    events = [e for line in lines("interrupt_streaming.jsonl") for e in parser.feed(line)]
+    assert events[-1]["type"] == "error"  # the interrupted result
+    assert io.closed
+
+
+def test_the_reuse_key_ignores_the_conversation_and_the_file_names_but_not_the_context(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    provider = ClaudeCodeProvider(command=[str(fake_cli)])
+    env = {"PATH": "/usr/bin"}
+    request = request_for(tmp_path)
+    request.scratch_dir = str(tmp_path / "private")
+    first = provider.build_launch(request, env)
+    request.provider_session_id = "conversation-1"
+    resumed = provider.build_launch(request, env)
+    assert first.cleanup != resumed.cleanup  # new private files each turn
+    assert first.reuse_key is not None and first.reuse_key == resumed.reuse_key
+    request.context = {"cell": "df.tail()"}
+    assert provider.build_launch(request, env).reuse_key != first.reuse_key
+    request.context = {"cell": "df.head()"}
+    provider.permission_mode = "acceptEdits"
+    assert provider.build_launch(request, env).reuse_key != first.reuse_key
+    provider.permission_mode = None
+    assert provider.build_launch(request, {**env, "X": "1"}).reuse_key != first.reuse_key
+    provider.interactive = False  # print mode: one prompt per process
+    assert provider.build_launch(request, env).reuse_key is None

@@ -156,10 +156,12 @@ class FileGrantIssuer:
         self.url = url
         self._issued: dict[str, list[str]] = {}
 
-    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> NotebookToolsAccess:
+    def issue(
+        self, session_id: str, turn_id: str, notebook_path: str, capability: str | None = None
+    ) -> NotebookToolsAccess:
         from ..providers.base import NotebookToolsAccess
 
-        capability = secrets.token_urlsafe(32)
+        capability = capability or secrets.token_urlsafe(32)
         self.files.write(capability, Grant(session_id, turn_id, notebook_path, os.getpid()))
         self._issued.setdefault(turn_id, []).append(capability)
         # Knock: the server starts its MCP server while the CLI starts, as for its own turns.
@@ -183,9 +185,15 @@ class CapabilityRegistry:
         self.files = files
         self.running = running
 
-    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> str:
-        """A new capability for this turn (revoke it when the turn ends)."""
-        capability = secrets.token_urlsafe(32)
+    def issue(
+        self, session_id: str, turn_id: str, notebook_path: str, capability: str | None = None
+    ) -> str:
+        """A new capability for this turn (revoke it when the turn ends). ``capability``: grant
+        this turn under one issued before (a warm provider holds it, turns/warm.py); it must
+        not be live for another turn."""
+        if capability and _digest(capability) in self._grants:
+            raise ValueError("That capability is live for another turn.")
+        capability = capability or secrets.token_urlsafe(32)
         self._grants[_digest(capability)] = Grant(session_id, turn_id, notebook_path)
         return capability
 

@@ -120,10 +120,14 @@ class NotebookToolsGateway:
 
     # -- per turn ----------------------------------------------------------------------------
 
-    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> NotebookToolsAccess:
+    def issue(
+        self, session_id: str, turn_id: str, notebook_path: str, capability: str | None = None
+    ) -> NotebookToolsAccess:
+        """A turn's access; ``capability``: the one a warm provider's process already holds
+        (turns/warm.py), granted again for this turn only."""
         from ..providers.base import NotebookToolsAccess
 
-        capability = self.capabilities.issue(session_id, turn_id, notebook_path)
+        capability = self.capabilities.issue(session_id, turn_id, notebook_path, capability)
         if self._serving is None and self._warming is None:
             # The MCP server starts while the CLI does: a CLI that connects first would wait
             # for the SDK's import (about a second) and may give up on the tools.

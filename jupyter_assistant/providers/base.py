@@ -93,6 +93,11 @@ class TurnRequest:
     scratch_dir: str | None = None
     # The notebook tools for this turn (None: not offered).
     notebook_tools: NotebookToolsAccess | None = None
+    # Warm providers (turns/warm.py): the process is kept running after this turn's result
+    # (the parser leaves stdin open), and whether this turn reuses one already running (the
+    # parser then skips what the process was told when it started).
+    keep_process: bool = False
+    reuses_process: bool = False
 
 
 @dataclass
@@ -103,6 +108,11 @@ class LaunchSpec:
     cwd: str = ""
     # Files the runner removes once the process has ended (e.g. ``private_file``'s).
     cleanup: list[str] = field(default_factory=list)
+    # Set by a provider whose process can take the session's next turn too (turns/warm.py):
+    # what the launch is, apart from what changes every turn and reaches a running process
+    # anyway (the prompt, the conversation to resume). A running process is reused only for
+    # a launch with the same key; None: one process per turn.
+    reuse_key: str | None = None
 
 
 def private_file(

@@ -5,6 +5,7 @@ claude_control.py (interactive mode, the default).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -111,6 +112,7 @@ class ClaudeCodeProvider(CliProvider):
             argv += ["--model", model]
         allowed = list(self.allowed_tools)
         cleanup: list[str] = []
+        contents: dict[str, str] = {}  # the private files' texts
         tools = request.notebook_tools
         if tools is not None:
             # The capability must not show in `ps`: the MCP configuration is a private file.
@@ -119,8 +121,10 @@ class ClaudeCodeProvider(CliProvider):
                     tools.name: {"type": "http", "url": tools.url, "headers": tools.headers()}
                 }
             }
-            config_file = private_file(request, json.dumps(config), "claude-mcp-", ".json")
+            config_text = json.dumps(config)
+            config_file = private_file(request, config_text, "claude-mcp-", ".json")
             cleanup.append(config_file)
+            contents[config_file] = config_text
             argv += ["--mcp-config", config_file]
             # The tools' MCP server answers once the server imported its SDK (about a second on
             # the first turn, more on a busy machine): the CLI must not give up on it before.
@@ -136,13 +140,20 @@ class ClaudeCodeProvider(CliProvider):
             argv += ["--disallowedTools", *disallowed]
         # The system prompt holds the notebook's context (a cell may hold a secret): it goes in
         # a private file, never on the command line, which every local user can read in `ps`.
-        system_file = private_file(request, self.instructions(request), "claude-system-")
+        system_text = self.instructions(request)
+        system_file = private_file(request, system_text, "claude-system-")
         argv += ["--append-system-prompt-file", system_file]
         cleanup.append(system_file)
+        contents[system_file] = system_text
         argv += list(self.extra_args)
         # Interactive: the parser sends the prompt as a stream-json message (start()).
         stdin = None if self.interactive else request.prompt.encode()
-        return LaunchSpec(argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=cleanup)
+        launch = LaunchSpec(
+            argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=cleanup
+        )
+        if self.interactive:
+            launch.reuse_key = _reuse_key(launch, contents)
+        return launch
 
     def effective_permission_mode(self) -> str:
         if self.permission_mode is not None:
@@ -151,7 +162,12 @@ class ClaudeCodeProvider(CliProvider):
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         if self.interactive:
-            return ClaudeControlParser(request.prompt, request.working_dir)
+            return ClaudeControlParser(
+                request.prompt,
+                request.working_dir,
+                initialize=not request.reuses_process,
+                close_after_result=not request.keep_process,
+            )
         return ClaudeStreamParser()
 
     def credentials_state(self, env: dict[str, str]) -> str:
@@ -184,3 +200,19 @@ class ClaudeCodeProvider(CliProvider):
         if not isinstance(status, dict) or not isinstance(status.get("loggedIn"), bool):
             return "unknown"
         return "present" if status["loggedIn"] else "missing"
+
+
+def _reuse_key(launch: LaunchSpec, contents: dict[str, str]) -> str:
+    """What a running CLI was started with, apart from the turn's prompt and the
+    conversation it resumes: the command line with the private files' contents in place of
+    their (per-turn) names, the environment, the folder. The system prompt holds the
+    turn's notebook context, so a turn with other context needs a new process; the MCP
+    configuration holds the notebook tools' capability, which the runner keeps the same
+    for the turns of one warm process (each grant still lives only while its turn runs)."""
+    parts = [
+        "file:" + contents[arg] if arg in contents else arg
+        for arg in launch.argv
+        if not arg.startswith("--resume=")
+    ]
+    text = json.dumps([parts, sorted(launch.env.items()), launch.cwd])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -15,7 +15,9 @@ Checked against claude 2.1.197 (samples in tests/fakes/wire-samples/control/):
 * ``control_request {subtype: interrupt}`` stops the turn: the CLI answers it, withdraws a
   pending question with ``control_cancel_request``, stops a running tool, and ends with a
   ``result`` whose ``subtype`` is ``error_during_execution``;
-* after the ``result`` the CLI waits for more input: closing stdin lets it exit.
+* after the ``result`` the CLI waits for more input: closing stdin lets it exit, and the next
+  ``user`` line starts another turn of the same conversation (a warm process, turns/warm.py:
+  no second initialize; it prints ``system/init`` again, with the same session id).
 """
 
 from __future__ import annotations
@@ -42,10 +44,22 @@ class ClaudeControlParser(ClaudeStreamParser):
 
     interactive = True
 
-    def __init__(self, prompt: str, working_dir: str) -> None:
+    def __init__(
+        self,
+        prompt: str,
+        working_dir: str,
+        *,
+        initialize: bool = True,
+        close_after_result: bool = True,
+    ) -> None:
+        """``initialize=False``: the CLI runs already (a warm process, turns/warm.py) and was
+        initialized by an earlier turn; ``close_after_result=False``: stdin stays open after
+        the result, so that the process can take the next turn."""
         super().__init__()
         self._prompt = prompt
         self._working_dir = working_dir
+        self._initialize = initialize
+        self._close_after_result = close_after_result
         self._io: ProviderIO | None = None
         self._asks: dict[str, Any] = {}  # request id -> the tool input asked about
         self._asked_tool_uses: set[str] = set()
@@ -55,13 +69,14 @@ class ClaudeControlParser(ClaudeStreamParser):
 
     def start(self, io: ProviderIO) -> None:
         self._io = io
-        self._send(
-            {
-                "type": "control_request",
-                "request_id": INIT_REQUEST_ID,
-                "request": {"subtype": "initialize"},
-            }
-        )
+        if self._initialize:
+            self._send(
+                {
+                    "type": "control_request",
+                    "request_id": INIT_REQUEST_ID,
+                    "request": {"subtype": "initialize"},
+                }
+            )
         self._send(
             {
                 "type": "user",
@@ -147,8 +162,9 @@ class ClaudeControlParser(ClaudeStreamParser):
 
     def _result(self, obj: dict[str, Any]) -> list[Event]:
         events = super()._result(obj)
-        # The turn is over; the CLI would wait for another message.
-        if self._io is not None:
+        # The turn is over; the CLI would wait for another message. A stopped turn's process
+        # is not kept: it may exit at once, not after the stop's signals.
+        if self._io is not None and (self._close_after_result or self._interrupted):
             self._io.close()
         return events
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from ..providers.base import LaunchSpec, Provider, ProviderUnavailable, StreamPa
 from ..workdir import working_dir_problem
 from .stopping import stop_provider
 from .turn import RunnerSettings, Turn
+from .warm import WarmProcess
 
 STDERR_TAIL_BYTES = 4096
 # After the provider's final result, how long it may take to exit before it is stopped.
@@ -41,6 +43,11 @@ class Outcome:
     terminal: Event | None
     provider_session_id: str | None
     resume_failed: bool = False
+    # Warm providers (warm.py): the process, still running after a ``done``, to park for the
+    # session's next turn; and whether a reused process had died (nothing came from it: the
+    # runner starts the turn cold instead).
+    kept: WarmProcess | None = None
+    reuse_failed: bool = False
 
 
 @dataclass
@@ -50,6 +57,10 @@ class ProviderProcess:
     settings: RunnerSettings
     registry: ProcessRegistry
     sink: EventSink
+    # Warm providers: the running process this turn uses instead of a spawn, and the launch
+    # key of a process to keep after the turn (None: it ends with the turn, as usual).
+    reuse: WarmProcess | None = None
+    keep_key: str | None = None
 
     async def run(self, request: TurnRequest, launch: LaunchSpec) -> Outcome:
         turn, settings = self.turn, self.settings
@@ -62,6 +73,8 @@ class ProviderProcess:
         problem = await asyncio.to_thread(working_dir_problem, cwd, settings.root_dir)
         if problem is not None:
             raise ProviderUnavailable("unsafe_working_dir", problem)
+        if self.reuse is not None:
+            return await self._run_reused(self.reuse, parser, launch)
         try:
             proc = await spawn(
                 launch.argv,
@@ -92,21 +105,53 @@ class ProviderProcess:
         finally:
             turn.parser = None
 
+    async def _run_reused(
+        self, warm: WarmProcess, parser: StreamParser, launch: LaunchSpec
+    ) -> Outcome:
+        """The turn on a warm process: its record is the session's turn record while the turn
+        runs (the same tree: pid, start time, marker), so stopping and reaping find it."""
+        turn = self.turn
+        turn.record = dataclasses.replace(
+            warm.record,
+            session_id=turn.session_id,
+            turn_id=turn.id,
+            marker=warm.record.process_marker,
+            started_at=time.time(),
+        )
+        await asyncio.to_thread(self.registry.write, turn.record)
+        turn.parser, turn.process = parser, warm.proc
+        try:
+            return await self._supervise(warm.proc, parser, launch, warm)
+        finally:
+            turn.parser = None
+
     async def _supervise(
-        self, proc: asyncio.subprocess.Process, parser: StreamParser, launch: LaunchSpec
+        self,
+        proc: asyncio.subprocess.Process,
+        parser: StreamParser,
+        launch: LaunchSpec,
+        reused: WarmProcess | None = None,
     ) -> Outcome:
         turn, grace = self.turn, self.settings.cancel_grace_seconds
-        stderr = bytearray()
-        stderr_task = asyncio.create_task(_drain(proc.stderr, stderr))
+        keep = self.keep_key is not None
+        if reused is not None:
+            stderr, stderr_task, writer = reused.stderr, reused.stderr_task, reused.stdin
+        else:
+            stderr = bytearray()
+            stderr_task = asyncio.create_task(_drain(proc.stderr, stderr))
+            writer = StdinWriter(proc)
         if parser.interactive:
             stdin_task = asyncio.create_task(asyncio.sleep(0))
-            parser.start(StdinWriter(proc))
+            parser.start(writer)
         else:
             stdin_task = asyncio.create_task(_feed_stdin(proc, launch.stdin))
-        pump = _Pump(turn, parser, self.sink, self.settings.max_line_bytes)
+        pump = _Pump(turn, parser, self.sink, self.settings.max_line_bytes, keep)
+        if reused is not None:
+            pump.pending = reused.leftover
         pump_task = asyncio.create_task(pump.run(proc.stdout))
         watchdog = asyncio.create_task(self._watchdog(pump, pump_task))
         waits: list[asyncio.Task[Any]] = []
+        kept = False
         try:
             # Until the end of output, the final result, or a stop: a process the provider
             # left behind may hold stdout open long after the provider is done.
@@ -118,22 +163,49 @@ class ProviderProcess:
             if turn.stop_request is not None:
                 await stop_provider(turn, grace, graceful=turn.stop_request.reason == "cancelled")
             elif pump.terminal is not None:
+                if keep and _done(pump.terminal) and proc.returncode is None:
+                    kept = True  # the process takes the session's next turn (warm.py)
+                elif keep:
+                    writer.close()  # not kept: the CLI exits at the end of its input
+            if not kept and turn.stop_request is None and pump.terminal is not None:
                 # The result is in; give the process a moment to exit on its own.
                 try:
                     await asyncio.wait_for(proc.wait(), EXIT_AFTER_RESULT_SECONDS)
                 except asyncio.TimeoutError:
                     await stop_provider(turn, grace, graceful=False)
-            returncode = await proc.wait()
-            for task in (pump_task, stderr_task):
-                # Drain what the pipes still hold; stop waiting if something else holds them.
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(task), DRAIN_SECONDS)
+            if not kept:
+                returncode = await proc.wait()
+                for task in (pump_task, stderr_task):
+                    # Drain what the pipes still hold; stop waiting if something else holds them.
+                    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(asyncio.shield(task), DRAIN_SECONDS)
         finally:
-            helpers: list[asyncio.Task[Any]] = [stdin_task, stderr_task, pump_task, watchdog]
+            helpers: list[asyncio.Task[Any]] = [stdin_task, pump_task, watchdog]
+            if not kept:
+                helpers.append(stderr_task)
             for task in helpers + waits:
                 task.cancel()
-            if proc.returncode is None:
+            if proc.returncode is None and not kept:
                 await stop_provider(turn, grace, graceful=False)
+        if kept:
+            assert self.keep_key is not None and turn.record is not None
+            warm = reused or WarmProcess(
+                session_id=turn.session_id,
+                key=self.keep_key,
+                proc=proc,
+                record=dataclasses.replace(turn.record, marker=turn.record.process_marker),
+                stdin=writer,
+                stderr=stderr,
+                stderr_task=stderr_task,
+            )
+            warm.leftover = pump.pending
+            warm.conversation_id = parser.provider_session_id or warm.conversation_id
+            # The turn no longer owns the process: nothing that ends the turn may stop it.
+            turn.record, turn.process = None, None
+            return Outcome(pump.terminal, warm.conversation_id, kept=warm)
+        if reused is not None and not pump.seen_output and turn.stop_request is None:
+            # The warm process had died before this turn reached it.
+            return Outcome(None, None, reuse_failed=True)
         if turn.stop_request is None and await asyncio.to_thread(
             self.registry.cancel_requested, turn.session_id, turn.id
         ):
@@ -245,7 +317,12 @@ class _Pump:
     and the turn's event buffer stays small however fast the provider prints)."""
 
     def __init__(
-        self, turn: Turn, parser: StreamParser, sink: EventSink, max_line_bytes: int
+        self,
+        turn: Turn,
+        parser: StreamParser,
+        sink: EventSink,
+        max_line_bytes: int,
+        stop_at_terminal: bool = False,
     ) -> None:
         self.turn = turn
         self.parser = parser
@@ -254,39 +331,59 @@ class _Pump:
         self.last_output = time.monotonic()
         self.terminal: Event | None = None
         self.terminal_seen = asyncio.Event()
+        # A warm process (warm.py): reading stops at the line of the result, and what was read
+        # after it stays in ``pending`` for the next turn's pump.
+        self.stop_at_terminal = stop_at_terminal
+        self.pending = b""
+        self.seen_output = False
 
     async def run(self, stream: asyncio.StreamReader | None) -> None:
         if stream is None:
             return
-        pending = b""
+        if self.pending and self._lines(b""):
+            return
         while True:
             chunk = await stream.read(262144)
             if not chunk:
-                if pending:
-                    self._handle_all(self.parser.feed(pending))
+                if self.pending:
+                    self._handle_all(self.parser.feed(self.pending))
+                    self.pending = b""
                 return
+            self.seen_output = True
             self.last_output = time.monotonic()
-            data = pending + chunk if pending else chunk
-            start = 0
-            batch: list[Event] = []
-            while True:
-                end = data.find(b"\n", start)
-                if end < 0:
-                    break
-                batch.extend(self.parser.feed(data[start:end]))
-                start = end + 1
-            self._handle_all(batch)
-            pending = data[start:]
-            if len(pending) > self.max_line_bytes:
-                self.turn.request_stop(
-                    "oversize",
-                    events.error(
-                        "provider_failed",
-                        f"The provider printed a line longer than {self.max_line_bytes} bytes; "
-                        "the turn was stopped (c.AssistantExtension.max_line_bytes).",
-                    ),
-                )
+            if self._lines(chunk):
                 return
+
+    def _lines(self, chunk: bytes) -> bool:
+        """Feed the whole lines of what was read; True when reading ends here."""
+        pending = self.pending
+        data = pending + chunk if pending else chunk
+        start = 0
+        batch: list[Event] = []
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            produced = self.parser.feed(data[start:end])
+            batch.extend(produced)
+            start = end + 1
+            if self.stop_at_terminal and any(e["type"] in TERMINAL_EVENTS for e in produced):
+                self._handle_all(batch)
+                self.pending = data[start:]
+                return True
+        self._handle_all(batch)
+        self.pending = data[start:]
+        if len(self.pending) > self.max_line_bytes:
+            self.turn.request_stop(
+                "oversize",
+                events.error(
+                    "provider_failed",
+                    f"The provider printed a line longer than {self.max_line_bytes} bytes; "
+                    "the turn was stopped (c.AssistantExtension.max_line_bytes).",
+                ),
+            )
+            return True
+        return False
 
     def _handle_all(self, batch: list[Event]) -> None:
         merged: Event | None = None

@@ -42,8 +42,22 @@ class Reaper:
         records = await asyncio.to_thread(self.registry.orphans)
         for record in records:
             await self.reap(record)
+        warm = await asyncio.to_thread(self._warm_orphans)
+        for record in warm:
+            # A warm provider (warm.py) of a dead server, idle between turns: no turn to end.
+            log.warning(
+                "Ending the warm provider of session %s: its owner process %s is gone",
+                record.session_id,
+                record.owner_pid,
+            )
+            with contextlib.suppress(Exception):
+                await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+            await asyncio.to_thread(self.registry.clear_warm, record.session_id, record.pid)
         await asyncio.to_thread(self._sweep_private_files)
-        return len(records)
+        return len(records) + len(warm)
+
+    def _warm_orphans(self) -> list[ProcessRecord]:
+        return [rec for rec in self.registry.warm_records() if not rec.owner_alive()]
 
     async def reap(self, record: ProcessRecord) -> None:
         """Stop the provider of a turn whose owner died, and end the turn as interrupted."""
@@ -91,10 +105,13 @@ class Reaper:
                     if entry.stat().st_mtime < cutoff:
                         shutil.rmtree(entry.path)
 
-    def stop_now(self, turns: dict[str, Turn]) -> None:
+    def stop_now(
+        self, turns: dict[str, Turn], skip_pids: set[int] | frozenset[int] = frozenset()
+    ) -> None:
         """Last resort at interpreter exit, when the server stopped without its clean shutdown
         (no event loop left to run the stop sequence): stop every provider this process owns
-        at once and keep what its turn had written, marked interrupted."""
+        at once and keep what its turn had written, marked interrupted. ``skip_pids``: warm
+        providers stopped already (parked between turns: no turn to mark)."""
         me = os.getpid()
         records = {(r.session_id, r.turn_id): r for r in self.registry.all() if r.owner_pid == me}
         # Also the turns whose record file was not written yet: the provider was just spawned.
@@ -105,7 +122,7 @@ class Reaper:
         known = {record.pid for record in records.values()}
         sessions = {live.id: live.session_id for live in list(turns.values())}
         for pid, turn_id in spawned_providers().items():
-            if pid not in known:
+            if pid not in known and pid not in skip_pids:
                 session_id = sessions.get(turn_id, "")
                 records[(session_id, turn_id)] = self.registry.new_record(session_id, turn_id, pid)
         for record in records.values():

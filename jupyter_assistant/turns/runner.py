@@ -45,14 +45,18 @@ from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
 from .stopping import stop_elsewhere, stop_provider, watch_requests
 from .turn import EndReason, NewMessage, RunnerSettings, Turn
+from .warm import WarmPool, WarmSettings
 
 log = logging.getLogger(__name__)
 
 
 class NotebookToolsIssuer(Protocol):
-    """What the runner needs of the notebook tools: a turn's access, and its end."""
+    """What the runner needs of the notebook tools: a turn's access, and its end. A warm
+    provider's next turn passes the ``capability`` its process holds (warm.py)."""
 
-    def issue(self, session_id: str, turn_id: str, notebook_path: str) -> NotebookToolsAccess: ...
+    def issue(
+        self, session_id: str, turn_id: str, notebook_path: str, capability: str | None = None
+    ) -> NotebookToolsAccess: ...
 
     def revoke(self, turn_id: str) -> None: ...
 
@@ -108,6 +112,17 @@ class TurnRunner:
             self.checkpoints = TurnCheckpoints(store.root, rules)
         # In a kernel: its variables, for kernel_variables (names -> the tool's result).
         self.kernel_variables: Callable[[list[str]], Awaitable[dict[str, Any]]] | None = None
+        # Warm providers (warm.py): a session's process kept running between its turns.
+        self.warm: WarmPool | None = None
+        if settings.warm_agents:
+            self.warm = WarmPool(
+                registry,
+                WarmSettings(
+                    settings.warm_idle_seconds,
+                    settings.max_warm_processes,
+                    settings.cancel_grace_seconds,
+                ),
+            )
 
     def latest(self, session_id: str) -> Turn | None:
         return self.turns.get(session_id)
@@ -183,20 +198,27 @@ class TurnRunner:
             )
             tools = self.notebook_tools
             if tools is not None and self.providers.get(turn.provider).supports_notebook_tools:
-                request.notebook_tools = tools.issue(session.id, turn.id, session.path)
+                # A warm process holds its capability in its MCP configuration: this turn's
+                # grant reuses it (revoked again at this turn's end).
+                held = self.warm.capability(session.id) if self.warm is not None else None
+                if held is not None:
+                    request.notebook_tools = tools.issue(session.id, turn.id, session.path, held)
+                else:
+                    request.notebook_tools = tools.issue(session.id, turn.id, session.path)
                 if self.answers_owner_calls:
                     helpers.append(asyncio.create_task(self._answer_owner_calls(turn)))
             told = await self._tell_undone(session, request)
             checkpointed = await self._checkpoint(turn, "before", session)
             if told and self.checkpoints is not None:
                 await asyncio.to_thread(self.checkpoints.mark_told, session.id, told)
-            outcome = await self._attempt(turn, request)
+            history = len(session.messages)  # with the prompt: how a warm process is checked
+            outcome = await self._attempt(turn, request, history)
             if outcome.resume_failed and request.provider_session_id and not turn.stop_request:
                 # The provider lost the conversation (its history was cleared, or the notebook
                 # moved): start a new one rather than fail the user's turn.
                 turn.publish(events.notice(RESUME_LOST, "warning"))
                 request.provider_session_id = None
-                outcome = await self._attempt(turn, request)
+                outcome = await self._attempt(turn, request, history)
         except ProviderUnavailable as exc:
             outcome.terminal = events.error(exc.code, exc.message)
         except StoreUnavailable as exc:  # e.g. no room for the process record or a launch file
@@ -287,8 +309,10 @@ class TurnRunner:
             log.info("The open notebook %s could not be read for the checkpoint: %s", path, exc)
             return None
 
-    async def _attempt(self, turn: Turn, request: TurnRequest) -> Outcome:
-        """Run the provider once."""
+    async def _attempt(
+        self, turn: Turn, request: TurnRequest, history: int, reuse: bool = True
+    ) -> Outcome:
+        """Run the provider once (on the session's warm process if it fits, warm.py)."""
         provider = self.providers.get(turn.provider)
         try:
             launch = provider.build_launch(
@@ -299,15 +323,36 @@ class TurnRunner:
             raise ProviderUnavailable(
                 code, f"Could not write the files the provider is started with: {exc}"
             ) from exc
+        pool = self.warm
+        key = launch.reuse_key if pool is not None else None
+        warm = None
+        if pool is not None and key is not None and reuse:
+            warm = pool.take(turn.session_id, key, request.provider_session_id, history)
+        request.keep_process = key is not None
+        request.reuses_process = warm is not None
         sink = functools.partial(self._receive, turn)
-        process = ProviderProcess(turn, provider, self.settings, self.registry, sink)
+        process = ProviderProcess(
+            turn, provider, self.settings, self.registry, sink, reuse=warm, keep_key=key
+        )
+        outcome = Outcome(None, None)
         try:
             outcome = await process.run(request, launch)
         finally:
-            # Private files of the launch (e.g. the system prompt with the notebook's context).
+            # Private files of the launch (e.g. the system prompt with the notebook's context):
+            # a CLI reads them as it starts, so a warm one needs them no longer either.
             for path in launch.cleanup:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+            if pool is not None and warm is not None and outcome.kept is not warm:
+                pool.discard(warm)  # stopped, failed or died: the next turn starts cold
+        if outcome.reuse_failed:
+            return await self._attempt(turn, request, history, reuse=False)
+        if pool is not None and outcome.kept is not None:
+            kept = outcome.kept
+            tools = request.notebook_tools
+            kept.capability = tools.capability if tools is not None else None
+            kept.next_history = history + 2  # this turn's reply, the next turn's prompt
+            await pool.keep(kept)
         return Outcome(
             outcome.terminal,
             outcome.provider_session_id or request.provider_session_id,
@@ -468,6 +513,13 @@ class TurnRunner:
             *(self.cancel(turn.session_id, "shutdown") for turn in self.running_here()),
             return_exceptions=True,
         )
+        if self.warm is not None:
+            await self.warm.end_all()
+
+    async def end_warm(self, session_id: str) -> None:
+        """End the session's warm process, if it has one parked (delete, rename)."""
+        if self.warm is not None:
+            await self.warm.end(session_id)
 
     async def reap_orphans(self) -> int:
         """Terminate what dead owners left running; mark their turns interrupted."""
@@ -475,4 +527,5 @@ class TurnRunner:
 
     def stop_now(self) -> None:
         """Last resort at interpreter exit (see ``Reaper.stop_now``)."""
-        self.reaper.stop_now(self.turns)
+        parked = self.warm.stop_now() if self.warm is not None else set()
+        self.reaper.stop_now(self.turns, skip_pids=parked)

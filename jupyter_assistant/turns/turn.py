@@ -66,6 +66,10 @@ class RunnerSettings:
         ".venv",
         "venv",
     )
+    # Warm providers (warm.py): a session's provider process kept running between its turns.
+    warm_agents: bool = False
+    warm_idle_seconds: float = 600.0
+    max_warm_processes: int = 4
 
 
 class Approvals(Protocol):

@@ -1,0 +1,296 @@
+"""Warm providers (turns/warm.py) with the REAL Claude Code CLI against the local Messages-API
+stand-in, through the real server: a conversation's CLI kept running between its turns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from jupyter_assistant.processes import MARKER_ENV
+
+from .fakes.anthropic_standin import AnthropicStandIn
+from .helpers import (
+    api,
+    create_session,
+    events,
+    eventually,
+    json_of,
+    pids_alive,
+    post_message,
+    run_turn,
+    text_of,
+    types,
+    wait_until,
+)
+from .test_follow_notebook import contents
+from .test_real_claude import find_real_claude
+
+pytestmark = pytest.mark.usefixtures("notebook_dir")
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[AnthropicStandIn]:
+    with AnthropicStandIn() as server:
+        yield server
+
+
+@pytest.fixture
+def warm_config() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def assistant_config(warm_config: dict[str, Any]) -> dict[str, Any]:
+    return {"warm_agents": True, **warm_config}
+
+
+@pytest.fixture
+def claude_settings(standin: AnthropicStandIn, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "command": [find_real_claude()],
+        "env": standin.cli_env(tmp_path),
+        "allowed_tools": ["Bash(sleep:*)"],
+    }
+
+
+@pytest.fixture
+def jp_server_config(
+    jp_server_config: dict[str, Any], claude_settings: dict[str, Any]
+) -> dict[str, Any]:
+    return {**jp_server_config, "ClaudeCodeProvider": claude_settings}
+
+
+@pytest.fixture
+def extension(jp_serverapp: Any) -> Any:
+    return jp_serverapp.web_app.settings["jupyter_assistant"]
+
+
+def parked(extension: Any) -> dict[str, int]:
+    """Session id -> pid of the warm processes parked between turns."""
+    pool = extension.service.runner.warm
+    return {warm.session_id: warm.pid for warm in pool.parked()}
+
+
+def sent_text(standin: AnthropicStandIn) -> str:
+    return json.dumps(standin.main_bodies[-1].get("messages", []))
+
+
+def tree_of(pid: int) -> list[int]:
+    """The process and every process carrying its turn marker (its tools, which may have left
+    its process group)."""
+    marker = psutil.Process(pid).environ()[MARKER_ENV]
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARKER_ENV) == marker:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+async def done_turn(jp_fetch: Any, sid: str, content: str, **extra: Any) -> list[dict[str, Any]]:
+    stream = await run_turn(jp_fetch, sid, content, **extra)
+    assert types(stream)[-1] == "done", stream[-1]
+    return stream
+
+
+async def test_the_second_turn_reuses_the_process_and_the_model_gets_the_conversation(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn, store_dir: Path
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    first = await done_turn(jp_fetch, sid, "Say hi please")
+    pid = parked(extension)[sid]
+    # Parked, the session is idle: no turn record, a warm record the reaper would find.
+    assert json_of(await api(jp_fetch, "sessions", sid))["status"] == "idle"
+    assert not (store_dir / "processes" / f"{sid}.json").exists()
+    assert json.loads((store_dir / "processes" / "warm" / f"{sid}.json").read_text())["pid"] == pid
+
+    second = await done_turn(jp_fetch, sid, "And again")
+    assert parked(extension)[sid] == pid
+    assert text_of(second) == "Hello from the stand-in. You said: And again"
+    conversation = first[-1]["data"]["provider_session_id"]
+    assert second[-1]["data"]["provider_session_id"] == conversation
+    sent = sent_text(standin)
+    assert "Say hi please" in sent
+    assert "Hello from the stand-in. You said: Say hi please" in sent
+    assert "And again" in sent
+    # The system prompt (the notebook's name) is still the process's.
+    assert "analysis/q3.ipynb" in json.dumps(standin.main_bodies[-1]["system"])
+    stored = json_of(await api(jp_fetch, "sessions", sid))
+    assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
+    assert stored["provider_session_id"] == conversation
+
+
+async def test_a_killed_warm_process_is_replaced_by_a_resumed_cold_start(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn, claude_settings: dict[str, Any]
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    first = await done_turn(jp_fetch, sid, "Remember KIWI")
+    pid = parked(extension)[sid]
+    # The CLI writes its transcript after it printed the result: a kill before that loses
+    # the conversation (the next turn then says so and starts a new one).
+    conversation = first[-1]["data"]["provider_session_id"]
+    config = Path(claude_settings["env"]["CLAUDE_CONFIG_DIR"])
+
+    def transcript_written() -> bool:
+        return any(
+            "You said: Remember KIWI" in path.read_text()
+            for path in config.glob(f"projects/*/{conversation}.jsonl")
+        )
+
+    await wait_until(transcript_written, message="the CLI wrote no transcript")
+    psutil.Process(pid).kill()
+    await wait_until(lambda: pids_alive([pid]) == [], message="the warm CLI did not die")
+
+    stream = await done_turn(jp_fetch, sid, "What did I say?")
+    notices = [e["data"] for e in stream if e["event"] == "notice"]
+    assert notices == []  # invisible, but for the time
+    assert parked(extension)[sid] != pid
+    assert "Remember KIWI" in sent_text(standin)  # resumed
+
+
+async def test_a_process_whose_settings_changed_is_restarted(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Remember PLUM")
+    pid = parked(extension)[sid]
+    extension.service.providers.get("claude").permission_mode = "acceptEdits"
+
+    await done_turn(jp_fetch, sid, "And now?")
+    assert parked(extension)[sid] != pid
+    await wait_until(lambda: pids_alive([pid]) == [], message="the old CLI was not ended")
+    assert "Remember PLUM" in sent_text(standin)
+    cmdline = psutil.Process(parked(extension)[sid]).cmdline()
+    assert cmdline[cmdline.index("--permission-mode") + 1] == "acceptEdits"
+
+
+async def test_a_turn_with_other_notebook_context_restarts_the_process(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Hello")
+    pid = parked(extension)[sid]
+    context = {"cells": [{"cell_type": "code", "source": "df = load_FIG()"}]}
+    await done_turn(jp_fetch, sid, "Look at this", context=context)
+    # The context is in the system prompt, which a running CLI cannot change.
+    assert parked(extension)[sid] != pid
+    assert "load_FIG" in json.dumps(standin.main_bodies[-1]["system"])
+
+
+class TestBounds:
+    @pytest.fixture
+    def warm_config(self) -> dict[str, Any]:
+        return {"max_warm_processes": 1, "warm_idle_seconds": 2.0}
+
+    async def test_the_least_recently_used_process_ends_over_the_cap(
+        self, jp_fetch: Any, extension: Any
+    ) -> None:
+        one = (await create_session(jp_fetch))["id"]
+        two = (await create_session(jp_fetch))["id"]
+        await done_turn(jp_fetch, one, "First")
+        first_pid = parked(extension)[one]
+        await done_turn(jp_fetch, two, "Second")
+        assert list(parked(extension)) == [two]
+        await wait_until(lambda: pids_alive([first_pid]) == [], message="the LRU CLI lives on")
+
+    async def test_an_idle_process_ends_after_the_idle_timeout(
+        self, jp_fetch: Any, extension: Any, store_dir: Path
+    ) -> None:
+        sid = (await create_session(jp_fetch))["id"]
+        await done_turn(jp_fetch, sid, "Hello")
+        pid = parked(extension)[sid]
+        await wait_until(lambda: pids_alive([pid]) == [], message="the idle CLI lives on")
+        await wait_until(lambda: parked(extension) == {})
+        await wait_until(lambda: not (store_dir / "processes" / "warm" / f"{sid}.json").exists())
+
+
+async def test_cancel_ends_the_whole_tree_and_the_next_turn_starts_cold(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Hello")
+    pid = parked(extension)[sid]
+    await post_message(jp_fetch, sid, "RUN_BASH: sleep 300")
+
+    def sleeping() -> bool:
+        for found in tree_of(pid):
+            try:
+                if "sleep" in psutil.Process(found).name():
+                    return True
+            except psutil.Error:
+                continue
+        return False
+
+    await wait_until(sleeping, timeout=60, message="the warm CLI never started `sleep 300`")
+    tree = tree_of(pid)
+    assert pid in tree and len(tree) >= 2
+    response = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
+    assert json_of(response) == {"cancelled": True}
+    assert pids_alive(tree) == []
+    assert types(await events(jp_fetch, sid))[-1] == "cancelled"
+    assert sid not in parked(extension)
+
+    await done_turn(jp_fetch, sid, "After the stop")
+    assert parked(extension)[sid] != pid
+    assert "Hello" in sent_text(standin)
+
+
+async def test_shutdown_and_delete_leave_no_process(
+    jp_fetch: Any, extension: Any, store_dir: Path
+) -> None:
+    one = (await create_session(jp_fetch))["id"]
+    two = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, one, "Hello")
+    await done_turn(jp_fetch, two, "Hello")
+    pids = parked(extension)
+    response = await api(jp_fetch, "sessions", one, method="DELETE")
+    assert response.code == 204
+    assert pids_alive([pids[one]]) == []
+    assert list(parked(extension)) == [two]
+
+    await extension.service.stop()  # what the server's shutdown runs (stop_extension)
+    assert pids_alive([pids[two]]) == []
+    assert parked(extension) == {}
+    assert list((store_dir / "processes" / "warm").glob("*.json")) == []
+
+
+async def test_a_renamed_notebook_ends_its_warm_process(
+    jp_fetch: Any, extension: Any, jp_root_dir: Path
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Hello")
+    pid = parked(extension)[sid]
+    await contents(jp_fetch, "analysis/q3.ipynb", "PATCH", {"path": "q3-moved.ipynb"})
+    await wait_until(lambda: pids_alive([pid]) == [], message="the CLI of the old place lives on")
+
+    async def moved() -> bool:
+        return bool(json_of(await api(jp_fetch, "sessions", sid))["path"] == "q3-moved.ipynb")
+
+    await eventually(moved)
+    await done_turn(jp_fetch, sid, "Where are we?")
+    new_pid = parked(extension)[sid]
+    assert psutil.Process(new_pid).cwd() == str(await asyncio.to_thread(jp_root_dir.resolve))
+
+
+async def test_the_reaper_ends_the_warm_process_of_a_dead_server(
+    jp_fetch: Any, extension: Any, store_dir: Path
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Hello")
+    pid = parked(extension)[sid]
+    record = store_dir / "processes" / "warm" / f"{sid}.json"
+    data = json.loads(record.read_text())
+    # As a server that was killed would leave it: an owner that is gone.
+    data["owner_pid"], data["owner_create_time"] = 999_999_999, 1.0
+    record.write_text(json.dumps(data))
+    assert await extension.service.reap_orphans() == 1
+    assert pids_alive([pid]) == []
+    assert not record.exists()
