@@ -207,7 +207,7 @@ class AssistantExtension(ExtensionApp, EngineSettings):
         # Only build the engine if there are process records at all, so that a normal
         # start-up (and a quiet server) imports nothing heavy.
         records = Path(self.store_dir) / "processes"
-        if records.is_dir() and any(records.glob("*.json")):
+        if records.is_dir() and (any(records.glob("*.json")) or any(records.glob("warm/*.json"))):
             self._reaper = asyncio.create_task(self.service.reap_orphans())
 
     async def _reap_periodically(self) -> None:

@@ -294,3 +294,39 @@ async def test_the_reaper_ends_the_warm_process_of_a_dead_server(
     assert await extension.service.reap_orphans() == 1
     assert pids_alive([pid]) == []
     assert not record.exists()
+
+
+async def test_a_server_start_reaps_warm_processes_a_killed_server_left(
+    extension: Any, store_dir: Path
+) -> None:
+    # What a server killed with SIGKILL leaves: a warm CLI (here a stand-in process carrying a
+    # turn marker) and its record, with no turn record at all.
+    import uuid
+
+    marker = str(uuid.uuid4())
+    left = await asyncio.create_subprocess_exec(
+        "sleep", "300", env={"PATH": "/usr/bin:/bin", MARKER_ENV: marker}
+    )
+    try:
+        sid = str(uuid.uuid4())
+        record = {
+            "session_id": sid,
+            "turn_id": marker,
+            "pid": left.pid,
+            "pgid": left.pid,
+            "create_time": psutil.Process(left.pid).create_time(),
+            "owner_pid": 999_999_999,
+            "owner_create_time": 1.0,
+            "marker": marker,
+        }
+        warm_dir = store_dir / "processes" / "warm"
+        warm_dir.mkdir(parents=True, exist_ok=True)
+        (warm_dir / f"{sid}.json").write_text(json.dumps(record))
+        extension._reap_if_needed()  # what the extension's start runs
+        await extension._reaper
+        await asyncio.wait_for(left.wait(), 30)  # ended by the reaper
+        assert not (warm_dir / f"{sid}.json").exists()
+    finally:
+        if left.returncode is None:
+            left.kill()
+            await left.wait()
