@@ -19,6 +19,7 @@ import { startNotebookRelay } from './liveNotebook';
 import { AssistantModel } from './model';
 import { cellContext, insertCodeBelow } from './notebook';
 import { AssistantSidebar, IPanelSettings } from './panel';
+import { reloadRestoredNotebook } from './undoDialogs';
 
 const PLUGIN_ID = 'jupyter-assistant:plugin';
 const SIDEBAR_ID = 'jupyter-assistant-sidebar';
@@ -100,8 +101,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       // disk" question at the next save).
       reloadNotebook: async path => {
         const panel = tracker.find(p => p.context.path === path);
-        if (panel && !panel.isDisposed) {
-          await panel.context.revert();
+        if (panel) {
+          await reloadRestoredNotebook(panel);
         }
       }
     });

@@ -19,7 +19,8 @@ import { OnboardingCard } from './onboarding';
 import type { IDisplayMessage } from './turn';
 import type { IRevertResponse, MessageContext } from './types';
 import { laterTurns, TurnChangesStore } from './undo';
-import { dialogPrompts, ITurnUndo } from './undoView';
+import { dialogPrompts } from './undoDialogs';
+import type { ITurnUndo } from './undoView';
 
 /** The user's preferences (schema/plugin.json). */
 export interface IPanelSettings {
@@ -345,7 +346,8 @@ function turnUndo(
       laterTurns(messages, turnId, id => changes.reverted(session.id, id)).map(t => t.text),
     prompts: dialogPrompts,
     undone: (result: IRevertResponse) => {
-      if (reloadNotebook && result.restored.includes(notebookFile)) {
+      // `cells: open`: the cells were put back in the open notebook, which shows them already.
+      if (reloadNotebook && result.restored.includes(notebookFile) && result.cells !== 'open') {
         void reloadNotebook(session.path);
       }
     }

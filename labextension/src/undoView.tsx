@@ -2,10 +2,9 @@
  * Under a finished reply: what its turn changed ("Changed: data.csv, clean.py (new), 2 cells"),
  * a diff view opened from that line (per file and per cell, long diffs folded), and the
  * buttons Undo this turn and Keep. The questions an undo asks (later turns go too; files
- * changed since) are JupyterLab dialogs. The logic is undo.ts's.
+ * changed since) are JupyterLab dialogs (undoDialogs.tsx). The logic is undo.ts's.
  */
 
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { diffLineText, diffStats, IDiffLine } from './lineDiff';
@@ -14,7 +13,6 @@ import type { IRevertResponse, ITurnChanges } from './types';
 import {
   changesLine,
   IUndoPrompts,
-  laterTurnsText,
   listedFiles,
   notCoveredLine,
   parseUnifiedDiff,
@@ -35,44 +33,6 @@ export interface ITurnUndo {
   /** After an undo: e.g. reload the notebook from disk if it was restored. */
   undone(result: IRevertResponse): void;
 }
-
-/** The dialogs an undo asks its questions with. */
-export const dialogPrompts: IUndoPrompts = {
-  confirmLater: async texts => {
-    const answer = await showDialog({
-      title: 'Undo this turn and the later ones?',
-      body: laterTurnsText(texts),
-      buttons: [
-        Dialog.cancelButton(),
-        Dialog.warnButton({ label: `Undo ${texts.length + 1} turns` })
-      ]
-    });
-    return answer.button.accept;
-  },
-  confirmOverwrite: async paths => {
-    const answer = await showDialog({
-      title: 'Files changed since this turn',
-      body: (
-        <div className="jp-Assistant-conflicts">
-          <p>
-            {paths.length === 1 ? 'This file was' : 'These files were'} changed after the
-            assistant&apos;s turn. Undoing the turn overwrites{' '}
-            {paths.length === 1 ? 'that change' : 'those changes'}:
-          </p>
-          <ul>
-            {paths.map(path => (
-              <li key={path}>
-                <code>{path}</code>
-              </li>
-            ))}
-          </ul>
-        </div>
-      ),
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Overwrite them' })]
-    });
-    return answer.button.accept;
-  }
-};
 
 /** A diff's lines, the first FOLD_LINES of a long one until "Show N more lines". */
 function FoldedDiff(props: { lines: IDiffLine[]; label: string }): JSX.Element {
