@@ -6,6 +6,7 @@ Overwrite them forces the undo; Keep hides the buttons for good."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from jupyter_assistant.permissions import READ_ONLY_TOOLS
 from ..fakes.anthropic_standin import AnthropicStandIn
 from ..test_real_claude import find_real_claude
 from .lab import (
+    NOTEBOOK_JSON,
     LabServer,
     ask,
     copy_for_docs,
@@ -29,6 +31,7 @@ from .lab import (
 )
 
 DOCS_SHOT = Path(__file__).parent.parent.parent / "docs" / "images" / "undo.png"
+NOTEBOOK = ".jp-NotebookPanel:visible"
 
 EDIT = (
     "printf 'region,amount\\nnorth,10\\nsouth,25\\neast,7\\nwest,5\\n' > sales.csv"
@@ -40,6 +43,8 @@ ASK_EDIT = "Fix the south figure, add west, and start a cleaning script"
 NUMBERS = "seq 1 60 > numbers.txt"
 NOTES = "printf 'v2\\n' > notes.txt"
 KEPT = "printf 'kept\\n' > kept.txt"
+# The agent's version of a notebook, copied over it (the rule allows one simple command).
+COPY_NOTEBOOK = "Bash(cp next.json *)"
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +65,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, standin: AnthropicStandIn) -> 
             "permission_allowed_tools": [
                 *READ_ONLY_TOOLS,
                 *(f"Bash({c})" for c in (EDIT, NUMBERS, NOTES, KEPT)),
+                COPY_NOTEBOOK,
             ]
         },
     ).start()
@@ -218,3 +224,74 @@ def test_a_file_changed_since_is_a_conflict_and_keep_stays_after_a_reload(
     expect(kept.get_by_role("button", name="Keep")).to_have_count(0)
     expect(kept.locator(".jp-Assistant-changesUndone")).to_have_count(0)
     assert (folder / "kept.txt").read_text() == "kept\n"
+
+
+def save(page: Page) -> None:
+    page.locator(f"{NOTEBOOK} .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+s")
+
+
+def reload_from_disk(page: Page) -> None:
+    """File > Reload Notebook from Disk, as a user looks at the file the agent wrote."""
+    page.locator(f"{NOTEBOOK} .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+    page.locator(".lm-Menu-itemLabel", has_text="Reload Notebook from Disk").click()
+
+
+def test_an_undo_that_restores_the_open_notebook_reloads_it_from_disk(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    folder = (lab.root / notebook).parent
+    name = notebook.rsplit("/", 1)[-1]
+    agents = json.loads(json.dumps(NOTEBOOK_JSON))
+    agents["cells"][0]["source"] = ["import pandas as pd  # edited by the agent"]
+    agents["cells"].append({**agents["cells"][0], "id": "agent-cell", "source": ["x = 42"]})
+    (folder / "next.json").write_text(json.dumps(agents))
+    open_lab(page, lab, notebook)
+    status = page.locator(".jp-StatusBar-TextItem", has_text="Python 3 (ipykernel) | Idle")
+    expect(status).to_be_visible(timeout=60_000)  # the kernel's metadata is in
+    save(page)
+    dirty = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty")
+    expect(dirty).to_have_count(0)
+    saved = (lab.root / notebook).read_text()
+    panel = open_assistant(page)
+    cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+
+    # The agent overwrites the notebook's file; the user reloads it to look at that version.
+    reply = ask_and_wait(panel, f"RUN_BASH: cp next.json {name}")
+    changes = changes_of(reply)
+    expect(changes.locator(".jp-Assistant-changesText")).to_contain_text("Changed: ")
+    reload_from_disk(page)
+    expect(cells).to_have_count(2)
+
+    # Undo puts the file back and the open notebook shows it, asking nothing, also at the save.
+    changes.get_by_role("button", name="Undo this turn").click()
+    expect(changes.locator(".jp-Assistant-changesUndone")).to_have_text("Undone")
+    assert (lab.root / notebook).read_text() == saved
+    expect(cells).to_have_count(1)
+    expect(cells.first.locator(".jp-InputArea-editor")).to_have_text(
+        "import pandas as pd  # the first cell"
+    )
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+    save(page)
+    expect(dirty).to_have_count(0)
+    expect(page.locator(".jp-Dialog")).to_have_count(0)  # no "File Changed" question
+    assert [c["id"] for c in json.loads((lab.root / notebook).read_text())["cells"]] == [
+        "first-cell"
+    ]
+
+    # With unsaved changes in the notebook, the reload asks first.
+    changes = changes_of(ask_and_wait(panel, f"RUN_BASH: cp next.json {name}"))
+    reload_from_disk(page)
+    expect(cells).to_have_count(2)
+    cells.nth(1).locator(".jp-InputArea-editor").click()
+    page.keyboard.type(" # mine, not saved")
+    expect(dirty).to_have_count(1)
+    changes.get_by_role("button", name="Undo this turn").click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Reload the notebook from disk?")
+    expect(dialog).to_contain_text(f"The undo put {name} back as it was before the turn.")
+    dialog.get_by_role("button", name="Reload").click()
+    expect(cells).to_have_count(1)
+    expect(dirty).to_have_count(0)
+    assert (lab.root / notebook).read_text() == saved
