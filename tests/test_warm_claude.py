@@ -16,15 +16,18 @@ from jupyter_assistant.processes import MARKER_ENV
 
 from .fakes.anthropic_standin import AnthropicStandIn
 from .helpers import (
+    answer_permission,
     api,
     create_session,
     events,
     eventually,
     json_of,
+    permission_asked,
     pids_alive,
     post_message,
     run_turn,
     text_of,
+    turn_ended,
     types,
     wait_until,
 )
@@ -126,6 +129,24 @@ async def test_the_second_turn_reuses_the_process_and_the_model_gets_the_convers
     stored = json_of(await api(jp_fetch, "sessions", sid))
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 2
     assert stored["provider_session_id"] == conversation
+
+
+async def test_a_reused_process_asks_about_a_tool_as_a_cold_one_does(
+    jp_fetch: Any, extension: Any, live_events: Any, jp_root_dir: Path
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    await done_turn(jp_fetch, sid, "Hello")
+    pid = parked(extension)[sid]
+    await post_message(jp_fetch, sid, "RUN_WRITE: notes.txt written by the warm CLI")
+    reader = live_events(sid)
+    request = await permission_asked(reader)
+    response = await answer_permission(jp_fetch, sid, request["request_id"], decision="allow")
+    assert response.code == 200, response.body
+    stream = await turn_ended(reader)
+    assert types(stream)[-1] == "done", stream[-1]
+    assert parked(extension)[sid] == pid
+    written = await asyncio.to_thread((jp_root_dir / "analysis" / "notes.txt").read_text)
+    assert written.strip() == "written by the warm CLI"
 
 
 async def test_a_killed_warm_process_is_replaced_by_a_resumed_cold_start(
