@@ -27,9 +27,8 @@ export const dialogPrompts: IUndoPrompts = {
       body: (
         <div className="jp-Assistant-conflicts">
           <p>
-            {paths.length === 1 ? 'This file was' : 'These files were'} changed after the
-            assistant&apos;s turn. Undoing the turn overwrites{' '}
-            {paths.length === 1 ? 'that change' : 'those changes'}:
+            Changed after the assistant&apos;s turn, by you or another program. Undoing the turn
+            overwrites {paths.length === 1 ? 'that change' : 'those changes'}:
           </p>
           <ul>
             {paths.map(path => (

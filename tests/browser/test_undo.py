@@ -7,6 +7,7 @@ Overwrite them forces the undo; Keep hides the buttons for good."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,6 +95,30 @@ def lines_of(block: Locator, kind: str) -> Locator:
     return block.locator(f".jp-Assistant-changeLine.jp-mod-{kind}")
 
 
+def choose_theme(page: Page, theme: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").click()
+    page.locator(".lm-Menu-itemLabel").get_by_text("Theme", exact=True).hover()
+    page.locator(".lm-Menu-itemLabel").get_by_text(theme, exact=True).click()
+
+
+def rgba(css_color: str) -> tuple[float, float, float, float]:
+    """An `rgb(...)`, `rgba(...)` or `color(srgb ...)` colour as 0..1 values with alpha."""
+    values = [float(v) for v in re.findall(r"[\d.]+", css_color)]
+    if css_color.startswith("color(srgb"):
+        red, green, blue = values[:3]
+    else:
+        red, green, blue = (v / 255 for v in values[:3])
+    return red, green, blue, values[3] if len(values) > 3 else 1.0
+
+
+def luminance(css_color: str, over: str = "rgb(0, 0, 0)") -> float:
+    """Relative brightness (0..1) of a colour, a translucent one seen over `over`."""
+    red, green, blue, alpha = rgba(css_color)
+    base = rgba(over)
+    mixed = [alpha * c + (1 - alpha) * b for c, b in zip((red, green, blue), base[:3], strict=True)]
+    return 0.2126 * mixed[0] + 0.7152 * mixed[1] + 0.0722 * mixed[2]
+
+
 def test_the_changes_line_its_diff_and_undo_of_a_turn_and_the_one_after(
     page: Page, lab: LabServer, notebook: str
 ) -> None:
@@ -175,9 +200,25 @@ def test_the_changes_line_its_diff_and_undo_of_a_turn_and_the_one_after(
     for reply in (replies(panel).nth(0), replies(panel).nth(1)):
         expect(changes_of(reply).locator(".jp-Assistant-changesUndone")).to_have_text("Undone")
         expect(reply.get_by_role("button", name="Undo this turn")).to_have_count(0)
-    expect(changes_of(replies(panel).nth(0)).locator(".jp-Assistant-changesText")).to_have_text(
+    first = changes_of(replies(panel).nth(0))
+    expect(first.locator(".jp-Assistant-changesText")).to_have_text(
         "Changed: clean.py (new), old.txt (deleted), sales.csv"
     )
+
+    # The diff reads in the dark theme too: light text on a dark tint.
+    first.locator(".jp-Assistant-changesToggle").click()
+    added = lines_of(entry(first, "sales.csv"), "add").first
+    choose_theme(page, "JupyterLab Dark")
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=15_000)
+    page.wait_for_timeout(500)  # the theme's CSS variables apply after the attribute flips
+    style = "(n, p) => getComputedStyle(p ? n.parentElement : n)[p ? 'backgroundColor' : 'color']"
+    text = luminance(added.evaluate(style, False))
+    tint = added.evaluate("n => getComputedStyle(n).backgroundColor")
+    shown = luminance(tint, over=added.evaluate(style, True))  # over the diff's background
+    assert text > 0.6 and shown < 0.45, (text, shown, tint)
+    screenshot(panel, "undo-dark")
+    choose_theme(page, "JupyterLab Light")
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true", timeout=15_000)
 
 
 def test_a_file_changed_since_is_a_conflict_and_keep_stays_after_a_reload(
