@@ -18,6 +18,7 @@ import { assistantIcon } from './icon';
 import { startNotebookRelay } from './liveNotebook';
 import { AssistantModel } from './model';
 import { cellContext, insertCodeBelow } from './notebook';
+import { showOnceInNotebook } from './notebookApp';
 import { AssistantSidebar, IPanelSettings } from './panel';
 import { reloadRestoredNotebook } from './undoDialogs';
 
@@ -111,6 +112,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.title.caption = 'Assistant';
     app.shell.add(sidebar, 'right', { rank: 650 });
     restorer?.add(sidebar, SIDEBAR_ID);
+    // Notebook 7 hides its right sidebar: there the panel opens the first time.
+    showOnceInNotebook(app, tracker, SIDEBAR_ID);
 
     // Follow the active notebook (the tracker keeps the last one focused) and its renames.
     let followed: NotebookPanel | null = null;

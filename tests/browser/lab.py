@@ -72,7 +72,8 @@ def write_notebook(root: Path, path: str) -> str:
 
 
 class LabServer:
-    """`python -m jupyter lab` on a free port with a private config, data and store."""
+    """`python -m jupyter lab` (or `app`: `notebook` for Notebook 7) on a free port with a
+    private config, data and store."""
 
     def __init__(
         self,
@@ -80,7 +81,9 @@ class LabServer:
         claude_command: list[str],
         claude_settings: dict[str, Any] | None = None,
         assistant_settings: dict[str, Any] | None = None,
+        app: str = "lab",
     ) -> None:
+        self.app = app
         self.home = home
         self.root = home / "root"
         self.store = home / "store"
@@ -100,11 +103,13 @@ class LabServer:
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.home / "config"
         (config / "labconfig").mkdir(parents=True, exist_ok=True)
-        # No news/announcement toasts over the panel.
+        # No news/announcement toasts over the panel; in JupyterLab, none of the buttons and
+        # menus that Notebook 7 (in the test extras for test_notebook7.py) adds to it either.
+        disabled = {"@jupyterlab/apputils-extension:announcements": True}
+        if self.app == "lab":
+            disabled["@jupyter-notebook/lab-extension"] = True
         (config / "labconfig" / "page_config.json").write_text(
-            json.dumps(
-                {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
-            )
+            json.dumps({"disabledExtensions": disabled})
         )
         (config / "jupyter_server_config.json").write_text(
             json.dumps(
@@ -145,7 +150,7 @@ class LabServer:
         env.pop("JUPYTER_ASSISTANT_DIR", None)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyter", "lab"],
+                [sys.executable, "-m", "jupyter", self.app],
                 env=env,
                 cwd=self.home,
                 stdout=log,
@@ -160,13 +165,15 @@ class LabServer:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited early:\n{self.log.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"jupyter {self.app} exited early:\n{self.log.read_text()[-4000:]}"
+                )
             try:
                 self.api("GET", "providers")
                 return
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.3)
-        raise RuntimeError(f"jupyter lab did not start:\n{self.log.read_text()[-4000:]}")
+        raise RuntimeError(f"jupyter {self.app} did not start:\n{self.log.read_text()[-4000:]}")
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
