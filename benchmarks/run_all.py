@@ -27,6 +27,7 @@ import bench_read_notebook
 import bench_startup
 import bench_stream
 import bench_tools_turn
+import bench_warm
 from _common import Result, load_average, machine, print_results
 
 MEASURES: dict[str, Callable[[bool], list[Result]]] = {
@@ -40,6 +41,7 @@ MEASURES: dict[str, Callable[[bool], list[Result]]] = {
     "8": bench_tools_turn.run,
     "9": bench_read_notebook.run,
     "10": bench_checkpoints.run,
+    "11": bench_warm.run,
 }
 
 
