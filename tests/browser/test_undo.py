@@ -25,6 +25,7 @@ from .lab import (
     copy_for_docs,
     open_assistant,
     open_lab,
+    page_screenshot,
     replies,
     screenshot,
     wait_for_notebook,
@@ -239,6 +240,7 @@ def test_a_file_changed_since_is_a_conflict_and_keep_stays_after_a_reload(
     dialog = page.locator(".jp-Dialog")
     expect(dialog).to_contain_text("Files changed since this turn")
     expect(dialog.locator("li")).to_have_text(["notes.txt"])
+    page_screenshot(page, "undo-conflict")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_have_count(0)
     assert (folder / "notes.txt").read_text() == "the user's own edit\n"
