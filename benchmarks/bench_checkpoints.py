@@ -18,8 +18,8 @@ store in ``$JA_BENCH_DIR`` (the same disk as a real store):
 - 10d: ``after_turn`` (the turn changed 5 small files).
 - 10e: a 20-turn session on a new store, each turn changing 5 small files and appending to the
   1 MB CSV: the size of ``<store>/checkpoints`` (blocks on disk, as ``du``) afterwards, split
-  into the first copy of the folder's files, the turns' changed contents and the turns'
-  records (manifests).
+  into the first copy of the folder's files, the turns' changed contents with their manifests
+  (blobs too), and the turns' records.
 - 10f: through a real server, ``POST messages`` until the first ``text`` event (measure 3's
   turn with the fake Claude CLI) with the session's notebook in that folder,
   ``turn_checkpoints`` on vs off, interleaved.
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import os
 import pstats
 import statistics
@@ -183,9 +184,9 @@ def engine_figures(home: Path, root: Path, runs: int, written: dict[str, int]) -
     checkpoints = TurnCheckpoints(home / "store")
     folder = str(root)
     first = timed(lambda: checkpoints.before_turn(SESSION, "turn-0", folder, NOTEBOOK))
-    record = checkpoints._read(SESSION, "turn-0")["before"]
-    too_large = sorted(p for p, why in record["not_covered"].items() if why == "too large")
-    covered = len(record["files"]) - len(too_large)
+    record = checkpoints._manifest(checkpoints._read(SESSION, "turn-0")["before"])
+    too_large = sorted(p for p, why in record.not_covered.items() if why == "too large")
+    covered = len(record.files) - len(too_large)
     checkpoints.after_turn(SESSION, "turn-0")
     files = small_files(root)
     warm: list[float] = []
@@ -237,8 +238,10 @@ def engine_figures(home: Path, root: Path, runs: int, written: dict[str, int]) -
             notes=[
                 f"before_turn: {spread_ms(warm)}; p95 {p95:.1f} ms",
                 f"of which the scan (one stat per file, manifest): {spread_ms(scan_only)}",
-                f"and the manifest as JSON (to_json): {spread_ms(encode)}; a turn's record "
-                f"(two manifests): {record_file.stat().st_size / 1000:.0f} kB",
+                f"the manifest as JSON (to_json; done only when the folder changed: an "
+                f"unchanged folder's turns share one manifest blob): {spread_ms(encode)}, "
+                f"{len(json.dumps(manifest.to_json())) / 1000:.0f} kB; a turn's record: "
+                f"{record_file.stat().st_size} bytes",
                 "cProfile of one warm before_turn, top functions by own time:",
                 *[f"  {row}" for row in profile],
             ],
@@ -298,12 +301,13 @@ def session_space(home: Path, root: Path, turns: int) -> Result:
         notes=[
             f"the first copy of the folder's files (blobs after the first checkpoint): "
             f"{first_blobs / MiB:.1f} MiB",
-            f"the turns' changed contents (blobs added by the {turns} turns): "
+            f"the turns' changed contents and their manifests (blobs added by the {turns} "
+            f"turns): "
             f"{(blobs - first_blobs) / MiB:.1f} MiB, of which the CSV, kept whole each turn "
             f"({csv_size / MiB:.2f} -> {csv_after / MiB:.2f} MiB): about "
             f"{turns * (csv_size + csv_after) / 2 / MiB:.1f} MiB",
-            f"the turns' records (two manifests each, JSON): {records / MiB:.1f} MiB "
-            f"({first_record / 1000:.0f} kB for one manifest)",
+            f"the turns' records (each names its two manifests, kept as blobs): "
+            f"{records / MiB:.2f} MiB ({first_record / 1000:.0f} kB after the first)",
             "beyond the first copy, the session used "
             f"{(total - first_blobs) / MiB:.1f} MiB for {turns} turns",
         ],

@@ -253,10 +253,11 @@ def test_the_checkpoints_of_deleted_sessions_go_with_what_only_they_kept(
     (folder / "only-gone.txt").unlink()
     blobs = checkpoints.root / "blobs"
     before = {p.name for p in blobs.rglob("*") if p.is_file()}
-    assert checkpoints.sweep(lambda session_id: session_id == SID) == (1, 1)
+    # Gone: the file only it kept, and its turn's manifest after (the one that listed it).
+    assert checkpoints.sweep(lambda session_id: session_id == SID) == (1, 2)
     assert not (checkpoints.root / "sessions" / "gone").exists()
     after = {p.name for p in blobs.rglob("*") if p.is_file()}
-    assert len(before - after) == 1
+    assert len(before - after) == 2
     # The session that is left still undoes its turn from what was kept.
     assert checkpoints.revert(SID, "t1")["restored"] == ["kept.txt"]
     assert not (folder / "kept.txt").exists()
@@ -367,3 +368,34 @@ def test_a_turn_that_changed_no_cell_where_it_is_open_gives_none_back(
     checkpoints.after_turn(SID, "t1", same)
     assert checkpoints.changes(SID, "t1")["cells"] == []
     assert "cells_target" not in checkpoints.revert(SID, "t1", notebook_now=same)
+
+
+def test_an_unchanged_folder_costs_its_turns_no_new_manifest(
+    folder: Path, checkpoints: TurnCheckpoints
+) -> None:
+    for turn_id in ("t1", "t2", "t3"):
+        turn(checkpoints, folder, turn_id, lambda: None)
+    records = [checkpoints._read(SID, t) for t in ("t1", "t2", "t3")]
+    refs = {r[key]["manifest"] for r in records for key in ("before", "after")}
+    assert len(refs) == 1  # one manifest blob for all six checkpoints
+    assert all(checkpoints._file(SID, t).stat().st_size < 1000 for t in ("t1", "t2", "t3"))
+    (folder / "data.csv").write_text("region,amount\nwest,5\n")
+    turn(checkpoints, folder, "t4", lambda: None)
+    assert checkpoints._read(SID, "t4")["before"]["manifest"] not in refs
+
+
+def test_a_sweep_by_another_process_is_not_trusted_past(tmp_path: Path, folder: Path) -> None:
+    server = TurnCheckpoints(tmp_path / "store")  # a server's: its caches know the folder
+    turn(server, folder, "gone-turn", lambda: None)
+    # The command (another process) deletes that conversation and sweeps: the contents only
+    # it kept go, though the server's latest manifest still names them.
+    command = TurnCheckpoints(tmp_path / "store")
+    assert command.sweep(lambda session_id: False)[0] == 1
+    assert not [p for p in (server.root / "blobs").rglob("*") if p.is_file()]
+    # The server's next turn keeps the files again, so its undo has them.
+    server.before_turn("other", "t1", str(folder), "q3.ipynb")
+    (folder / "clean.py").write_text("print('changed')\n")
+    server.after_turn("other", "t1")
+    undone = server.revert("other", "t1")
+    assert undone["missed"] == [] and undone["restored"] == ["clean.py"]
+    assert (folder / "clean.py").read_text() == "print('clean')\n"

@@ -6,8 +6,12 @@ content-addressed store (blobs.py); after it, again. The two manifests say what 
 puts back (restore.py), refusing when a file changed since unless forced. Nothing is written in
 the user's folder: everything lives under ``<store>/checkpoints/``::
 
-    blobs/<2 hex>/<62 hex>              file contents, by SHA-256
-    sessions/<session_id>/<turn_id>.json {seq, folder, notebook, before, after?, reverted?}
+    blobs/<2 hex>/<62 hex>              file contents, and manifests, by SHA-256
+    sessions/<session_id>/<turn_id>.json {seq, folder, notebook, before, after?, live?,
+                                          reverted?, told?}; before and after are
+                                          {manifest: <digest>}: an unchanged folder's
+                                          manifest is one blob, however many turns have it
+    .swept                              touched by each sweep: the others' caches are stale
 """
 
 from __future__ import annotations
@@ -68,8 +72,11 @@ class TurnCheckpoints:
         self.root = Path(store_root) / "checkpoints"
         self.blobs = BlobStore(self.root / "blobs")
         self.rules = rules or ScanRules()
-        # The latest manifest of each folder: the next scan reads only what changed since.
-        self._latest: dict[str, Manifest] = {}
+        # The latest manifest of each folder and its blob: the next scan reads only what
+        # changed since, and an unchanged folder's manifest is not encoded again.
+        self._latest: dict[str, tuple[Manifest, str]] = {}
+        self._manifests: dict[str, Manifest] = {}  # parsed manifest blobs, a few
+        self._swept: int | None = None  # .swept's mtime when the caches were filled
 
     @contextlib.contextmanager
     def _locked(self, exclusive: bool = False) -> Iterator[None]:
@@ -114,11 +121,52 @@ class TurnCheckpoints:
             )
         return free
 
+    def _fresh_caches(self) -> bool:
+        """Forget what a sweep (here or in another process) may have made stale; True when
+        the caches still hold."""
+        try:
+            swept: int | None = os.stat(self.root / ".swept").st_mtime_ns
+        except FileNotFoundError:
+            swept = None
+        if swept != self._swept:
+            self._latest.clear()
+            self._manifests.clear()
+            self._swept = swept
+            return False
+        return True
+
     def _scan(self, folder: str) -> Manifest:
+        return self._scan_ref(folder)[0]
+
+    def _scan_ref(self, folder: str) -> tuple[Manifest, dict[str, str]]:
+        """The folder now, and the reference a record keeps of it (its manifest's blob)."""
         free = self._free_bytes()
-        manifest = scan(folder, self.blobs, self.rules, self._latest.get(folder), free)
-        self._latest[folder] = manifest
-        return manifest
+        trusted = self._fresh_caches()
+        latest = self._latest.get(folder)
+        previous = latest[0] if latest is not None else None
+        manifest = scan(folder, self.blobs, self.rules, previous, free, trusted)
+        if manifest.unchanged and latest is not None and self.blobs.has(latest[1]):
+            digest = latest[1]
+        else:
+            text = json.dumps(manifest.to_json(), separators=(",", ":"))
+            digest = self.blobs.put_bytes(text.encode())
+            self._remember(digest, manifest)
+        self._latest[folder] = (manifest, digest)
+        return manifest, {"manifest": digest}
+
+    def _remember(self, digest: str, manifest: Manifest) -> None:
+        if len(self._manifests) >= 16:
+            self._manifests.pop(next(iter(self._manifests)))
+        self._manifests[digest] = manifest
+
+    def _manifest(self, ref: dict[str, Any]) -> Manifest:
+        """A record's ``before`` or ``after``: a manifest's blob, or (older) inline."""
+        digest = ref.get("manifest")
+        if not isinstance(digest, str):
+            return Manifest.from_json(ref)
+        if digest not in self._manifests:
+            self._remember(digest, Manifest.from_json(json.loads(self.blobs.read(digest))))
+        return self._manifests[digest]
 
     # -- around a turn ---------------------------------------------------------------------------
 
@@ -135,12 +183,12 @@ class TurnCheckpoints:
         (its cells there, edited by the notebook tools, may differ from the file's)."""
         self._free_bytes()  # before the lock file is made: nothing written on a full disk
         with self._locked():
-            manifest = self._scan(folder)
+            _, ref = self._scan_ref(folder)
             record: dict[str, Any] = {
                 "seq": time.time_ns(),
                 "folder": folder,
                 "notebook": notebook,
-                "before": manifest.to_json(),
+                "before": ref,
             }
             if live_notebook is not None:
                 record["live"] = {"before": self.blobs.put_bytes(live_notebook.encode())}
@@ -150,7 +198,7 @@ class TurnCheckpoints:
         """Checkpoint the folder after the turn; ``live_notebook`` as for ``before_turn``."""
         with self._locked():
             record = self._read(session_id, turn_id)
-            record["after"] = self._scan(record["folder"]).to_json()
+            record["after"] = self._scan_ref(record["folder"])[1]
             if live_notebook is not None:
                 live = record.setdefault("live", {})
                 live["after"] = self.blobs.put_bytes(live_notebook.encode())
@@ -165,7 +213,7 @@ class TurnCheckpoints:
         notebook = record.get("notebook")
         if not notebook or "after" not in record:
             return None, None
-        before, after = (Manifest.from_json(record[key]) for key in ("before", "after"))
+        before, after = (self._manifest(record[key]) for key in ("before", "after"))
         if notebook not in changed_paths(before, after):
             return None, None
         return self._text(before, notebook), self._text(after, notebook)
@@ -186,9 +234,9 @@ class TurnCheckpoints:
 
     def _changes(self, session_id: str, turn_id: str) -> dict[str, Any]:
         record = self._read(session_id, turn_id)
-        before = Manifest.from_json(record["before"])
+        before = self._manifest(record["before"])
         after = (
-            Manifest.from_json(record["after"])
+            self._manifest(record["after"])
             if "after" in record
             else self._scan(record["folder"])  # still running: what it changed so far
         )
@@ -268,15 +316,13 @@ class TurnCheckpoints:
         for record in records.values():
             if "after" in record:
                 paths.update(
-                    changed_paths(
-                        Manifest.from_json(record["before"]), Manifest.from_json(record["after"])
-                    )
+                    changed_paths(self._manifest(record["before"]), self._manifest(record["after"]))
                 )
         current = self._scan(folder)
-        target = Manifest.from_json(first["before"])
+        target = self._manifest(first["before"])
         cells_target = self._cells_target(first, records, undone, target)
         if undone and "after" in records[undone[-1]]:
-            expected = Manifest.from_json(records[undone[-1]]["after"])
+            expected = self._manifest(records[undone[-1]]["after"])
             found = conflicts(sorted(paths), expected, target, current)
             if cells_target is not None and notebook_now is not None:
                 _, expected_cells = self._notebook_texts(records[undone[-1]])
@@ -371,6 +417,7 @@ class TurnCheckpoints:
             return 0
         with self._locked(exclusive=True):
             keep: set[str] = set()
+            manifests: dict[str, set[str]] = {}  # what each manifest blob keeps, read once
             for path in (self.root / "sessions").glob("*/*.json"):
                 try:
                     record = json.loads(path.read_text("utf-8"))
@@ -381,7 +428,29 @@ class TurnCheckpoints:
                     return 0
                 for key in ("before", "after"):
                     if key in record:
-                        keep.update(Manifest.from_json(record[key]).digests())
+                        keep.update(self._kept_by(record[key], manifests))
                 keep.update((record.get("live") or {}).values())
-            self._latest.clear()  # what they knew may be gone
-            return self.blobs.sweep(keep)
+            removed = self.blobs.sweep(keep)
+            # Every process's caches (the latest manifests, contents known to be kept) may
+            # be stale now: they check this file's time before they trust them.
+            swept = self.root / ".swept"
+            swept.touch()
+            os.utime(swept, ns=(time.time_ns(), time.time_ns()))
+            self._fresh_caches()
+            return removed
+
+    def _kept_by(self, ref: dict[str, Any], manifests: dict[str, set[str]]) -> set[str]:
+        """The blobs a record's ``before`` or ``after`` keeps: its manifest's, and the
+        manifest itself. Raises ValueError when the manifest cannot be read."""
+        digest = ref.get("manifest")
+        if not isinstance(digest, str):
+            return set(Manifest.from_json(ref).digests())
+        if digest not in manifests:
+            try:
+                data = json.loads(self.blobs.read(digest))
+            except FileNotFoundError:
+                data = {}  # gone already: nothing of it to keep
+            except OSError as exc:
+                raise ValueError(f"manifest {digest} unreadable: {exc}") from exc
+            manifests[digest] = {digest, *Manifest.from_json(data).digests()}
+        return manifests[digest]
