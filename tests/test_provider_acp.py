@@ -1,6 +1,7 @@
-"""ACP: the client on real `gemini --acp` transcripts, its permission policy, and whole turns
-through the HTTP API with the fake agent (tests/fakes/acp_agent) and with the REAL `gemini --acp`
-against a local stand-in of the Gemini API."""
+"""ACP: the client on real `gemini --acp` and claude-agent-acp transcripts, its permission
+policy, and whole turns through the HTTP API with the fake agent (tests/fakes/acp_agent), with the
+REAL `gemini --acp` against a local stand-in of the Gemini API, and with the REAL claude-agent-acp
+against the stand-in of the Anthropic API."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jupyter_assistant.providers.acp import AcpClient, AcpProvider, decide
 from jupyter_assistant.providers.base import ProviderUnavailable, TurnRequest
 
 from .conftest import fake_cli
+from .fakes.anthropic_standin import AnthropicStandIn
 from .fakes.gemini_standin import GeminiStandIn
 from .fakes.real_clis import find_real, gemini_home_for_standin
 from .helpers import (
@@ -950,3 +952,67 @@ async def test_health_starts_the_agent_once_in_a_while(tmp_path: Path) -> None:
     provider.env = {"FAKE_ACP_LOG": str(log), "OTHER": "1"}  # another setup: asked again
     await provider.health()
     assert len(log.read_text().splitlines()) == 2
+
+
+# -- the REAL claude-agent-acp (@agentclientprotocol/claude-agent-acp) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def anthropic_standin() -> Iterator[AnthropicStandIn]:
+    with AnthropicStandIn() as server:
+        yield server
+
+
+@pytest.mark.usefixtures("notebook_dir")
+class TestRealClaudeAgentAcp:
+    @pytest.fixture
+    def acp_settings(self, tmp_path: Path, anthropic_standin: AnthropicStandIn) -> dict[str, Any]:
+        env = {**anthropic_standin.cli_env(tmp_path), "HOME": str(tmp_path), "IS_SANDBOX": "1"}
+        return {"command": [find_real("claude-agent-acp")], "env": env}
+
+    async def test_turns_cost_what_they_add_and_warnings_are_notices(
+        self, jp_fetch: Any, anthropic_standin: AnthropicStandIn
+    ) -> None:
+        session = await create_session(jp_fetch)
+        first = await run_turn(jp_fetch, session["id"], "Say hi please")
+        assert types(first)[-1] == "done", first[-1]
+        assert text_of(first).startswith("Hello from the stand-in.")
+        # Claude Code warns that the stand-in is no gateway for auto mode: a notice, not text.
+        assert "Warning" not in text_of(first)
+        notices = [e["data"]["message"] for e in first if e["event"] == "notice"]
+        assert any("auto mode" in n for n in notices), notices
+        # A follow-up in a new process: session/load, and the agent's running total goes on.
+        second = await run_turn(jp_fetch, session["id"], "And again please")
+        assert types(second)[-1] == "done", second[-1]
+        assert second[-1]["data"]["provider_session_id"] == first[-1]["data"]["provider_session_id"]
+        assert "Say hi please" in json.dumps(anthropic_standin.main_bodies[-1]["messages"])
+        costs = []
+        for stream in (first, second):
+            (usage,) = [e["data"] for e in stream if e["event"] == "usage"]
+            assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+            costs.append(usage["cost_usd"])
+        # Each turn costs about the same (one short exchange), not the running total.
+        assert 0 < costs[1] < 1.5 * costs[0], costs
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        assert stored["usage"]["cost_usd"] == pytest.approx(sum(costs))
+
+
+@pytest.mark.usefixtures("notebook_dir")
+class TestRealClaudeAgentAcpWithAnotherIsSandbox:
+    @pytest.fixture
+    def acp_settings(self, tmp_path: Path, anthropic_standin: AnthropicStandIn) -> dict[str, Any]:
+        # IS_SANDBOX=yes, as some containers have it: claude-agent-acp then asks Claude Code
+        # for --dangerously-skip-permissions, which as root it allows only with IS_SANDBOX=1.
+        env = {**anthropic_standin.cli_env(tmp_path), "HOME": str(tmp_path), "IS_SANDBOX": "yes"}
+        return {"command": [find_real("claude-agent-acp")], "env": env}
+
+    async def test_as_root_the_error_says_what_to_set(self, jp_fetch: Any) -> None:
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "Say hi please")
+        if os.geteuid() != 0:  # the refusal is for root only (CI runs as root)
+            assert types(stream)[-1] == "done", stream[-1]
+            return
+        assert stream[-1]["event"] == "error", stream[-1]
+        message = stream[-1]["data"]["message"]
+        assert "cannot be used with root/sudo privileges" in message
+        assert "c.AcpProvider.env = {'IS_SANDBOX': '1'}" in message

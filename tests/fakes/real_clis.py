@@ -13,14 +13,24 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NPM_PACKAGES = {"codex": "@openai/codex", "gemini": "@google/gemini-cli"}
+NPM_PACKAGES = {
+    "codex": "@openai/codex",
+    "gemini": "@google/gemini-cli",
+    "claude-agent-acp": "@agentclientprotocol/claude-agent-acp",
+}
+
+
+# Installed in a prefix of their own by scripts/test.sh (the default: .cache/npm).
+NPM_PREFIXES = {"claude-agent-acp": "npm-acp"}
 
 
 def find_real(name: str) -> str:
-    """The real ``name`` CLI: $JUPYTER_ASSISTANT_REAL_<NAME>, .cache/npm, then PATH."""
+    """The real ``name`` CLI: $JUPYTER_ASSISTANT_REAL_<NAME> (dashes as underscores), its
+    prefix in .cache (.cache/npm), then PATH."""
+    prefix = NPM_PREFIXES.get(name, "npm")
     candidates = [
-        os.environ.get(f"JUPYTER_ASSISTANT_REAL_{name.upper()}", ""),
-        str(REPO / ".cache" / "npm" / "node_modules" / ".bin" / name),
+        os.environ.get(f"JUPYTER_ASSISTANT_REAL_{name.upper().replace('-', '_')}", ""),
+        str(REPO / ".cache" / prefix / "node_modules" / ".bin" / name),
         shutil.which(name) or "",
     ]
     for candidate in candidates:
