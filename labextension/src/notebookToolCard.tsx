@@ -356,7 +356,7 @@ function Lines(props: {
 }
 
 /** "Go to cell", disabled with a reason when the cell is no longer in the notebook. */
-function GoToCell(props: {
+export function GoToCell(props: {
   cells: INotebookCells;
   path: string;
   cellRef: ICellRef;

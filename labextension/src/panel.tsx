@@ -14,6 +14,7 @@ import type { ExportFormat } from './exporter';
 import { baseName, conversationLabel, formatUsage, notebookFolder } from './format';
 import type { ICodeActions } from './markdown';
 import { MessageView } from './message';
+import type { INotebookCellsBinding } from './notebookToolCard';
 import type { AssistantModel } from './model';
 import { OnboardingCard } from './onboarding';
 import type { IDisplayMessage } from './turn';
@@ -136,7 +137,7 @@ function AssistantView(props: IPanelOptions & { changes: TurnChangesStore }): JS
     answering: (id: string) => model.answering(id)
   };
   const sessionId = model.session?.id ?? null;
-  const undo = turnUndo(props, messages);
+  const undo = turnUndo(props, messages, notebook);
   React.useLayoutEffect(() => {
     // Another conversation (or the first one loaded): start at its newest message.
     stuckToBottom.current = true;
@@ -329,7 +330,8 @@ function AssistantView(props: IPanelOptions & { changes: TurnChangesStore }): JS
 /** What the replies' changes lines need: the session, the later turns, the undo's dialogs. */
 function turnUndo(
   props: IPanelOptions & { changes: TurnChangesStore },
-  messages: readonly IDisplayMessage[]
+  messages: readonly IDisplayMessage[],
+  notebook: INotebookCellsBinding | null
 ): ITurnUndo | null {
   const { model, changes, reloadNotebook } = props;
   const session = model.session;
@@ -345,6 +347,7 @@ function turnUndo(
     later: turnId =>
       laterTurns(messages, turnId, id => changes.reverted(session.id, id)).map(t => t.text),
     prompts: dialogPrompts,
+    notebook,
     undone: (result: IRevertResponse) => {
       // `cells: open`: the cells were put back in the open notebook, which shows them already.
       if (reloadNotebook && result.restored.includes(notebookFile) && result.cells !== 'open') {

@@ -8,7 +8,7 @@
 import * as React from 'react';
 
 import { diffLineText, diffStats, IDiffLine } from './lineDiff';
-import { FOLD_LINES } from './notebookToolCard';
+import { FOLD_LINES, GoToCell, INotebookCellsBinding } from './notebookToolCard';
 import type { IRevertResponse, ITurnChanges } from './types';
 import {
   changesLine,
@@ -32,6 +32,8 @@ export interface ITurnUndo {
   prompts: IUndoPrompts;
   /** After an undo: e.g. reload the notebook from disk if it was restored. */
   undone(result: IRevertResponse): void;
+  /** The session's notebook, for a changed cell's "Go to cell" (null: none). */
+  notebook?: INotebookCellsBinding | null;
 }
 
 /** A diff's lines, the first FOLD_LINES of a long one until "Show N more lines". */
@@ -77,6 +79,7 @@ function ChangeEntry(props: {
   status: string;
   diff?: string;
   note?: string | null;
+  notebook?: INotebookCellsBinding | null;
 }): JSX.Element {
   const lines = props.diff !== undefined ? parseUnifiedDiff(props.diff) : null;
   const { added, removed } = lines ? diffStats(lines) : { added: 0, removed: 0 };
@@ -103,13 +106,25 @@ function ChangeEntry(props: {
             <span className="jp-mod-remove">−{removed}</span>
           </span>
         )}
+        {props.kind === 'cell' && props.notebook && (
+          <GoToCell
+            cells={props.notebook.cells}
+            path={props.notebook.path}
+            cellRef={{ id: props.name, index: null }}
+            cell={`cell ${props.name}`}
+          />
+        )}
       </div>
       {props.note ? (
         <div className="jp-Assistant-changeNote">{props.note}</div>
       ) : lines && lines.length > 0 ? (
         <FoldedDiff lines={lines} label={`Changes to ${title}`} />
       ) : (
-        <div className="jp-Assistant-changeNote">No line changed (its mode or timestamp did).</div>
+        <div className="jp-Assistant-changeNote">
+          {props.kind === 'cell'
+            ? 'Its type changed, not its source.'
+            : 'No line changed (its permissions did).'}
+        </div>
       )}
     </section>
   );
@@ -120,6 +135,7 @@ export function ChangesDiff(props: {
   id: string;
   changes: ITurnChanges;
   notebookFile: string | null;
+  notebook?: INotebookCellsBinding | null;
 }): JSX.Element {
   const { changes } = props;
   return (
@@ -152,6 +168,7 @@ export function ChangesDiff(props: {
           name={cell.id}
           status={cell.status}
           diff={cell.diff}
+          notebook={props.notebook}
         />
       ))}
     </div>
@@ -291,7 +308,14 @@ export function TurnChangesView(props: { undo: ITurnUndo; turnId: string }): JSX
           {message}
         </div>
       )}
-      {open && <ChangesDiff id={diffId} changes={changes} notebookFile={undo.notebookFile} />}
+      {open && (
+        <ChangesDiff
+          id={diffId}
+          changes={changes}
+          notebookFile={undo.notebookFile}
+          notebook={undo.notebook}
+        />
+      )}
     </div>
   );
 }

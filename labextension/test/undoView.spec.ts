@@ -4,6 +4,7 @@
 
 import * as React from 'react';
 
+import type { CellPlace, ICellRef, INotebookCells } from '../src/cellLocator';
 import type { ITurnChanges } from '../src/types';
 import { ChangesDiff } from '../src/undoView';
 
@@ -12,11 +13,28 @@ const { renderToStaticMarkup } = require('react-dom/server') as {
   renderToStaticMarkup: (element: React.ReactElement) => string;
 };
 
-function render(changes: Partial<ITurnChanges>, notebookFile: string | null = null): string {
+function render(
+  changes: Partial<ITurnChanges>,
+  notebookFile: string | null = null,
+  cells: INotebookCells | null = null
+): string {
   const all = { files: [], cells: [], not_covered: [], reverted: false, ...changes };
+  const notebook = cells ? { cells, path: 'analysis/nb.ipynb' } : null;
   return renderToStaticMarkup(
-    React.createElement(ChangesDiff, { id: 'diff-1', changes: all, notebookFile })
+    React.createElement(ChangesDiff, { id: 'diff-1', changes: all, notebookFile, notebook })
   );
+}
+
+/** An open notebook holding the cells of `ids`. */
+function openNotebook(ids: string[]): INotebookCells {
+  const place = (_: string, ref: ICellRef): CellPlace =>
+    ids.includes(ref.id ?? '') ? 'present' : 'gone';
+  return {
+    place,
+    source: () => null,
+    goTo: async (path, ref) => place(path, ref),
+    watch: () => () => undefined
+  };
 }
 
 /** The text of each element with `className`, in order. */
@@ -108,5 +126,23 @@ describe('ChangesDiff', () => {
     expect(button?.[0]).toContain('type="button"');
     expect(button?.[0]).toContain('aria-expanded="false"');
     expect(button?.[0]).toMatch(/aria-controls="[^"]+"/);
+  });
+
+  it('offers Go to cell for a changed cell of the open notebook, not for a deleted one', () => {
+    const html = render(
+      {
+        cells: [
+          { id: 'c1', status: 'modified', diff: '@@ -1 +1 @@\n-a\n+b' },
+          { id: 'c2', status: 'deleted', diff: '@@ -1 +0,0 @@\n-c' }
+        ]
+      },
+      'nb.ipynb',
+      openNotebook(['c1'])
+    );
+    expect(html).toContain('aria-label="Go to cell c1 in the notebook"');
+    expect(html).toContain('aria-label="cell c2 was deleted"');
+    expect(render({ cells: [{ id: 'c1', status: 'added', diff: '' }] })).not.toContain(
+      'Go to cell'
+    );
   });
 });
