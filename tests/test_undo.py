@@ -30,7 +30,14 @@ COMMANDS = [
 def assistant_config() -> dict[str, Any]:
     # Exactly these commands run without asking (a redirect is no simple command for a rule
     # with a wildcard, which would ask).
-    return {"permission_allowed_tools": [*READ_ONLY_TOOLS, *(f"Bash({c})" for c in COMMANDS)]}
+    return {
+        "permission_allowed_tools": [
+            *READ_ONLY_TOOLS,
+            *(f"Bash({c})" for c in COMMANDS),
+            "Write",
+            "Edit",
+        ]
+    }
 
 
 @pytest.fixture
@@ -106,6 +113,36 @@ async def test_changes_made_through_bash_are_listed_and_undone(
     response = await revert(jp_fetch, sid, first, force=True)
     assert response.code == 200, response.body
     assert (notebook_dir / "sales.csv").read_text() == "region,amount\nnorth,10\nsouth,20\n"
+
+
+async def test_changes_made_through_write_and_edit_are_listed_and_undone(
+    jp_fetch: Any,
+    notebook_dir: Path,
+    standin: AnthropicStandIn,  # noqa: F811
+) -> None:
+    (notebook_dir / "clean.py").write_text("df = load()\ndf = df.dropna()\n")
+    sid = (await create_session(jp_fetch))["id"]
+    stream = await run_turn(jp_fetch, sid, "RUN_EDIT: clean.py dropna()=>fillna(0)")
+    assert types(stream)[-1] == "done", stream[-1]
+    edited = str(stream[0]["data"]["turn_id"])
+    assert "Edit" in [e["data"]["name"] for e in stream if e["event"] == "tool_use"]
+    assert (notebook_dir / "clean.py").read_text() == "df = load()\ndf = df.fillna(0)\n"
+    stream = await run_turn(jp_fetch, sid, "RUN_WRITE: summary.md Sales went up.")
+    assert types(stream)[-1] == "done", stream[-1]
+    written = str(stream[0]["data"]["turn_id"])
+    assert (notebook_dir / "summary.md").read_text() == "Sales went up.\n"
+
+    (entry,) = (await changes(jp_fetch, sid, edited))["files"]
+    assert (entry["path"], entry["status"]) == ("clean.py", "modified")
+    assert {"-df = df.dropna()", "+df = df.fillna(0)"} <= set(entry["diff"].splitlines())
+    (entry,) = (await changes(jp_fetch, sid, written))["files"]
+    assert (entry["path"], entry["status"]) == ("summary.md", "added")
+
+    response = await revert(jp_fetch, sid, edited)  # and the Write after it
+    assert response.code == 200, response.body
+    assert json_of(response)["reverted"] == [edited, written]
+    assert (notebook_dir / "clean.py").read_text() == "df = load()\ndf = df.dropna()\n"
+    assert not (notebook_dir / "summary.md").exists()
 
 
 async def test_bad_undo_requests_change_nothing(

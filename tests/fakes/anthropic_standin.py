@@ -25,6 +25,8 @@ Behaviour is scripted by the last user message of a main-agent request (see ``Sc
   ``RUN_BASH: <command>``: that command (e.g. ``sleep 30`` to test cancelling a real tool run);
 * ``RUN_WRITE: <file> <content>``: a ``Write`` of that file (relative names count from the CLI's
   working directory, read from its system prompt) with the rest of the line as content;
+* ``RUN_EDIT: <file> <old>=><new>``: a ``Read`` of that file, then (when it comes back) an
+  ``Edit`` replacing ``<old>`` with ``<new>``, as the CLI requires a file read before an edit;
 * ``RUN_TOOL: <tool> <json arguments>``: a ``tool_use`` of that tool of the ``notebook`` MCP
   server (``mcp__notebook__<tool>``) if the request offers it, else a text saying it is missing;
 * ``THINK`` in the text: a thinking block before the text;
@@ -53,6 +55,7 @@ TOUCH_TRIGGER = "RUN_TOUCH"  # Bash `touch`: writes, so default permissions deny
 TOUCH_FILE = "standin_was_here.txt"
 BASH_TRIGGER = "RUN_BASH:"  # the rest of the line is the command (e.g. `sleep 30` for cancel tests)
 WRITE_TRIGGER = "RUN_WRITE:"  # `RUN_WRITE: notes.txt some text`: the Write tool, asked for
+EDIT_TRIGGER = "RUN_EDIT:"  # `RUN_EDIT: clean.py old=>new`: Read, then Edit
 WORKDIR_LINE = "Primary working directory: "  # how the CLI's system prompt names its cwd
 THINK_TRIGGER = "THINK"
 TOOL_TRIGGER = "RUN_TOOL:"  # `RUN_TOOL: insert_cell {"source": "1+1"}`: a notebook MCP tool
@@ -182,6 +185,17 @@ class Script:
         return None
 
     @staticmethod
+    def _absolute(name: str, body: JSON) -> str:
+        """A file name relative to the CLI's working directory (from its system prompt)."""
+        if not name.startswith("/"):
+            system = json.dumps(body.get("system") or "")
+            start = system.find(WORKDIR_LINE)
+            if start >= 0:
+                cwd = system[start + len(WORKDIR_LINE) :].split("\\n", 1)[0]
+                name = f"{cwd.rstrip('/')}/{name}"
+        return name
+
+    @staticmethod
     def write_for(text: str, body: JSON) -> JSON | None:
         """The Write tool input a user text asks for (WRITE_TRIGGER), if any."""
         if WRITE_TRIGGER not in text:
@@ -190,13 +204,42 @@ class Script:
         name, _, content = line.partition(" ")
         if not name:
             return None
-        if not name.startswith("/"):
-            system = json.dumps(body.get("system") or "")
-            start = system.find(WORKDIR_LINE)
-            if start >= 0:
-                cwd = system[start + len(WORKDIR_LINE) :].split("\\n", 1)[0]
-                name = f"{cwd.rstrip('/')}/{name}"
-        return {"file_path": name, "content": content + "\n"}
+        return {"file_path": Script._absolute(name, body), "content": content + "\n"}
+
+    @staticmethod
+    def edit_for(text: str, body: JSON) -> JSON | None:
+        """The Edit tool input a user text asks for (EDIT_TRIGGER), if any."""
+        if EDIT_TRIGGER not in text:
+            return None
+        line = text.split(EDIT_TRIGGER, 1)[1].splitlines()[0].strip()
+        name, _, change = line.partition(" ")
+        old, arrow, new = change.partition("=>")
+        if not name or not arrow or not old:
+            return None
+        path = Script._absolute(name, body)
+        return {"file_path": path, "old_string": old, "new_string": new}
+
+    @staticmethod
+    def tool_use(messages: list[JSON], tool_use_id: Any) -> JSON | None:
+        """The earlier tool_use block a tool_result answers."""
+        for message in reversed(messages):
+            content = message.get("content")
+            if message.get("role") != "assistant" or not isinstance(content, list):
+                continue
+            for block in content:
+                if isinstance(block, dict) and block.get("id") == tool_use_id:
+                    return block
+        return None
+
+    @staticmethod
+    def asked(messages: list[JSON]) -> str:
+        """The user's latest own text (not a tool result)."""
+        for message in reversed(messages):
+            if message.get("role") == "user":
+                text = _user_text(message)
+                if text:
+                    return text
+        return ""
 
     @staticmethod
     def notebook_tool_for(text: str, body: JSON) -> JSON | None:
@@ -240,6 +283,16 @@ class Script:
         )
         if results:
             result = results[-1]
+            used = Script.tool_use(messages, result.get("tool_use_id")) or {}
+            edit = Script.edit_for(Script.asked(messages), body)
+            if (
+                edit
+                and used.get("name") == "Read"
+                and (used.get("input") or {}).get("file_path") == edit["file_path"]
+                and not result.get("is_error")
+            ):
+                tool = {"type": "tool_use", "id": _new_id("toolu"), "name": "Edit", "input": edit}
+                return [tool], "tool_use"
             out = _block_text(result).strip()
             if result.get("is_error"):
                 text = f"The tool failed: {out}"
@@ -259,6 +312,12 @@ class Script:
         if write:
             tool = {"type": "tool_use", "id": _new_id("toolu"), "name": "Write", "input": write}
             intro = {"type": "text", "text": f"I will write {write['file_path']}."}
+            return [intro, tool], "tool_use"
+        edit = Script.edit_for(text, body)
+        if edit:
+            read = {"file_path": edit["file_path"]}
+            tool = {"type": "tool_use", "id": _new_id("toolu"), "name": "Read", "input": read}
+            intro = {"type": "text", "text": f"I will edit {edit['file_path']}."}
             return [intro, tool], "tool_use"
         command = Script.command_for(text)
         if command:
