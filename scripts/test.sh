@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh machine, then lint, type-check and test.
 #   - a virtualenv in .venv with the package and its test extras (a real `pip install .`)
-#   - the real Claude Code, Codex and Gemini CLIs from the npm registry, in .cache/npm, and Claude
-#     Code's ACP adapter (claude-agent-acp) in .cache/npm-acp (used by the end-to-end tests)
+#   - the real Claude Code, Codex and Gemini CLIs from the npm registry, in .cache/npm, and the ACP
+#     adapters claude-agent-acp and codex-acp in .cache/npm-acp (used by the end-to-end tests)
 #   - Debian's chromium (as root, if missing) for the sidebar's browser tests in tests/browser
 # Extra arguments go to pytest, e.g. scripts/test.sh -k store -x
 set -euo pipefail
@@ -28,10 +28,11 @@ fi
 # Codex and Gemini CLI, at the versions tests/fakes/wire-samples were captured with.
 [ -x .cache/npm/node_modules/.bin/codex ] && [ -x .cache/npm/node_modules/.bin/gemini ] || npm install --prefix .cache/npm --no-audit --no-fund --loglevel=error @openai/codex@0.171.0 @google/gemini-cli@0.61.0
 export JUPYTER_ASSISTANT_REAL_CODEX="$PWD/.cache/npm/node_modules/.bin/codex" JUPYTER_ASSISTANT_REAL_GEMINI="$PWD/.cache/npm/node_modules/.bin/gemini"
-# Claude Code's ACP adapter, at the version of wire-samples/acp/claude_agent_*.jsonl, in a prefix
-# of its own (it brings its own Claude Code through the Claude Agent SDK).
-[ -x .cache/npm-acp/node_modules/.bin/claude-agent-acp ] || npm install --prefix .cache/npm-acp --no-audit --no-fund --loglevel=error @agentclientprotocol/claude-agent-acp@0.101.0
-export JUPYTER_ASSISTANT_REAL_CLAUDE_AGENT_ACP="$PWD/.cache/npm-acp/node_modules/.bin/claude-agent-acp"
+# The ACP adapters of Claude Code and Codex, at the versions of wire-samples/acp/claude_agent_*.jsonl
+# and codex_acp_*.jsonl, in a prefix of their own (each brings its own agent: the Claude Agent
+# SDK's Claude Code, codex-acp's Codex).
+[ -x .cache/npm-acp/node_modules/.bin/claude-agent-acp ] && [ -x .cache/npm-acp/node_modules/.bin/codex-acp ] || npm install --prefix .cache/npm-acp --no-audit --no-fund --loglevel=error @agentclientprotocol/claude-agent-acp@0.101.0 @zed-industries/codex-acp@0.16.0
+export JUPYTER_ASSISTANT_REAL_CLAUDE_AGENT_ACP="$PWD/.cache/npm-acp/node_modules/.bin/claude-agent-acp" JUPYTER_ASSISTANT_REAL_CODEX_ACP="$PWD/.cache/npm-acp/node_modules/.bin/codex-acp"
 
 # Playwright drives this browser; it downloads none of its own.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -20,7 +20,8 @@ from jupyter_assistant.providers.base import ProviderUnavailable, TurnRequest
 from .conftest import fake_cli
 from .fakes.anthropic_standin import AnthropicStandIn
 from .fakes.gemini_standin import GeminiStandIn
-from .fakes.real_clis import find_real, gemini_home_for_standin
+from .fakes.openai_standin import OpenAIStandIn
+from .fakes.real_clis import codex_standin_config, find_real, gemini_home_for_standin
 from .helpers import (
     StreamReader,
     api,
@@ -494,37 +495,21 @@ def test_claude_agent_acp_warnings_are_notices_not_reply_text() -> None:
 
 
 def test_codex_acp_warnings_are_notices_not_reply_text() -> None:
-    # codex-acp forwards Codex's warning events as an agent_message_chunk of their own.
-    client, io = prompted()
-    session = io.sent[-1]["params"]["sessionId"]
-    warning = (
-        "Model metadata for `gpt-5-codex` not found. Defaulting to fallback metadata; this can "
-        "degrade performance and cause issues."
+    # codex-acp 0.16.0 forwards Codex's warning events as an agent_message_chunk of their own,
+    # before the answer (against the OpenAI stand-in, with a model Codex has no metadata for).
+    client, io = started()
+    out = fed(client, from_agent("codex_acp_warning.jsonl"))
+    assert [m.get("method") for m in io.sent] == ["initialize", "session/new", "session/prompt"]
+    assert "".join(e["text"] for e in of_type(out, "text")) == (
+        "Hello from the stand-in. You said: Say hi please"
     )
-    chunks = [warning, "Hello", " there"]
-    out = fed(
-        client,
-        [
-            {
-                "jsonrpc": "2.0",
-                "method": "session/update",
-                "params": {
-                    "sessionId": session,
-                    "update": {
-                        "sessionUpdate": "agent_message_chunk",
-                        "content": {"type": "text", "text": chunk},
-                    },
-                },
-            }
-            for chunk in chunks
-        ],
-    )
-    assert of_type(out, "text") == [
-        {"type": "text", "text": "Hello"},
-        {"type": "text", "text": " there"},
-    ]
     (notice,) = of_type(out, "notice")
-    assert warning in notice["message"] and notice["level"] == "warning"
+    assert notice["level"] == "warning"
+    assert notice["message"] == (
+        "Codex reported a warning: Model metadata for `gpt-5-codex` not found. Defaulting to "
+        "fallback metadata; this can degrade performance and cause issues."
+    )
+    assert out[-1]["type"] == "done"
 
 
 def test_claude_agent_acp_as_root_says_to_set_is_sandbox() -> None:
@@ -1016,3 +1001,36 @@ class TestRealClaudeAgentAcpWithAnotherIsSandbox:
         message = stream[-1]["data"]["message"]
         assert "cannot be used with root/sudo privileges" in message
         assert "c.AcpProvider.env = {'IS_SANDBOX': '1'}" in message
+
+
+# -- the REAL codex-acp (@zed-industries/codex-acp) ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openai_standin() -> Iterator[OpenAIStandIn]:
+    with OpenAIStandIn() as server:
+        yield server
+
+
+@pytest.mark.usefixtures("notebook_dir")
+class TestRealCodexAcp:
+    @pytest.fixture
+    def acp_settings(self, tmp_path: Path, openai_standin: OpenAIStandIn) -> dict[str, Any]:
+        (tmp_path / "codex-home").mkdir()
+        overrides = {**codex_standin_config(openai_standin.base_url), "model": '"gpt-5-codex"'}
+        return {
+            "command": [find_real("codex-acp")],
+            "extra_args": [arg for k, v in overrides.items() for arg in ("-c", f"{k}={v}")],
+            "env": {"CODEX_HOME": str(tmp_path / "codex-home"), "STANDIN_API_KEY": "test-key"},
+        }
+
+    async def test_its_warning_is_a_notice_not_reply_text(self, jp_fetch: Any) -> None:
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "Say hi please")
+        assert types(stream)[-1] == "done", stream[-1]
+        assert text_of(stream).startswith("Hello from the stand-in.")
+        assert "Model metadata" not in text_of(stream)
+        notices = [e["data"]["message"] for e in stream if e["event"] == "notice"]
+        assert any("Model metadata for `gpt-5-codex` not found" in n for n in notices), notices
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        assert "Model metadata" not in stored["messages"][-1]["content"]

@@ -17,11 +17,12 @@ NPM_PACKAGES = {
     "codex": "@openai/codex",
     "gemini": "@google/gemini-cli",
     "claude-agent-acp": "@agentclientprotocol/claude-agent-acp",
+    "codex-acp": "@zed-industries/codex-acp",
 }
 
 
 # Installed in a prefix of their own by scripts/test.sh (the default: .cache/npm).
-NPM_PREFIXES = {"claude-agent-acp": "npm-acp"}
+NPM_PREFIXES = {"claude-agent-acp": "npm-acp", "codex-acp": "npm-acp"}
 
 
 def find_real(name: str) -> str:
