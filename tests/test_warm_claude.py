@@ -351,3 +351,23 @@ async def test_a_server_start_reaps_warm_processes_a_killed_server_left(
         if left.returncode is None:
             left.kill()
             await left.wait()
+
+
+class TestTheFakeCli:
+    """The fake CLI (tests/fakes/claude) takes a kept process's next turn too, so that the
+    other tests can run with warm_agents on."""
+
+    @pytest.fixture
+    def claude_settings(self, claude_command: list[str]) -> dict[str, Any]:
+        return {"command": claude_command}
+
+    async def test_a_second_turn_on_the_same_fake_process(
+        self, jp_fetch: Any, extension: Any
+    ) -> None:
+        sid = (await create_session(jp_fetch))["id"]
+        first = await done_turn(jp_fetch, sid, "One")
+        pid = parked(extension)[sid]
+        second = await done_turn(jp_fetch, sid, "Two")
+        assert parked(extension)[sid] == pid
+        conversation = first[-1]["data"]["provider_session_id"]
+        assert text_of(second) == f"Fake Claude reply. You said: Two resumed:{conversation}"
