@@ -594,6 +594,28 @@ class TestWithTheFakeAgent:
         ]  # fmt: skip
         assert second[-1]["data"]["provider_session_id"] == acp_session
 
+    async def test_the_turn_ends_when_the_prompt_is_answered_not_when_the_agent_exits(
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        # An agent that stays up after its stdin closed (issue 19, item 1): `done` waited
+        # for it (10 s); the agent is stopped soon after the answer instead.
+        lingered = tmp_path / "lingered"
+        monkeypatch.setenv("FAKE_ACP_LINGER", str(lingered))
+        monkeypatch.setenv("FAKE_PID_FILE", str(tmp_path / "pids.json"))
+        session = await create_session(jp_fetch)
+        stream = await run_turn(jp_fetch, session["id"], "Say hi")
+        assert types(stream)[-1] == "done", stream[-1]
+        assert not lingered.exists(), "done came only after the agent lingered 8 s"
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        assert stored["status"] == "idle"
+        assert stored["messages"][-1]["content"] == "Fake ACP reply. You said: Say hi"
+        agents = [
+            p
+            for p in psutil.process_iter(["environ"])
+            if (p.info["environ"] or {}).get("FAKE_ACP_LINGER") == str(lingered)
+        ]
+        assert agents == [], "the agent outlived its turn"
+
     async def test_claude_agent_acp_turns_cost_what_they_add(
         self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -95,6 +95,10 @@ class AcpProvider(CliProvider):
     display_name: ClassVar[str] = "ACP agent"
     install_hint: ClassVar[str] = "set c.AcpProvider.command, e.g. ['gemini', '--acp']"
     cli_name: ClassVar[str] = "ACP agent"
+    # An ACP agent is a server: the turn ends when session/prompt answers. Its stdin is closed
+    # then; the adapters on npm stay up for seconds more (claude-code-acp and codex-acp 0.16
+    # took 10 s, the whole old wait), so it is stopped soon after.
+    exit_after_result_seconds: ClassVar[float] = 0.5
 
     command = Union(
         [List(Unicode()), Unicode()],

@@ -289,6 +289,10 @@ class Provider(LoggingConfigurable):
     login_check: ClassVar[str | None] = None
     # The signal that asks the provider to stop its turn cleanly; its children get SIGTERM.
     interrupt_signal: ClassVar[int] = int(signal.SIGTERM)
+    # How long the process may take to exit on its own once its result is in, before it is
+    # stopped (and the turn's end waits that long): a CLI exits at the end of its input; an
+    # agent that is a server (ACP) may stay up.
+    exit_after_result_seconds: ClassVar[float] = 10.0
 
     env = Dict(
         value_trait=Unicode(),

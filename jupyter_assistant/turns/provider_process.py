@@ -26,8 +26,6 @@ from .turn import RunnerSettings, Turn
 from .warm import WarmProcess
 
 STDERR_TAIL_BYTES = 4096
-# After the provider's final result, how long it may take to exit before it is stopped.
-EXIT_AFTER_RESULT_SECONDS = 10.0
 # How long the pipes may still be read after the process ended (something else may hold them).
 DRAIN_SECONDS = 2.0
 
@@ -170,7 +168,7 @@ class ProviderProcess:
             if not kept and turn.stop_request is None and pump.terminal is not None:
                 # The result is in; give the process a moment to exit on its own.
                 try:
-                    await asyncio.wait_for(proc.wait(), EXIT_AFTER_RESULT_SECONDS)
+                    await asyncio.wait_for(proc.wait(), self.provider.exit_after_result_seconds)
                 except asyncio.TimeoutError:
                     await stop_provider(turn, grace, graceful=False)
             if not kept:
