@@ -2,7 +2,9 @@
 Messages API stand-in) changing files on disk through Bash: the changes line under the reply,
 its diff view (folded when long), Undo this turn with the later turns named first, the files
 back on disk, Undone after a reload; a file the user changed since is a conflict, and
-Overwrite them forces the undo; Keep hides the buttons for good."""
+Overwrite them forces the undo; Keep hides the buttons for good. An undo that restored the open
+notebook's file reloads it; a cell the agent added through the notebook tools is listed with Go
+to cell and taken out of the open notebook."""
 
 from __future__ import annotations
 
@@ -61,7 +63,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory, standin: AnthropicStandIn) -> 
     server = LabServer(
         home,
         [find_real_claude()],
-        claude_settings={"env": standin.cli_env(home)},
+        # The first turn's CLI waits for the notebook MCP server (loaded on first use); cell
+        # edits follow the file-edit setting, so the notebook tools' calls ask nothing.
+        claude_settings={
+            "env": {**standin.cli_env(home), "MCP_TIMEOUT": "60000"},
+            "permission_mode": "acceptEdits",
+        },
         # Exactly these commands run without an approval card.
         assistant_settings={
             "permission_allowed_tools": [
@@ -338,3 +345,35 @@ def test_an_undo_that_restores_the_open_notebook_reloads_it_from_disk(
     expect(cells).to_have_count(1)
     expect(dirty).to_have_count(0)
     assert (lab.root / notebook).read_text() == saved
+
+
+def test_a_cell_the_agent_added_to_the_open_notebook_is_listed_and_undone_there(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+    insert = {"source": "x = 42", "index": 0}
+    reply = ask_and_wait(panel, f"RUN_TOOL: insert_cell {json.dumps(insert)}")
+    expect(cells).to_have_count(2)  # in the open notebook (its file is as it was)
+
+    changes = changes_of(reply)
+    expect(changes.locator(".jp-Assistant-changesText")).to_have_text("Changed: 1 cell")
+    changes.locator(".jp-Assistant-changesToggle").click()
+    cell = changes.locator(".jp-Assistant-change[data-cell-id]")
+    expect(cell.locator(".jp-Assistant-changeStatus")).to_have_text("new")
+    expect(lines_of(cell, "add")).to_have_text(["+x = 42"])
+    # Go to cell selects the agent's cell in the notebook.
+    cell_id = cell.get_attribute("data-cell-id")
+    cell.get_by_role("button", name=f"Go to cell {cell_id} in the notebook").click()
+    expect(cells.first).to_have_class(re.compile(r"\bjp-mod-active\b"))
+
+    # Undo takes the cell out of the open notebook, without a reload or a question.
+    changes.get_by_role("button", name="Undo this turn").click()
+    expect(changes.locator(".jp-Assistant-changesUndone")).to_have_text("Undone")
+    expect(cells).to_have_count(1)
+    expect(cells.first.locator(".jp-InputArea-editor")).to_have_text(
+        "import pandas as pd  # the first cell"
+    )
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+    expect(cell.get_by_role("button", name=f"cell {cell_id} was deleted")).to_be_disabled()
