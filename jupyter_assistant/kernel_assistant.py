@@ -101,8 +101,6 @@ class KernelAssistant:
             service_settings.runner.journal_events = True
             # Each turn's folder stays inside the root of the server that started this kernel.
             service_settings.runner.root_dir = server_root(os.environ)
-            # Warm providers are the server's (a kernel's own are for later: issue 17).
-            service_settings.runner.warm_agents = False
             self._service = AssistantService(
                 service_settings,
                 # Providers are children of the settings, so c.ClaudeCodeProvider.* applies.

@@ -201,9 +201,10 @@ class EngineSettings(Configurable):
     warm_agents = Bool(
         False,
         help="Keep a conversation's Claude Code process running after its turn, so that the "
-        "next question skips the CLI's start-up (about a second). The server's turns only "
-        "(not %%assistant cells). A process whose settings, folder, model or notebook context "
-        "changed, or that died, is replaced by a cold start that resumes the conversation.",
+        "next question skips the CLI's start-up (about a second); in a kernel (%%assistant) "
+        "until the kernel shuts down. A process whose settings, folder, model or notebook "
+        "context changed, or that died, is replaced by a cold start that resumes the "
+        "conversation.",
     ).tag(config=True)
 
     warm_idle_seconds = Float(

@@ -24,9 +24,11 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from ..processes import ProcessRecord, ProcessRegistry, terminate_tree, terminate_tree_async
+from ..processes import ProcessRecord, ProcessRegistry, terminate_tree
 from ..providers.base import ProviderIO
 
 log = logging.getLogger(__name__)
@@ -202,11 +204,20 @@ class WarmPool:
             if warm.alive():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(warm.proc.wait(), grace)
-            await terminate_tree_async(warm.record, grace)
+            await _blocking(terminate_tree, warm.record, grace)
         except Exception:
             log.exception("Could not end the warm provider of session %s", warm.session_id)
         finally:
             warm.stderr_task.cancel()
             if warm.recorded:
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.registry.clear_warm, warm.session_id, warm.pid)
+                    await _blocking(self.registry.clear_warm, warm.session_id, warm.pid)
+
+
+async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a thread; in this thread when no new thread can start (a
+    kernel's exit: its atexit handler ends the warm processes after the executors closed)."""
+    try:
+        return await asyncio.to_thread(function, *args)
+    except RuntimeError:
+        return function(*args)
