@@ -243,7 +243,8 @@ export function TurnChangesView(props: { undo: ITurnUndo; turnId: string }): JSX
       setMessage(`Could not undo: ${outcome.message}`);
     } else if (outcome.kind === 'undone') {
       if (outcome.result.missed.length) {
-        setMessage(`Not restored (not kept, too large): ${outcome.result.missed.join(', ')}`);
+        // Files too large to keep, or the notebook whose cells could not be reached.
+        setMessage(`Not put back: ${outcome.result.missed.join(', ')}.`);
       }
       undo.undone(outcome.result);
     }
