@@ -371,3 +371,19 @@ class TestTheFakeCli:
         assert parked(extension)[sid] == pid
         conversation = first[-1]["data"]["provider_session_id"]
         assert text_of(second) == f"Fake Claude reply. You said: Two resumed:{conversation}"
+
+    async def test_a_kept_processs_turn_costs_its_own_share(
+        self, jp_fetch: Any, extension: Any
+    ) -> None:
+        # The CLI's total_cost_usd is the process's running total; its usage the turn's own.
+        sid = (await create_session(jp_fetch))["id"]
+        costs = []
+        for prompt in ("One", "Two, a little longer", "Three"):
+            stream = await done_turn(jp_fetch, sid, prompt)
+            (usage,) = [e["data"] for e in stream if e["event"] == "usage"]
+            own = usage["input_tokens"] * 5e-6 + usage["output_tokens"] * 25e-6
+            assert usage["cost_usd"] == pytest.approx(own), usage  # not the running total
+            costs.append(usage["cost_usd"])
+        assert len(set(parked(extension).values())) == 1
+        stored = json_of(await api(jp_fetch, "sessions", sid))
+        assert stored["usage"]["cost_usd"] == pytest.approx(sum(costs))

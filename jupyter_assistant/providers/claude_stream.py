@@ -95,6 +95,9 @@ class ClaudeStreamParser(JsonLinesParser):
         # are joined with a paragraph break, as a reader expects.
         self._text_so_far = False
         self._new_text_block = False
+        # A warm process's running cost before this turn (turns/warm.py), and after it.
+        self.cost_before = 0.0
+        self.process_cost = 0.0
 
     def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
@@ -199,7 +202,11 @@ class ClaudeStreamParser(JsonLinesParser):
             int(usage.get(key) or 0)
             for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         )
-        cost = float(obj.get("total_cost_usd") or 0.0)
+        # total_cost_usd is the process's running total: a kept (warm) process's later turns
+        # report their own cost plus the earlier turns' (its usage is the turn's own).
+        total = float(obj.get("total_cost_usd") or 0.0)
+        cost = max(0.0, total - self.cost_before)
+        self.process_cost = total
         out = [events.usage(input_tokens, int(usage.get("output_tokens") or 0), cost)]
         for denial in obj.get("permission_denials") or []:
             if isinstance(denial, dict) and not self._reported(denial):

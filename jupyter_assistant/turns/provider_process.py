@@ -14,7 +14,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .. import events
 from ..events import COALESCED, TERMINAL_EVENTS, Event
@@ -24,6 +24,16 @@ from ..workdir import working_dir_problem
 from .stopping import stop_provider
 from .turn import RunnerSettings, Turn
 from .warm import WarmProcess
+
+
+@runtime_checkable
+class RunningCost(Protocol):
+    """A parser whose provider reports the process's running cost (Claude Code's
+    ``total_cost_usd``): told what a reused process cost before its turn."""
+
+    cost_before: float
+    process_cost: float
+
 
 STDERR_TAIL_BYTES = 4096
 # How long the pipes may still be read after the process ended (something else may hold them).
@@ -118,6 +128,8 @@ class ProviderProcess:
         )
         await asyncio.to_thread(self.registry.write, turn.record)
         turn.parser, turn.process = parser, warm.proc
+        if isinstance(parser, RunningCost):
+            parser.cost_before = warm.process_cost
         try:
             return await self._supervise(warm.proc, parser, launch, warm)
         finally:
@@ -198,6 +210,8 @@ class ProviderProcess:
             )
             warm.leftover = pump.pending
             warm.conversation_id = parser.provider_session_id or warm.conversation_id
+            if isinstance(parser, RunningCost):
+                warm.process_cost = parser.process_cost
             # The turn no longer owns the process: nothing that ends the turn may stop it.
             turn.record, turn.process = None, None
             return Outcome(pump.terminal, warm.conversation_id, kept=warm)

@@ -56,6 +56,9 @@ class WarmProcess:
     # last turn found): otherwise another process ran a turn meanwhile and the conversation
     # in this process is behind.
     next_history: int = -1
+    # What the process's turns cost so far: Claude Code's result reports this running total,
+    # so the next turn's own cost is its total less this.
+    process_cost: float = 0.0
     last_used: float = 0.0
     recorded: bool = False
     timer: asyncio.TimerHandle | None = None
