@@ -211,6 +211,15 @@ def test_a_server_interrupted_without_a_terminal_leaves_no_provider(
     while not pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     pids = json.loads(pid_file.read_text())
+
+    def partial_reply() -> str:
+        messages = server.call("GET", f"/sessions/{sid}")["messages"]
+        return str(messages[-1]["content"]) if messages[-1]["role"] == "assistant" else ""
+
+    # The fake writes its pids, then its text: stop once the server has kept that text (its
+    # partial reply is saved every 0.2 s here), so the reply is what the SIGINT must keep.
+    while "pids" not in partial_reply() and time.monotonic() < deadline:
+        time.sleep(0.05)
     server.stop(signal.SIGINT)
     assert server.proc is not None
     assert server.proc.returncode is not None

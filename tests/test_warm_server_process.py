@@ -37,8 +37,12 @@ def servers(dirs: dict[str, Path]) -> Iterator[list[Server]]:
         server.stop(signal.SIGKILL)
 
 
-def new_server(servers: list[Server], dirs: dict[str, Path]) -> Server:
-    server = Server(dirs["root"], dirs["store"], dirs["home"]).start(extra_args=WARM)
+def new_server(
+    servers: list[Server], dirs: dict[str, Path], extra_env: dict[str, str] | None = None
+) -> Server:
+    server = Server(dirs["root"], dirs["store"], dirs["home"]).start(
+        extra_env=extra_env, extra_args=WARM
+    )
     servers.append(server)
     return server
 
@@ -90,7 +94,8 @@ def test_a_stopped_server_leaves_no_warm_process(
 def test_a_killed_servers_warm_process_is_ended_by_the_next_start(
     servers: list[Server], dirs: dict[str, Path]
 ) -> None:
-    server = new_server(servers, dirs)
+    # A CLI that does not exit when its input ends (the server's end closes it): a hung one.
+    server = new_server(servers, dirs, {"FAKE_CLAUDE_STAY_AT_EOF": "1"})
     sid, pid = warm_turn(server)
     server.stop(signal.SIGKILL)  # no shutdown, no exit stop: the CLI is left waiting
     assert pids_alive([pid]) == [pid]
