@@ -338,8 +338,13 @@ def test_cells_changed_where_the_notebook_is_open_are_listed_and_given_back(
     on_disk = (folder / "q3.ipynb").read_text()
     open_before = _notebook_json(("a", "x = 1"), ("b", "unsaved = 0"))
     open_after = _notebook_json(("a", "x = 2"), ("b", "unsaved = 0"), ("c", "new = 3"))
-    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb", open_before)
-    checkpoints.after_turn(SID, "t1", open_after)
+    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb")
+    # Two edits where it is open (the notebook tools): the first before, the last after.
+    middle = _notebook_json(("a", "x = 2"), ("b", "unsaved = 0"))
+    assert checkpoints.note_live(SID, "t1", open_before, middle)
+    assert checkpoints.note_live(SID, "t1", middle, open_after)
+    checkpoints.after_turn(SID, "t1")
+    assert not checkpoints.note_live(SID, "no-such-turn", open_before, open_after)
     changes = checkpoints.changes(SID, "t1")
     assert changes["files"] == []  # the file was not written
     assert [(c["id"], c["status"]) for c in changes["cells"]] == [
@@ -356,16 +361,17 @@ def test_cells_changed_where_the_notebook_is_open_are_listed_and_given_back(
     undone = checkpoints.revert(SID, "t1", notebook_now=untouched)
     assert undone["cells_target"] == open_before  # for the caller to put in the open notebook
     assert (folder / "q3.ipynb").read_text() == on_disk
-    assert checkpoints.sweep(lambda session_id: True) == (0, 0)  # its contents are kept
+    # Kept: before and after; gone: the state between the two edits, which nothing names.
+    assert checkpoints.sweep(lambda session_id: True) == (0, 1)
 
 
 def test_a_turn_that_changed_no_cell_where_it_is_open_gives_none_back(
     folder: Path, checkpoints: TurnCheckpoints
 ) -> None:
     same = _notebook_json(("a", "x = 1"))
-    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb", same)
+    checkpoints.before_turn(SID, "t1", str(folder), "q3.ipynb")
     (folder / "data.csv").write_text("changed\n")
-    checkpoints.after_turn(SID, "t1", same)
+    checkpoints.after_turn(SID, "t1")
     assert checkpoints.changes(SID, "t1")["cells"] == []
     assert "cells_target" not in checkpoints.revert(SID, "t1", notebook_now=same)
 

@@ -7,10 +7,14 @@ puts back (restore.py), refusing when a file changed since unless forced. Nothin
 the user's folder: everything lives under ``<store>/checkpoints/``::
 
     blobs/<2 hex>/<62 hex>              file contents, and manifests, by SHA-256
-    sessions/<session_id>/<turn_id>.json {seq, folder, notebook, before, after?, live?,
+    sessions/<session_id>/<turn_id>.json {seq, folder, notebook, before, after?,
                                           reverted?, told?}; before and after are
                                           {manifest: <digest>}: an unchanged folder's
                                           manifest is one blob, however many turns have it
+    sessions/<session_id>/<turn_id>.live {before, after}: the notebook's JSON where it was
+                                          open, before the turn's first edit of its cells
+                                          there and after its last (the notebook tools
+                                          edit it there, not in its file; note_live)
     .swept                              touched by each sweep: the others' caches are stale
 """
 
@@ -102,10 +106,21 @@ class TurnCheckpoints:
         return self.root / "sessions" / session_id / f"{turn_id}.json"
 
     def _read(self, session_id: str, turn_id: str) -> dict[str, Any]:
+        path = self._file(session_id, turn_id)
         try:
-            return dict(json.loads(self._file(session_id, turn_id).read_text("utf-8")))
+            record = dict(json.loads(path.read_text("utf-8")))
         except (FileNotFoundError, ValueError) as exc:
             raise UnknownTurn(f"no checkpoint of turn {turn_id}") from exc
+        record.pop("live", None)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            record["live"] = dict(json.loads(path.with_suffix(".live").read_text("utf-8")))
+        return record
+
+    def _write_record(self, session_id: str, turn_id: str, record: dict[str, Any]) -> None:
+        # What the turn changed where the notebook is open lives in a file of its own.
+        _write_json(
+            self._file(session_id, turn_id), {k: v for k, v in record.items() if k != "live"}
+        )
 
     def _free_bytes(self) -> int:
         """Free space on the store's disk; refuses (ENOSPC) below the rules' reserve."""
@@ -170,17 +185,9 @@ class TurnCheckpoints:
 
     # -- around a turn ---------------------------------------------------------------------------
 
-    def before_turn(
-        self,
-        session_id: str,
-        turn_id: str,
-        folder: str,
-        notebook: str,
-        live_notebook: str | None = None,
-    ) -> None:
+    def before_turn(self, session_id: str, turn_id: str, folder: str, notebook: str) -> None:
         """Checkpoint ``folder`` (absolute) before the turn; ``notebook`` is the session's
-        notebook, relative to it, and ``live_notebook`` its JSON as it is open in JupyterLab
-        (its cells there, edited by the notebook tools, may differ from the file's)."""
+        notebook, relative to it."""
         self._free_bytes()  # before the lock file is made: nothing written on a full disk
         with self._locked():
             _, ref = self._scan_ref(folder)
@@ -190,19 +197,36 @@ class TurnCheckpoints:
                 "notebook": notebook,
                 "before": ref,
             }
-            if live_notebook is not None:
-                record["live"] = {"before": self.blobs.put_bytes(live_notebook.encode())}
-            _write_json(self._file(session_id, turn_id), record)
+            self._write_record(session_id, turn_id, record)
 
-    def after_turn(self, session_id: str, turn_id: str, live_notebook: str | None = None) -> None:
-        """Checkpoint the folder after the turn; ``live_notebook`` as for ``before_turn``."""
+    def after_turn(self, session_id: str, turn_id: str) -> None:
+        """Checkpoint the folder after the turn."""
         with self._locked():
             record = self._read(session_id, turn_id)
             record["after"] = self._scan_ref(record["folder"])[1]
-            if live_notebook is not None:
-                live = record.setdefault("live", {})
-                live["after"] = self.blobs.put_bytes(live_notebook.encode())
-            _write_json(self._file(session_id, turn_id), record)
+            self._write_record(session_id, turn_id, record)
+
+    def note_live(self, session_id: str, turn_id: str, before: str | None, after: str) -> bool:
+        """The turn changed its notebook's cells where it is open in JupyterLab (the notebook
+        tools did): ``after`` is its JSON there now, ``before`` as it was before the change.
+        The first ``before`` of a turn is kept, the latest ``after``. False: the turn has no
+        checkpoint (checkpoints are off, or its server and store differ)."""
+        record = self._file(session_id, turn_id)
+        if not record.exists():
+            return False
+        with self._locked():
+            side = record.with_suffix(".live")
+            try:
+                live = dict(json.loads(side.read_text("utf-8")))
+            except (FileNotFoundError, ValueError):
+                live = {}
+            if "before" not in live:
+                if before is None:
+                    return False  # the change before it was not noted: no undo of the cells
+                live["before"] = self.blobs.put_bytes(before.encode())
+            live["after"] = self.blobs.put_bytes(after.encode())
+            _write_json(side, live)
+        return True
 
     def _notebook_texts(self, record: dict[str, Any]) -> tuple[str | None, str | None]:
         """The session's notebook before and after the turn: as it was open in JupyterLab
@@ -338,7 +362,7 @@ class TurnCheckpoints:
         for t, record in records.items():
             record["reverted"] = True
             record["told"] = False  # the agent hears of it with the next message
-            _write_json(self._file(session_id, t), record)
+            self._write_record(session_id, t, record)
         self._latest.pop(folder, None)
         result: dict[str, Any] = {
             "reverted": undone,
@@ -391,7 +415,7 @@ class TurnCheckpoints:
             with contextlib.suppress(UnknownTurn):
                 record = self._read(session_id, turn_id)
                 record["told"] = True
-                _write_json(self._file(session_id, turn_id), record)
+                self._write_record(session_id, turn_id, record)
 
     # -- housekeeping ----------------------------------------------------------------------------
 
@@ -429,7 +453,13 @@ class TurnCheckpoints:
                 for key in ("before", "after"):
                     if key in record:
                         keep.update(self._kept_by(record[key], manifests))
-                keep.update((record.get("live") or {}).values())
+            for path in (self.root / "sessions").glob("*/*.live"):
+                try:
+                    keep.update(json.loads(path.read_text("utf-8")).values())
+                except FileNotFoundError:
+                    continue
+                except (ValueError, OSError):
+                    return 0
             removed = self.blobs.sweep(keep)
             # Every process's caches (the latest manifests, contents known to be kept) may
             # be stale now: they check this file's time before they trust them.

@@ -58,5 +58,13 @@ def build_gateway(
 
         shared = SharedDocuments.of_server(serverapp, kernels)
     toolbox = NotebookToolbox(storage, limits, kernels, BrowserRelay(), shared)
+    checkpoints = service.runner.checkpoints
+    if checkpoints is not None:
+        # Undo of the cells a turn (a kernel's too: its grant names it) changes where the
+        # notebook is open: they are not in its file, which the checkpoints keep.
+        def note(grant: Any, before: str | None, after: str) -> None:
+            checkpoints.note_live(grant.session_id, grant.turn_id, before, after)
+
+        toolbox.live_edits = note
     approver = TurnApprover(service.runner.approve_served, str(serverapp.root_dir), storage)
     return NotebookToolsGateway(toolbox, url, approver)

@@ -140,10 +140,6 @@ class NotebookToolsGateway:
 
     # -- for undo (the runner's checkpoints, the service's revert) ----------------------------
 
-    async def open_notebook_text(self, path: str) -> str | None:
-        """The notebook's JSON as it is open in JupyterLab; None where it is not open."""
-        return await self.toolbox.open_notebook_text(path)
-
     async def notebook_text(self, path: str) -> str | None:
         return await self.toolbox.notebook_text(path)
 

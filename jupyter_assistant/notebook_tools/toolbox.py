@@ -238,6 +238,10 @@ class NotebookToolbox:
         # outputs so far; each is saved with its cell when it ends.
         self._runs: dict[tuple[str, str], Execution] = {}
         self._followers: set[asyncio.Task[None]] = set()
+        # Undo (checkpoints/): told of each change a turn makes where the notebook is open,
+        # with its JSON there before (the turn's first change only) and after; in a thread.
+        self.live_edits: Callable[[Grant, str | None, str], object] | None = None
+        self._noted_turns: set[str] = set()
 
     async def call(self, grant: Grant, tool: str, arguments: Any) -> dict[str, Any]:
         """Run ``tool`` on the grant's notebook. ToolError: the model is told why; the
@@ -265,8 +269,11 @@ class NotebookToolbox:
             if document is not None:
                 # Checked and computed on a snapshot of the open document, then made there.
                 if changes:
+                    first = self.live_edits is not None and grant.turn_id not in self._noted_turns
+                    before = str(nbformat.writes(live)) if first else None  # type: ignore[no-untyped-call]
                     result = operation(live)
                     await document.apply(_live_op(tool, live, result))
+                    await self._note_live(grant, before, live)
                 else:  # a read of a large notebook must not hold up the server's other work
                     result = await asyncio.to_thread(operation, live)
             elif changes:
@@ -291,6 +298,20 @@ class NotebookToolbox:
         return result
 
     # -- for undo (checkpoints/): the notebook where it is open --------------------------------
+
+    async def _note_live(self, grant: Grant, before: str | None, live: Any) -> None:
+        if self.live_edits is None:
+            return
+        after = str(nbformat.writes(live))  # type: ignore[no-untyped-call]
+        try:
+            await asyncio.to_thread(self.live_edits, grant, before, after)
+        except Exception:  # the edit is made: only its undo is lost, and the log says so
+            log.exception("The change to %s could not be kept for undo", grant.notebook_path)
+            return
+        if before is not None:
+            if len(self._noted_turns) > 10_000:  # turns long over
+                self._noted_turns.clear()
+            self._noted_turns.add(grant.turn_id)
 
     async def open_notebook_text(self, path: str) -> str | None:
         """The notebook's JSON as it is open in JupyterLab; None where it is not open."""

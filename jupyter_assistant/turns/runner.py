@@ -63,19 +63,13 @@ class NotebookToolsIssuer(Protocol):
 
 class OpenNotebooks(Protocol):
     """For undo: the notebook where it is open in JupyterLab, whose cells the notebook tools
-    edit there (not in its file). The server's notebook tools; none in a kernel."""
-
-    async def open_notebook_text(self, path: str) -> str | None:
-        """The notebook's JSON as it is open in JupyterLab; None: not open."""
-        ...
+    edit there (not in its file): its JSON there (else its file's), and its cells put back.
+    The server's notebook tools; none in a kernel."""
 
     async def notebook_text(self, path: str) -> str | None: ...
 
     async def restore_cells(self, path: str, target_json: str) -> str: ...
 
-
-# How long a turn start waits for the open notebook (the browser answers the relay at once).
-OPEN_NOTEBOOK_SECONDS = 5.0
 
 RESUME_LOST = (
     "The earlier conversation could not be resumed by the provider; this turn starts a new one."
@@ -273,7 +267,6 @@ class TurnRunner:
         if self.checkpoints is None:
             return False
         try:
-            live = await self._open_notebook(session.path)
             if when == "before":
                 notebook = os.path.basename(session.path)
                 await asyncio.to_thread(
@@ -282,10 +275,9 @@ class TurnRunner:
                     turn.id,
                     session.working_dir,
                     notebook,
-                    live,
                 )
             else:
-                await asyncio.to_thread(self.checkpoints.after_turn, turn.session_id, turn.id, live)
+                await asyncio.to_thread(self.checkpoints.after_turn, turn.session_id, turn.id)
         except Exception as exc:
             log.warning("No checkpoint %s turn %s: %s", when, turn.id, exc)
             turn.publish(
@@ -295,19 +287,6 @@ class TurnRunner:
             )
             return False
         return True
-
-    async def _open_notebook(self, path: str) -> str | None:
-        """The session's notebook as it is open in JupyterLab, where the notebook tools edit
-        it: its cells there are what the turn's checkpoint keeps of it (None: not open)."""
-        if self.open_notebooks is None:
-            return None
-        try:
-            return await asyncio.wait_for(
-                self.open_notebooks.open_notebook_text(path), OPEN_NOTEBOOK_SECONDS
-            )
-        except Exception as exc:  # a browser gone mid-answer: the file is what there is
-            log.info("The open notebook %s could not be read for the checkpoint: %s", path, exc)
-            return None
 
     async def _attempt(
         self, turn: Turn, request: TurnRequest, history: int, reuse: bool = True
