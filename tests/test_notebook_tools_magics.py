@@ -17,6 +17,7 @@ from jupyter_assistant.permissions import READ_ONLY_TOOLS
 from .fakes.anthropic_standin import AnthropicStandIn
 from .helpers import json_of
 from .test_notebook_tools_claude import result_text, tool_call
+from .test_notebook_tools_relay import browser  # noqa: F401
 from .test_real_claude import claude_env, claude_settings, standin  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("notebook_dir")
@@ -188,3 +189,45 @@ def test_the_grants_of_a_killed_kernel_are_swept_and_never_honoured(tmp_path: Pa
     files.sweep()
     assert files.read("dead-kernels-capability") is None
     assert files.read("live-kernels-capability") is not None
+
+
+async def test_a_cell_turns_change_to_the_open_notebook_is_undone_from_the_server(
+    notebook_kernel: Any,
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    standin: AnthropicStandIn,  # noqa: F811
+    browser: Any,  # noqa: F811
+) -> None:
+    """The server serves a kernel's turn's tools: a change they make where the notebook is
+    open is kept for the kernel's turn, and the sidebar's undo (the server) takes it back."""
+    import asyncio
+
+    from .helpers import api
+
+    browser.start()
+    await asyncio.sleep(0.3)  # its first poll: the notebook is open
+    try:
+        client = await notebook_kernel()
+        try:
+            offered = tool_call("insert_cell", source="added = 1", cell_type="code")
+            await run(client, f"%%assistant\n{offered}")
+        finally:
+            client.stop_channels()
+        assert [c.source for c in browser.notebook.cells] == ["live = 1", "added = 1"]
+        added = browser.notebook.cells[1].id
+        listed = json_of(await api(jp_fetch, "sessions", params={"path": NOTEBOOK}))
+        (session,) = listed["sessions"]
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        turn_id = stored["messages"][0]["turn_id"]
+        changes = json_of(
+            await api(jp_fetch, "sessions", session["id"], "turns", turn_id, "changes")
+        )
+        assert [(c["id"], c["status"]) for c in changes["cells"]] == [(added, "added")]
+        undone = await api(
+            jp_fetch, "sessions", session["id"], "turns", turn_id, "revert", method="POST", body={}
+        )
+        assert undone.code == 200, undone.body
+        assert json_of(undone)["cells"] == "open"
+        assert [c.source for c in browser.notebook.cells] == ["live = 1"]
+    finally:
+        await browser.stop()
