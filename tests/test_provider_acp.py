@@ -616,6 +616,26 @@ class TestWithTheFakeAgent:
         ]
         assert agents == [], "the agent outlived its turn"
 
+    async def test_a_conversation_that_cannot_be_loaded_is_said_and_stored(
+        self, jp_fetch: Any, tmp_path: Path
+    ) -> None:
+        # Issue 19, item 4: the notice showed live but was not in the stored session.
+        session = await create_session(jp_fetch)
+        first = await run_turn(jp_fetch, session["id"], "Say hi")
+        assert types(first)[-1] == "done", first[-1]
+        for stored_session in (tmp_path / "acp-sessions").iterdir():
+            stored_session.unlink()  # the agent lost it (as gemini --acp does in one minute)
+        second = await run_turn(jp_fetch, session["id"], "Again")
+        assert types(second)[-1] == "done", second[-1]
+        live = [e["data"]["message"] for e in second if e["event"] == "notice"]
+        assert any("could not load the earlier conversation" in n for n in live), live
+        stored = json_of(await api(jp_fetch, "sessions", session["id"]))
+        assert stored["messages"][-1]["role"] == "assistant"
+        assert stored["messages"][-1]["notices"] == live
+        new_id = second[-1]["data"]["provider_session_id"]
+        assert new_id and new_id != first[-1]["data"]["provider_session_id"]
+        assert stored["provider_session_id"] == new_id  # the next turn loads the new one
+
     async def test_claude_agent_acp_turns_cost_what_they_add(
         self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
