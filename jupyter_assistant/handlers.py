@@ -212,6 +212,17 @@ class CancelHandler(AssistantHandler):
         self.write_json({"cancelled": await self.service.cancel(session_id)})
 
 
+class PrewarmHandler(AssistantHandler):
+    """``POST sessions/{id}/prewarm``: start the session's agent now, in the background, so
+    that its next question skips the CLI's start-up (``warm_agents`` with ``prewarm``)."""
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self, session_id: str) -> None:
+        self.write_json({"prewarm": await self.service.prewarm(session_id)})
+
+
 class TurnChangesHandler(AssistantHandler):
     """``GET sessions/{id}/turns/{turn_id}/changes``: what the turn changed (checkpoints/)."""
 
@@ -350,7 +361,8 @@ class NotebookToolsHandler(AssistantHandler):
             raise web.HTTPError(
                 404, "The notebook tools are off (c.AssistantExtension.notebook_tools)."
             )
-        if not gateway.authorized(capability_of(self.request.headers)):
+        capability = capability_of(self.request.headers)
+        if not gateway.authorized(capability):
             raise web.HTTPError(
                 403, "No live capability: the notebook tools serve only a running turn's agent."
             )
@@ -359,7 +371,7 @@ class NotebookToolsHandler(AssistantHandler):
             self.set_header("Allow", "POST")
             raise web.HTTPError(405, "The notebook tools answer POST only.")
         response = await gateway.handle(
-            "POST", list(self.request.headers.get_all()), self.request.body
+            "POST", list(self.request.headers.get_all()), self.request.body, capability
         )
         self.set_status(response.status)
         for name, value in response.headers:
@@ -461,6 +473,7 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/messages/?", MessagesHandler),
         (rf"{prefix}/sessions/{sid}/events/?", EventsHandler),
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
+        (rf"{prefix}/sessions/{sid}/prewarm/?", PrewarmHandler),
         (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
         (rf"{prefix}/sessions/{sid}/turns/(?P<turn_id>[^/]+)/changes/?", TurnChangesHandler),

@@ -369,6 +369,13 @@ class AssistantService:
             raise NotFound(f"Unknown session: {session_id}")
         return await self.runner.cancel(session_id)
 
+    async def prewarm(self, session_id: str) -> str:
+        """Start the session's provider before its next turn (``TurnRunner.prewarm``)."""
+        validate_session_id(session_id)
+        if session_id in self._reverting:
+            return "busy"
+        return await self.runner.prewarm(session_id)
+
     def events_of(
         self, session_id: str, last_event_id: str | None
     ) -> tuple[Turn | JournalReader | None, int]:

@@ -42,6 +42,7 @@ RUNNER_TRAITS = (
     "warm_agents",
     "warm_idle_seconds",
     "max_warm_processes",
+    "prewarm",
 )
 
 Number = TypeVar("Number", int, float)
@@ -215,6 +216,13 @@ class EngineSettings(Configurable):
         4,
         help="At most this many warm provider processes are kept (warm_agents); the least "
         "recently used is ended first.",
+    ).tag(config=True)
+
+    prewarm = Bool(
+        True,
+        help="With warm_agents: start a conversation's Claude Code process in the background "
+        "when the sidebar opens its notebook, so that even the first question skips the CLI's "
+        "start-up. Counts towards max_warm_processes.",
     ).tag(config=True)
 
     max_session_cost_usd = Float(

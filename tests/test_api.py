@@ -266,11 +266,15 @@ async def test_a_turn_streams_stores_and_resumes(
 
     launched = json.loads(argv_file.read_text())
     assert launched["cwd"] == str((jp_root_dir / "analysis").resolve())
-    assert launched["stdin"] == "list the csv files here"
+    # The context goes with the prompt (a warm CLI takes each message's own context).
+    assert launched["stdin"] == (
+        "<notebook_context>\n### cell\ndf.head()\n</notebook_context>\n\nlist the csv files here"
+    )
     assert "JUPYTER_TOKEN" not in launched["env_names"]
     assert not any(a.startswith("--resume") for a in launched["argv"])
     # The context (a cell may hold a secret) is not on the command line, which `ps` shows to
-    # every local user, but in a file only this user can read, gone after the turn.
+    # every local user; nor is the system prompt, which is in a file only this user can read,
+    # gone after the turn.
     assert "--append-system-prompt" not in launched["argv"]
     assert not any("df.head()" in arg for arg in launched["argv"])
     system_file = launched["argv"][launched["argv"].index("--append-system-prompt-file") + 1]
@@ -278,7 +282,7 @@ async def test_a_turn_streams_stores_and_resumes(
     assert not await asyncio.to_thread(os.path.exists, system_file)
     system_prompt = launched["append_system_prompt"]
     assert "analysis/q3.ipynb" in system_prompt
-    assert "df.head()" in system_prompt
+    assert "df.head()" not in system_prompt
 
     stored = json_of(await api(jp_fetch, "sessions", sid))
     assert stored["status"] == "idle"
@@ -630,7 +634,7 @@ async def test_a_cancelled_reply_keeps_its_text_once(
     assert stored["messages"][-1]["content"] == text_of(reader.events) == "Working on it"
 
 
-async def test_a_large_context_travels_in_the_private_file(
+async def test_a_large_context_travels_on_stdin(
     jp_fetch: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv_file = tmp_path / "argv.json"
@@ -640,8 +644,9 @@ async def test_a_large_context_travels_in_the_private_file(
     stream = await run_turn(jp_fetch, session["id"], "explain", context={"cell": big})
     assert types(stream)[-1] == "done"
     launched = json.loads(argv_file.read_text())
-    assert big in launched["append_system_prompt"]  # no limit of one command-line argument
-    assert launched["stdin"] == "explain"
+    # With the prompt, on stdin: no limit of one command-line argument.
+    assert big in launched["stdin"] and launched["stdin"].endswith("\n\nexplain")
+    assert big not in launched["append_system_prompt"]
     assert all(len(arg.encode()) < 1024 for arg in launched["argv"])
 
 

@@ -10,9 +10,14 @@ from typing import Any
 
 import pytest
 
+from jupyter_assistant import events
 from jupyter_assistant.providers.base import TurnRequest
 from jupyter_assistant.providers.claude_code import ClaudeCodeProvider
-from jupyter_assistant.providers.claude_control import ClaudeControlParser, summarize
+from jupyter_assistant.providers.claude_control import (
+    INIT_REQUEST_ID,
+    ClaudeControlParser,
+    summarize,
+)
 
 SAMPLES = Path(__file__).parent / "fakes" / "wire-samples" / "control"
 CAPTURE_DIR = "/tmp/wire.ctl/project"  # where the samples were captured
@@ -254,7 +259,10 @@ def test_interactive_mode_is_the_default(fake_cli: Path, tmp_path: Path) -> None
     assert isinstance(parser, ClaudeControlParser)
     io = RecordingIO()
     parser.start(io)
-    assert io.sent[1]["message"]["content"] == "tidy the data"
+    # The notebook context goes with the message (a warm CLI cannot change its system prompt).
+    assert io.sent[1]["message"]["content"] == (
+        "<notebook_context>\n### cell\ndf.head()\n</notebook_context>\n\ntidy the data"
+    )
 
 
 def test_an_explicit_permission_mode_is_kept(fake_cli: Path, tmp_path: Path) -> None:
@@ -283,7 +291,40 @@ def test_a_kept_process_keeps_stdin_open_and_a_reused_one_is_not_initialized_aga
     second, again = provider.create_parser(request), RecordingIO()
     second.start(again)
     assert [m["type"] for m in again.sent] == ["user"]
-    assert again.sent[0]["message"]["content"] == "tidy the data"
+    assert again.sent[0]["message"]["content"].endswith("\n\ntidy the data")
+
+
+def init_answer(subtype: str = "success") -> bytes:
+    """The real CLI's answer to our initialize (control/reply.jsonl's first line)."""
+    answer = json.loads(lines("reply.jsonl")[0])
+    answer["response"]["request_id"] = INIT_REQUEST_ID
+    answer["response"]["subtype"] = subtype
+    if subtype == "error":
+        answer["response"]["error"] = "no such option"
+    return json.dumps(answer).encode()
+
+
+def test_a_prewarm_only_initializes_and_is_done_when_the_cli_answers(
+    fake_cli: Path, tmp_path: Path
+) -> None:
+    provider = ClaudeCodeProvider(command=[str(fake_cli)])
+    assert provider.prewarms()
+    request = request_for(tmp_path)
+    request.prompt, request.context = "", None
+    request.prewarm = request.keep_process = True
+    parser, io = provider.create_parser(request), RecordingIO()
+    parser.start(io)
+    assert [m["type"] for m in io.sent] == ["control_request"]  # no message: none was asked
+    assert parser.feed(b'{"type":"control_response","response":{"request_id":"other"}}') == []
+    assert parser.feed(init_answer()) == [events.done(None, 0.0, 0)]
+    assert not io.closed  # it waits for the session's next turn
+
+    failed = provider.create_parser(request)
+    failed.start(RecordingIO())
+    [error] = failed.feed(init_answer("error"))
+    assert error["type"] == "error" and "no such option" in error["message"]
+    provider.interactive = False  # print mode takes its prompt when it starts
+    assert not provider.prewarms()
 
 
 def test_a_stopped_turn_of_a_kept_process_closes_stdin_at_its_result() -> None:
@@ -296,7 +337,7 @@ def test_a_stopped_turn_of_a_kept_process_closes_stdin_at_its_result() -> None:
     assert io.closed
 
 
-def test_the_reuse_key_ignores_the_conversation_and_the_file_names_but_not_the_context(
+def test_the_reuse_key_ignores_the_conversation_the_file_names_and_the_context(
     fake_cli: Path, tmp_path: Path
 ) -> None:
     provider = ClaudeCodeProvider(command=[str(fake_cli)])
@@ -308,9 +349,8 @@ def test_the_reuse_key_ignores_the_conversation_and_the_file_names_but_not_the_c
     resumed = provider.build_launch(request, env)
     assert first.cleanup != resumed.cleanup  # new private files each turn
     assert first.reuse_key is not None and first.reuse_key == resumed.reuse_key
-    request.context = {"cell": "df.tail()"}
-    assert provider.build_launch(request, env).reuse_key != first.reuse_key
-    request.context = {"cell": "df.head()"}
+    request.context = {"cell": "df.tail()"}  # it goes with the message, not the system prompt
+    assert provider.build_launch(request, env).reuse_key == first.reuse_key
     provider.permission_mode = "acceptEdits"
     assert provider.build_launch(request, env).reuse_key != first.reuse_key
     provider.permission_mode = None

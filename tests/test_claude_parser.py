@@ -125,7 +125,7 @@ def test_garbage_lines_are_counted_not_fatal() -> None:
     assert parser.state.invalid_lines == 3
 
 
-def test_print_mode_command_line_resumes_and_carries_the_notebook_context(
+def test_print_mode_command_line_resumes_and_sends_the_notebook_context_with_the_prompt(
     tmp_path: Path,
 ) -> None:
     fake = tmp_path / "claude"
@@ -162,9 +162,11 @@ def test_print_mode_command_line_resumes_and_carries_the_notebook_context(
     assert stat.S_IMODE(system_file.stat().st_mode) == 0o600
     system = system_file.read_text()
     assert "analysis/q3.ipynb" in system
-    assert "df.head()" in system
     assert argv[-1] == "--x"
-    assert launch.stdin == b"summarise sales.csv"  # the prompt goes on stdin, not argv
+    # The prompt, after its context, goes on stdin, not argv.
+    assert launch.stdin == (
+        b"<notebook_context>\n### cell\ndf.head()\n</notebook_context>\n\nsummarise sales.csv"
+    )
     assert launch.cwd == str(tmp_path)
     assert "--input-format" not in argv
     assert type(provider.create_parser(request)) is ClaudeStreamParser

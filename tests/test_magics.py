@@ -446,10 +446,13 @@ def test_with_sends_bounded_variable_summaries(
     )
     kernel.ok("%assistant --with df arr,big -- what do these hold?")
     invocation = json.loads(argv_file.read_text())
-    assert invocation["stdin"] == "what do these hold?"
+    # The summaries go with the question, on stdin (a warm CLI takes each message's own).
+    sent = invocation["stdin"]
+    assert sent.startswith("<notebook_context>\n") and sent.endswith("\n\nwhat do these hold?")
     argv = invocation["argv"]
     assert "--append-system-prompt" not in argv  # the context stays off the command line
-    system_prompt = invocation["append_system_prompt"]
+    assert not any("numpy" in arg for arg in argv)
+    assert "numpy" not in invocation["append_system_prompt"]
     for needle in (
         "`df`: pandas.DataFrame",
         "shape: (3, 2)",
@@ -461,8 +464,8 @@ def test_with_sends_bounded_variable_summaries(
         "`big`: list",
         "length: 100000",
     ):
-        assert needle in system_prompt, needle
-    assert len(system_prompt) < 8000
+        assert needle in sent, needle
+    assert len(sent) < 8000
     [summary] = stored_sessions(setup)
     user_message = load_session(setup, summary["id"]).messages[0]
     assert "`arr`: numpy.ndarray" in user_message.context["variables"]

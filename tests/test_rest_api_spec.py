@@ -138,8 +138,12 @@ async def test_real_responses_match_the_spec(jp_fetch: Any) -> None:
         jp_fetch, "sessions", sid, "permissions", "r1", method="POST", body={"decision": "deny"}
     )
     check(permission, "/sessions/{session_id}/permissions/{request_id}", "post")
+    busy_warm = await api(jp_fetch, "sessions", sid, "prewarm", method="POST", body="")
+    check(busy_warm, "/sessions/{session_id}/prewarm", "post")
     cancel = await api(jp_fetch, "sessions", sid, "cancel", method="POST", body="{}")
     check(cancel, "/sessions/{session_id}/cancel", "post")
+    unknown = await api(jp_fetch, "sessions", "nope", "prewarm", method="POST", body="")
+    check(unknown, "/sessions/{session_id}/prewarm", "post")
     check(await api(jp_fetch, "sessions", sid), "/sessions/{session_id}", "get")
     check(await api(jp_fetch, "sessions", sid, method="DELETE"), "/sessions/{session_id}", "delete")
     other = await create_session(jp_fetch)

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import psutil
 import pytest
 
-from jupyter_assistant.processes import MARKER_ENV
+from jupyter_assistant.processes import MARKER_ENV, spawned_providers
 
 from .fakes.anthropic_standin import AnthropicStandIn
 from .helpers import (
@@ -32,6 +33,7 @@ from .helpers import (
     wait_until,
 )
 from .test_follow_notebook import contents
+from .test_notebook_tools_claude import result_text, tool_call
 from .test_real_claude import find_real_claude
 
 pytestmark = pytest.mark.usefixtures("notebook_dir")
@@ -193,7 +195,7 @@ async def test_a_process_whose_settings_changed_is_restarted(
     assert cmdline[cmdline.index("--permission-mode") + 1] == "acceptEdits"
 
 
-async def test_a_turn_with_other_notebook_context_restarts_the_process(
+async def test_a_turn_with_other_notebook_context_takes_the_same_process(
     jp_fetch: Any, extension: Any, standin: AnthropicStandIn
 ) -> None:
     sid = (await create_session(jp_fetch))["id"]
@@ -201,9 +203,17 @@ async def test_a_turn_with_other_notebook_context_restarts_the_process(
     pid = parked(extension)[sid]
     context = {"cells": [{"cell_type": "code", "source": "df = load_FIG()"}]}
     await done_turn(jp_fetch, sid, "Look at this", context=context)
-    # The context is in the system prompt, which a running CLI cannot change.
-    assert parked(extension)[sid] != pid
-    assert "load_FIG" in json.dumps(standin.main_bodies[-1]["system"])
+    context = {"cells": [{"cell_type": "code", "source": "df = load_PEAR()"}]}
+    await done_turn(jp_fetch, sid, "And this", context=context)
+    # Each message's context goes with it, not into the system prompt (which a running CLI
+    # cannot change): the model gets each in its own message, on the same process.
+    assert parked(extension)[sid] == pid
+    body = standin.main_bodies[-1]
+    assert "load_FIG" not in json.dumps(body["system"])
+    assert "load_PEAR" not in json.dumps(body["system"])
+    messages = json.dumps(body["messages"])
+    assert messages.index("load_FIG") < messages.index("Look at this")
+    assert messages.index("load_PEAR") < messages.index("And this")
 
 
 class TestBounds:
@@ -221,6 +231,15 @@ class TestBounds:
         await done_turn(jp_fetch, two, "Second")
         assert list(parked(extension)) == [two]
         await wait_until(lambda: pids_alive([first_pid]) == [], message="the LRU CLI lives on")
+
+    async def test_a_prewarm_counts_towards_the_cap(self, jp_fetch: Any, extension: Any) -> None:
+        one = (await create_session(jp_fetch))["id"]
+        two = (await create_session(jp_fetch))["id"]
+        await done_turn(jp_fetch, one, "First")
+        first_pid = parked(extension)[one]
+        assert await prewarm(jp_fetch, two) == "started"
+        await wait_until(lambda: list(parked(extension)) == [two], message="not pre-warmed")
+        await wait_until(lambda: pids_alive([first_pid]) == [], message="over the cap")
 
     async def test_an_idle_process_ends_after_the_idle_timeout(
         self, jp_fetch: Any, extension: Any, store_dir: Path
@@ -351,6 +370,109 @@ async def test_a_server_start_reaps_warm_processes_a_killed_server_left(
         if left.returncode is None:
             left.kill()
             await left.wait()
+
+
+# -- pre-warm: the sidebar starts the CLI before the first question ---------------------------
+
+
+async def prewarm(jp_fetch: Any, sid: str) -> str:
+    response = await api(jp_fetch, "sessions", sid, "prewarm", method="POST", body="")
+    return str(json_of(response)["prewarm"])
+
+
+async def test_a_prewarmed_cli_takes_the_first_turn_with_its_notebook_tools(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn, store_dir: Path, jp_root_dir: Path
+) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("total = 41 + 1", id="first-cell")]
+    nbformat.write(nb, jp_root_dir / "analysis" / "q3.ipynb")
+    sid = (await create_session(jp_fetch))["id"]
+    asked = len(standin.main_bodies)
+    assert await prewarm(jp_fetch, sid) == "started"
+    assert await prewarm(jp_fetch, sid) == "warm"  # starting already: not a second process
+    await wait_until(lambda: sid in parked(extension), message="no pre-warmed CLI was parked")
+    pid = parked(extension)[sid]
+    # Ready once the CLI has listed the notebook tools (its grant ends then).
+    await wait_until(lambda: not extension.service.runner.prewarms.running(sid))
+    assert parked(extension)[sid] == pid
+    assert await prewarm(jp_fetch, sid) == "warm"
+    # Waiting, the session is idle (no turn record) and no model was asked anything.
+    assert json_of(await api(jp_fetch, "sessions", sid))["status"] == "idle"
+    assert not (store_dir / "processes" / f"{sid}.json").exists()
+    assert json.loads((store_dir / "processes" / "warm" / f"{sid}.json").read_text())["pid"] == pid
+    assert len(standin.main_bodies) == asked
+
+    # The first turn takes it, and the CLI connected to the notebook tools while it waited.
+    stream = await done_turn(jp_fetch, sid, tool_call("read_notebook"))
+    assert parked(extension)[sid] == pid
+    is_error, text = result_text(standin)
+    assert not is_error, text
+    assert json.loads(text)["cells"][0]["id"] == "first-cell"
+    assert "analysis/q3.ipynb" in json.dumps(standin.main_bodies[-1]["system"])
+    assert stream[-1]["data"]["provider_session_id"]
+    await done_turn(jp_fetch, sid, "And again")
+    assert parked(extension)[sid] == pid
+
+
+async def test_a_question_sent_while_the_cli_starts_takes_that_cli(
+    jp_fetch: Any, extension: Any
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    before = set(spawned_providers())
+    assert await prewarm(jp_fetch, sid) == "started"
+    stream = await done_turn(jp_fetch, sid, "Quick question")  # at once: the CLI is starting
+    assert text_of(stream) == "Hello from the stand-in. You said: Quick question"
+    assert set(spawned_providers()) - before == {parked(extension)[sid]}  # one CLI, not two
+
+
+async def test_a_prewarm_resumes_the_conversation(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    first = await done_turn(jp_fetch, sid, "Remember PLUM please")
+    old = parked(extension)[sid]
+    await extension.service.runner.end_warm(sid)  # as its idle timeout would
+    assert pids_alive([old]) == []
+    assert await prewarm(jp_fetch, sid) == "started"
+    await wait_until(lambda: sid in parked(extension), message="no pre-warmed CLI was parked")
+    pid = parked(extension)[sid]
+    assert "--resume=" + first[-1]["data"]["provider_session_id"] in psutil.Process(pid).cmdline()
+    second = await done_turn(jp_fetch, sid, "What did I ask?")
+    assert parked(extension)[sid] == pid
+    assert second[-1]["data"]["provider_session_id"] == first[-1]["data"]["provider_session_id"]
+    assert "Remember PLUM" in sent_text(standin)
+
+
+async def test_a_session_deleted_while_its_cli_starts_leaves_no_process(
+    jp_fetch: Any, extension: Any, store_dir: Path
+) -> None:
+    sid = (await create_session(jp_fetch))["id"]
+    before = set(spawned_providers())
+    assert await prewarm(jp_fetch, sid) == "started"
+    await wait_until(lambda: set(spawned_providers()) - before, message="the CLI did not start")
+    started = sorted(set(spawned_providers()) - before)
+    response = await api(jp_fetch, "sessions", sid, method="DELETE")
+    assert response.code == 204
+    assert pids_alive(started) == []
+    assert not extension.service.runner.prewarms.running(sid)
+    assert parked(extension) == {}
+    assert list((store_dir / "processes" / "warm").glob("*.json")) == []
+
+
+async def test_a_prewarm_of_an_unknown_session_is_a_404(jp_fetch: Any) -> None:
+    response = await api(jp_fetch, "sessions", "0" * 32, "prewarm", method="POST", body="")
+    assert response.code == 404
+
+
+class TestPrewarmOff:
+    @pytest.fixture
+    def warm_config(self) -> dict[str, Any]:
+        return {"prewarm": False}
+
+    async def test_no_process_starts(self, jp_fetch: Any, extension: Any) -> None:
+        sid = (await create_session(jp_fetch))["id"]
+        assert await prewarm(jp_fetch, sid) == "off"
+        assert parked(extension) == {} and not extension.service.runner.prewarms.running(sid)
 
 
 class TestTheFakeCli:

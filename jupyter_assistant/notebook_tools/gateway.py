@@ -117,6 +117,8 @@ class NotebookToolsGateway:
         self._ready = asyncio.Event()
         self._closing = asyncio.Event()
         self._warming: asyncio.Future[Any] | None = None
+        # Pre-warms waiting for their CLI to list the tools (expect_listing).
+        self._listings: dict[str, asyncio.Event] = {}
 
     # -- per turn ----------------------------------------------------------------------------
 
@@ -137,6 +139,15 @@ class NotebookToolsGateway:
 
     def revoke(self, turn_id: str) -> None:
         self.capabilities.revoke(turn_id)
+
+    def expect_listing(self, capability: str) -> asyncio.Event:
+        """Set once the agent holding ``capability`` has listed the tools. A pre-warmed CLI
+        (turns/warm.py) connects to its MCP servers after it started, with no turn running:
+        its grant must live until it has, or the tools fail in that process for good."""
+        return self._listings.setdefault(capability, asyncio.Event())
+
+    def stop_expecting(self, capability: str) -> None:
+        self._listings.pop(capability, None)
 
     # -- for undo (the runner's checkpoints, the service's revert) ----------------------------
 
@@ -207,10 +218,15 @@ class NotebookToolsGateway:
         return True
 
     async def handle(
-        self, method: str, headers: list[tuple[str, str]], body: bytes
+        self, method: str, headers: list[tuple[str, str]], body: bytes, capability: str = ""
     ) -> AsgiResponse:
         manager = await self._started()
-        return await call_asgi(manager.handle_request, method, "/mcp", headers, body)
+        response = await call_asgi(manager.handle_request, method, "/mcp", headers, body)
+        listing = self._listings.get(capability) if self._listings else None
+        if listing is not None and b'"tools/list"' in body and response.status == 200:
+            del self._listings[capability]
+            listing.set()
+        return response
 
     async def _started(self) -> StreamableHTTPSessionManager:
         if self._serving is None:

@@ -98,6 +98,10 @@ class TurnRequest:
     # parser then skips what the process was told when it started).
     keep_process: bool = False
     reuses_process: bool = False
+    # A pre-warm (``Provider.prewarms``): start the process and get it ready for the session's
+    # next turn, without a prompt (``prompt`` is empty); the parser ends with ``done`` once the
+    # process is ready.
+    prewarm: bool = False
 
 
 @dataclass
@@ -318,6 +322,12 @@ class Provider(LoggingConfigurable):
 
     # Whether this provider's CLI can be given the notebook tools (an MCP server over HTTP).
     supports_notebook_tools: ClassVar[bool] = False
+
+    def prewarms(self) -> bool:
+        """Whether this provider's process can be started before a turn (``TurnRequest.prewarm``)
+        and take the turn as a warm process (turns/warm.py): the sidebar pre-warms a notebook's
+        session when it opens it."""
+        return False
 
     def notebook_edits(self) -> EditMode:
         """What the provider's own settings say of file edits, which the notebook tools'

@@ -138,22 +138,28 @@ class ClaudeCodeProvider(CliProvider):
         disallowed += [t for t in self.disallowed_tools if t not in disallowed]
         if disallowed:
             argv += ["--disallowedTools", *disallowed]
-        # The system prompt holds the notebook's context (a cell may hold a secret): it goes in
-        # a private file, never on the command line, which every local user can read in `ps`.
-        system_text = self.instructions(request)
+        # The system prompt (where the notebook is, append_system_prompt) goes in a private
+        # file, never on the command line, which every local user can read in `ps`. The
+        # request's notebook context (a cell may hold a secret) goes with the prompt on stdin:
+        # a warm CLI cannot change its system prompt, but takes each message's own context.
+        system_text = self.instructions(request, with_context=False)
         system_file = private_file(request, system_text, "claude-system-")
         argv += ["--append-system-prompt-file", system_file]
         cleanup.append(system_file)
         contents[system_file] = system_text
         argv += list(self.extra_args)
         # Interactive: the parser sends the prompt as a stream-json message (start()).
-        stdin = None if self.interactive else request.prompt.encode()
+        stdin = None if self.interactive else self.prompt_with_context(request).encode()
         launch = LaunchSpec(
             argv=argv, env=env, stdin=stdin, cwd=request.working_dir, cleanup=cleanup
         )
         if self.interactive:
             launch.reuse_key = _reuse_key(launch, contents)
         return launch
+
+    def prewarms(self) -> bool:
+        # Interactive mode only: the process is initialized and waits for its first message.
+        return bool(self.interactive)
 
     def effective_permission_mode(self) -> str:
         if self.permission_mode is not None:
@@ -163,7 +169,7 @@ class ClaudeCodeProvider(CliProvider):
     def create_parser(self, request: TurnRequest) -> StreamParser:
         if self.interactive:
             return ClaudeControlParser(
-                request.prompt,
+                None if request.prewarm else self.prompt_with_context(request),
                 request.working_dir,
                 initialize=not request.reuses_process,
                 close_after_result=not request.keep_process,
@@ -205,8 +211,8 @@ class ClaudeCodeProvider(CliProvider):
 def _reuse_key(launch: LaunchSpec, contents: dict[str, str]) -> str:
     """What a running CLI was started with, apart from the turn's prompt and the
     conversation it resumes: the command line with the private files' contents in place of
-    their (per-turn) names, the environment, the folder. The system prompt holds the
-    turn's notebook context, so a turn with other context needs a new process; the MCP
+    their (per-turn) names, the environment, the folder. The notebook context is not in
+    it (it goes with each message), so a turn with other context takes the same process; the MCP
     configuration holds the notebook tools' capability, which the runner keeps the same
     for the turns of one warm process (each grant still lives only while its turn runs)."""
     parts = [

@@ -46,7 +46,7 @@ class ClaudeControlParser(ClaudeStreamParser):
 
     def __init__(
         self,
-        prompt: str,
+        prompt: str | None,
         working_dir: str,
         *,
         initialize: bool = True,
@@ -54,7 +54,8 @@ class ClaudeControlParser(ClaudeStreamParser):
     ) -> None:
         """``initialize=False``: the CLI runs already (a warm process, turns/warm.py) and was
         initialized by an earlier turn; ``close_after_result=False``: stdin stays open after
-        the result, so that the process can take the next turn."""
+        the result, so that the process can take the next turn. ``prompt=None``: a pre-warm,
+        which only initializes the CLI and is ``done`` when the CLI has answered."""
         super().__init__()
         self._prompt = prompt
         self._working_dir = working_dir
@@ -77,6 +78,8 @@ class ClaudeControlParser(ClaudeStreamParser):
                     "request": {"subtype": "initialize"},
                 }
             )
+        if self._prompt is None:
+            return  # a pre-warm: the first message comes with the session's next turn
         self._send(
             {
                 "type": "user",
@@ -121,6 +124,14 @@ class ClaudeControlParser(ClaudeStreamParser):
         if kind == "control_cancel_request":
             self._asks.pop(str(obj.get("request_id", "")), None)
             return []
+        if kind == "control_response" and self._prompt is None and self.state.terminal is None:
+            response = obj.get("response") or {}
+            if response.get("request_id") == INIT_REQUEST_ID:
+                # A pre-warm: the CLI has started (it connects its MCP servers next).
+                if response.get("subtype") != "success":
+                    message = f"Claude Code did not start: {response.get('error') or response}"
+                    return [self.end_with(events.error("provider_failed", message))]
+                return [self.end_with(events.done(None, 0.0, 0))]
         if kind != "control_request":
             return []  # answers to our initialize and interrupt: nothing to show
         request_id = str(obj.get("request_id", ""))

@@ -22,6 +22,8 @@ from .cli_support import (
     command_argv,
     notebook_instructions,
     read_stdout,
+    render_context,
+    tagged,
     version_number,
 )
 
@@ -113,6 +115,14 @@ class CliProvider(Provider):
             request.context if with_context else None,
             self.append_system_prompt,
         )
+
+    def prompt_with_context(self, request: TurnRequest) -> str:
+        """The prompt with the request's notebook context before it, tagged: for CLIs that get
+        the context in the user's message rather than in their instructions (which a running
+        or resumed CLI keeps as it started; see ``warm_agents``)."""
+        if not request.context:
+            return request.prompt
+        return tagged("notebook_context", render_context(request.context)) + "\n\n" + request.prompt
 
     def resumes(self) -> bool:
         """Whether turns continue the session's conversation."""

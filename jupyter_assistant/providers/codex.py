@@ -36,7 +36,7 @@ from .base import (
     TurnRequest,
 )
 from .cli_provider import CliProvider, command_trait
-from .cli_support import JsonLinesParser, clip, render_context, tagged
+from .cli_support import JsonLinesParser, clip
 
 INSTALL_HINT = "npm install -g @openai/codex"
 LOGIN_HINT = (
@@ -371,9 +371,7 @@ class CodexProvider(CliProvider):
         if resume_id:
             argv += ["resume", resume_id]
         argv.append("-")  # the prompt comes on stdin
-        prompt = request.prompt
-        if request.context:
-            prompt = tagged("notebook_context", render_context(request.context)) + "\n\n" + prompt
+        prompt = self.prompt_with_context(request)
         return LaunchSpec(argv=argv, env=env, stdin=prompt.encode(), cwd=request.working_dir)
 
     def create_parser(self, request: TurnRequest) -> StreamParser:

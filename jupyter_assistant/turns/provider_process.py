@@ -69,6 +69,9 @@ class ProviderProcess:
     # key of a process to keep after the turn (None: it ends with the turn, as usual).
     reuse: WarmProcess | None = None
     keep_key: str | None = None
+    # A pre-warm (TurnRequest.prewarm): the process is recorded as warm from its start
+    # (``processes/warm/``), not as the session's running turn, which it is not.
+    prewarm: bool = False
 
     async def run(self, request: TurnRequest, launch: LaunchSpec) -> Outcome:
         turn, settings = self.turn, self.settings
@@ -102,8 +105,9 @@ class ProviderProcess:
         turn.record = self.registry.new_record(
             turn.session_id, turn.id, proc.pid, self.provider.interrupt_signal
         )
+        write = self.registry.write_warm if self.prewarm else self.registry.write
         try:
-            await asyncio.to_thread(self.registry.write, turn.record)
+            await asyncio.to_thread(write, turn.record)
         except BaseException:
             await terminate_tree_async(turn.record, settings.cancel_grace_seconds)
             raise
@@ -208,6 +212,7 @@ class ProviderProcess:
                 stderr=stderr,
                 stderr_task=stderr_task,
             )
+            warm.recorded = warm.recorded or self.prewarm
             warm.leftover = pump.pending
             warm.conversation_id = parser.provider_session_id or warm.conversation_id
             if isinstance(parser, RunningCost):

@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .. import events
 from ..checkpoints import ScanRules, TurnCheckpoints
@@ -31,6 +31,7 @@ from ..processes import (
 from ..providers import ProviderRegistry
 from ..providers.base import (
     NotebookToolsAccess,
+    Provider,
     ProviderUnavailable,
     TurnRequest,
     provider_environment,
@@ -41,6 +42,7 @@ from .approvals import ApprovalBroker, session_policy
 from .limits import check_cost, within_limits
 from .owner_calls import OwnerCalls, OwnerGone
 from .persistence import PRIVATE_DIR, TurnPersistence
+from .prewarm import Prewarms
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
 from .stopping import stop_elsewhere, stop_provider, watch_requests
@@ -59,6 +61,20 @@ class NotebookToolsIssuer(Protocol):
     ) -> NotebookToolsAccess: ...
 
     def revoke(self, turn_id: str) -> None: ...
+
+
+@runtime_checkable
+class ToolListings(Protocol):
+    """The server's notebook tools tell a pre-warm when its CLI has connected to them."""
+
+    def expect_listing(self, capability: str) -> asyncio.Event: ...
+
+    def stop_expecting(self, capability: str) -> None: ...
+
+
+# How long a pre-warmed CLI may take to list the notebook tools once it has started (it
+# connects to them right after; the MCP server may still be importing its SDK).
+PREWARM_TOOLS_SECONDS = 15.0
 
 
 class OpenNotebooks(Protocol):
@@ -118,6 +134,8 @@ class TurnRunner:
                 ),
             )
 
+        self.prewarms = Prewarms()
+
     def latest(self, session_id: str) -> Turn | None:
         return self.turns.get(session_id)
 
@@ -173,6 +191,9 @@ class TurnRunner:
             turn.publish(events.turn_started(turn.id, turn.provider))
             helpers.append(asyncio.create_task(watch_requests(turn, self.registry)))
             session, prompt = await self.persistence.begin(turn.session_id)
+            # The session's pre-warm, if one is starting its process: this turn takes that
+            # process rather than start a second one (and its capability, read below).
+            await self.prewarms.wait(turn.session_id)
             outcome.provider_session_id = session.provider_session_id
             turn.approvals = ApprovalBroker(
                 turn, session_policy(session, self.settings), self.settings, self.persistence.edit
@@ -289,9 +310,15 @@ class TurnRunner:
         return True
 
     async def _attempt(
-        self, turn: Turn, request: TurnRequest, history: int, reuse: bool = True
+        self,
+        turn: Turn,
+        request: TurnRequest,
+        history: int,
+        reuse: bool = True,
+        leave_files: list[str] | None = None,
     ) -> Outcome:
-        """Run the provider once (on the session's warm process if it fits, warm.py)."""
+        """Run the provider once (on the session's warm process if it fits, warm.py).
+        ``leave_files``: the launch's private files are added there instead of removed."""
         provider = self.providers.get(turn.provider)
         try:
             launch = provider.build_launch(
@@ -311,7 +338,14 @@ class TurnRunner:
         request.reuses_process = warm is not None
         sink = functools.partial(self._receive, turn)
         process = ProviderProcess(
-            turn, provider, self.settings, self.registry, sink, reuse=warm, keep_key=key
+            turn,
+            provider,
+            self.settings,
+            self.registry,
+            sink,
+            reuse=warm,
+            keep_key=key,
+            prewarm=request.prewarm,
         )
         outcome = Outcome(None, None)
         try:
@@ -319,9 +353,10 @@ class TurnRunner:
         finally:
             # Private files of the launch (e.g. the system prompt with the notebook's context):
             # a CLI reads them as it starts, so a warm one needs them no longer either.
-            for path in launch.cleanup:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+            if leave_files is not None:
+                leave_files.extend(launch.cleanup)
+            else:
+                _remove(launch.cleanup)
             if pool is not None and warm is not None and outcome.kept is not warm:
                 pool.discard(warm)  # stopped, failed or died: the next turn starts cold
         if outcome.reuse_failed:
@@ -330,13 +365,101 @@ class TurnRunner:
             kept = outcome.kept
             tools = request.notebook_tools
             kept.capability = tools.capability if tools is not None else None
-            kept.next_history = history + 2  # this turn's reply, the next turn's prompt
+            if request.prewarm:
+                # No turn ran: the next turn's prompt is the one message more it finds, and
+                # the conversation is the one the process resumed.
+                kept.next_history = history + 1
+                kept.conversation_id = request.provider_session_id
+            else:
+                kept.next_history = history + 2  # this turn's reply, the next turn's prompt
             await pool.keep(kept)
         return Outcome(
             outcome.terminal,
             outcome.provider_session_id or request.provider_session_id,
             outcome.resume_failed,
         )
+
+    # -- pre-warm (warm.py, prewarm.py) --------------------------------------------------------
+
+    async def prewarm(self, session_id: str) -> str:
+        """Start the session's provider in the background, so that its next turn finds it
+        running (the sidebar asks when it opens a notebook's session). What became of it:
+        ``started``; ``warm`` (it runs already, or is starting); ``busy`` (a turn runs);
+        ``off`` (``warm_agents`` or ``prewarm`` is off); ``unsupported`` (the provider
+        cannot). KeyError-like store errors for an unknown session come from ``store.load``."""
+        pool = self.warm
+        if pool is None or not self.settings.prewarm:
+            return "off"
+        session = await asyncio.to_thread(self.store.load, session_id)
+        if self.is_running(session_id):
+            return "busy"
+        if pool.holds(session_id) or self.prewarms.running(session_id):
+            return "warm"
+        try:
+            provider = self.providers.get(session.provider)
+        except Exception:  # a provider this server no longer offers: its turn will say so
+            return "unsupported"
+        if not provider.prewarms():
+            return "unsupported"
+        self.prewarms.start(session_id, self._prewarm(session, provider))
+        return "started"
+
+    async def _prewarm(self, session: Any, provider: Provider) -> None:
+        """Start the provider for ``session`` as a turn would, and park it once it is ready
+        (with the notebook tools: once it has listed them)."""
+        turn = Turn(session.id, new_id(), session.provider)
+        request = TurnRequest(
+            session_id=session.id,
+            turn_id=turn.id,
+            prompt="",
+            working_dir=session.working_dir,
+            notebook_path=session.path,
+            provider_session_id=session.provider_session_id,
+            scratch_dir=str(self.store.root / PRIVATE_DIR),
+            prewarm=True,
+        )
+        tools = self.notebook_tools
+        served: object = tools  # the server's tools tell when a CLI listed them; a kernel's not
+        listings = served if isinstance(served, ToolListings) else None
+        listed: asyncio.Event | None = None
+        if tools is not None and provider.supports_notebook_tools:
+            request.notebook_tools = tools.issue(session.id, turn.id, session.path)
+            if listings is not None:
+                listed = listings.expect_listing(request.notebook_tools.capability)
+        kept = False
+        # Removed once the CLI has listed the tools: it reads its MCP configuration to connect.
+        launch_files: list[str] = []
+        try:
+            outcome = await self._attempt(
+                turn, request, len(session.messages), leave_files=launch_files
+            )
+            kept = self.warm is not None and self.warm.holds(session.id)
+            if not kept:
+                log.info("Pre-warm of session %s did not start: %s", session.id, outcome.terminal)
+                return
+            if listed is not None:
+                try:
+                    await asyncio.wait_for(listed.wait(), PREWARM_TOOLS_SECONDS)
+                except asyncio.TimeoutError:
+                    # Its tools failed to connect: a cold start would have them.
+                    log.warning("Pre-warmed CLI of %s did not list the notebook tools", session.id)
+                    kept = False
+        except BaseException:
+            kept = False
+            raise
+        finally:
+            _remove(launch_files)
+            if tools is not None:
+                tools.revoke(turn.id)
+                if listings is not None and request.notebook_tools is not None:
+                    listings.stop_expecting(request.notebook_tools.capability)
+            if turn.record is not None:  # not parked: it must not outlive the pre-warm
+                with contextlib.suppress(Exception):
+                    await stop_provider(turn, self.settings.cancel_grace_seconds, graceful=False)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self.registry.clear_warm, session.id, turn.record.pid)
+            elif not kept and self.warm is not None:
+                await self.warm.end(session.id)
 
     def _receive(self, turn: Turn, event: Event) -> None:
         """A non-terminal event from the provider: within the limits, it is published (a
@@ -488,6 +611,7 @@ class TurnRunner:
         return True
 
     async def shutdown(self) -> None:
+        await self.prewarms.cancel_all()
         await asyncio.gather(
             *(self.cancel(turn.session_id, "shutdown") for turn in self.running_here()),
             return_exceptions=True,
@@ -496,7 +620,8 @@ class TurnRunner:
             await self.warm.end_all()
 
     async def end_warm(self, session_id: str) -> None:
-        """End the session's warm process, if it has one parked (delete, rename)."""
+        """End the session's warm process, if it has one parked or starting (delete, rename)."""
+        await self.prewarms.cancel(session_id)
         if self.warm is not None:
             await self.warm.end(session_id)
 
@@ -508,3 +633,9 @@ class TurnRunner:
         """Last resort at interpreter exit (see ``Reaper.stop_now``)."""
         parked = self.warm.stop_now() if self.warm is not None else set()
         self.reaper.stop_now(self.turns, skip_pids=parked)
+
+
+def _remove(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -70,6 +70,7 @@ class RunnerSettings:
     warm_agents: bool = False
     warm_idle_seconds: float = 600.0
     max_warm_processes: int = 4
+    prewarm: bool = True  # the sidebar may start a session's warm process before its turn
 
 
 class Approvals(Protocol):

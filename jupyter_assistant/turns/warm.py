@@ -5,9 +5,11 @@ stream-json``: the next ``user`` line starts the next turn) costs its start-up a
 of its conversation only once. After a turn that ended with ``done``, the runner parks the
 process here (``keep``); the session's next turn takes it back (``take``) if it is still what
 a cold start would launch: alive, the same launch key (``LaunchSpec.reuse_key``: command line,
-settings, model, permission mode, environment, folder, the system prompt with the notebook
-context), the same conversation, and no turn ran elsewhere since (a kernel's). Otherwise the
-parked process is ended and the turn starts cold, resuming the conversation as always.
+settings, model, permission mode, environment, folder, the system prompt; not the notebook
+context, which goes with each message), the same conversation, and no turn ran elsewhere
+since (a kernel's). Otherwise the parked process is ended and the turn starts cold, resuming
+the conversation as always. A process may also be parked before the session's first turn
+here (a pre-warm, prewarm.py), once the CLI is ready.
 
 Bounded: a process idle for ``warm_idle_seconds`` is ended, and at most ``max_warm_processes``
 are parked (the least recently used is ended first). Cancel stops a warm process's whole tree
@@ -89,6 +91,9 @@ class WarmPool:
 
     def parked(self) -> list[WarmProcess]:
         return list(self._parked.values())
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._parked
 
     def capability(self, session_id: str) -> str | None:
         """The capability the session's parked process holds (its next grant reuses it)."""
