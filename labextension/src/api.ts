@@ -109,6 +109,21 @@ export class AssistantClient {
     return reply.turn_id;
   }
 
+  /**
+   * Asks the server to start the session's agent now, so that its next question skips the
+   * CLI's start-up; resolves with what became of it (`started`, `warm`, `busy`, `off`,
+   * `unsupported`).
+   */
+  async prewarm(id: string): Promise<string> {
+    const reply = await this._json<{ prewarm: string }>(
+      'POST',
+      `sessions/${encodeURIComponent(id)}/prewarm`,
+      undefined,
+      {}
+    );
+    return reply.prewarm;
+  }
+
   /** Stops the session's running turn, wherever it runs; false if none was running. */
   async cancel(id: string): Promise<boolean> {
     const reply = await this._json<{ cancelled: boolean }>(

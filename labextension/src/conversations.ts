@@ -237,8 +237,35 @@ export abstract class ConversationsModel {
     }
   }
 
+  /**
+   * Ask the server to start the shown conversation's agent (it may keep it waiting for the
+   * next question: `prewarm`). Once per conversation while the panel is shown; `typing`: the
+   * user is about to ask (the message box got the focus), which asks again after a minute,
+   * as the server may have ended an idle agent meanwhile.
+   */
+  warmUp(typing = false): void {
+    const session = this._session;
+    if (!this._active || !session || session.status === 'running' || this._turnInHand()) {
+      return;
+    }
+    const now = Date.now();
+    const last = this._warmedAt.get(session.id);
+    if (last !== undefined && (!typing || now - last < WARM_UP_AGAIN_MS)) {
+      return;
+    }
+    this._warmedAt.set(session.id, now);
+    // Only an optimization: a failure changes nothing the user sees.
+    this._client.prewarm(session.id).catch(() => undefined);
+  }
+
   /** Poll every `pollSeconds` while active (the panel is visible). */
   setActive(active: boolean): void {
+    this._active = active;
+    if (active) {
+      this.warmUp();
+    } else {
+      this._warmedAt.clear(); // shown again: warm up again (the server says if it runs)
+    }
     if (active && this._timer === null) {
       this._timer = setInterval(() => void this.poll(), this._pollSeconds * 1000);
       void this.poll();
@@ -351,7 +378,11 @@ export abstract class ConversationsModel {
   private _checkingProviders = false;
   private _polling = false;
   private _timer: ReturnType<typeof setInterval> | null = null;
+  private _active = false;
+  private readonly _warmedAt = new Map<string, number>();
 }
+
+const WARM_UP_AGAIN_MS = 60_000;
 
 function messageCount(session: ISession): number {
   return session.messages.length + (session.pending_message ? 1 : 0);

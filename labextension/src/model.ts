@@ -226,6 +226,7 @@ export class AssistantModel extends ConversationsModel {
         this._phase = 'idle';
         this._cancelling = false;
       }
+      this.warmUp();
       this._emit();
       return;
     }

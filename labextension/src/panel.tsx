@@ -285,6 +285,7 @@ function AssistantView(props: IPanelOptions & { changes: TurnChangesStore }): JS
               value={draft}
               onChange={event => setDraft(event.target.value)}
               onKeyDown={onKeyDown}
+              onFocus={() => model.warmUp(true)}
             />
             <div className="jp-Assistant-composerRow">
               <label className="jp-Assistant-contextToggle">

@@ -236,7 +236,7 @@ export class FakeServer {
         ? json(refusal.status, { message: refusal.message })
         : json(200, { answered: true });
     }
-    const match = /^sessions\/([^/]+)(?:\/(messages|cancel|events|export))?$/.exec(path);
+    const match = /^sessions\/([^/]+)(?:\/(messages|cancel|events|export|prewarm))?$/.exec(path);
     const session = match ? this.sessions.get(decodeURIComponent(match[1])) : undefined;
     if (!match || !session) {
       return json(404, { message: `Unknown session: ${path}` });
@@ -261,6 +261,9 @@ export class FakeServer {
         s.title = s.title || body.content;
       });
       return json(202, { turn_id: turnId });
+    }
+    if (method === 'POST' && action === 'prewarm') {
+      return json(200, { prewarm: session.status === 'running' ? 'busy' : 'started' });
     }
     if (method === 'POST' && action === 'cancel') {
       this.cancelled.push(session.id);

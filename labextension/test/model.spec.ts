@@ -282,6 +282,40 @@ describe('AssistantModel', () => {
     }
   });
 
+  it('warms up the shown conversation once while the panel is shown, again when typing later', async () => {
+    jest.useFakeTimers();
+    try {
+      const shown = server.addSession(NB, {
+        messages: [message('user', 'q', 't1'), message('assistant', 'a', 't1')]
+      });
+      server.addSession('busy.ipynb', { status: 'running' });
+      const prewarms = () => server.requestsTo('POST', 'prewarm').map(r => r.path);
+      await model.setNotebook(NB);
+      expect(prewarms()).toEqual([]); // the panel is hidden: nothing starts
+      model.setActive(true);
+      await jest.advanceTimersByTimeAsync(20_000); // polling adopts the session again and again
+      expect(prewarms()).toEqual([`sessions/${shown.id}/prewarm`]);
+      model.warmUp(true); // the message box got the focus: asked a moment ago already
+      expect(prewarms()).toHaveLength(1);
+      await jest.advanceTimersByTimeAsync(61_000);
+      model.warmUp(true); // a minute on: the server may have ended an idle agent
+      expect(prewarms()).toHaveLength(2);
+
+      await model.setNotebook('busy.ipynb'); // a running turn needs no warm-up
+      await model.setNotebook('empty.ipynb'); // no conversation yet: nothing to warm
+      model.warmUp(true);
+      expect(prewarms()).toHaveLength(2);
+
+      model.setActive(false);
+      await model.setNotebook(NB);
+      model.setActive(true); // shown again: warmed up again (the server says if it runs)
+      await jest.advanceTimersByTimeAsync(100);
+      expect(prewarms()).toHaveLength(3);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('New conversation starts a draft that polling does not replace; the message creates it', async () => {
     const first = server.addSession(NB, { messages: [message('user', 'old', 't1')] });
     await model.setNotebook(NB);
