@@ -140,6 +140,37 @@ def test_the_handshake_and_a_reply() -> None:
     assert client.finish(0, "") == []
 
 
+def test_a_warm_agent_keeps_its_stdin_and_its_next_turn_is_only_a_prompt() -> None:
+    client, io = started(request=turn_request(keep_process=True))
+    out: list[dict[str, Any]] = []
+    for message in from_agent("gemini_reply.jsonl"):
+        out += client.feed(line(message))
+    assert out[-1]["type"] == "done"
+    assert not io.closed  # the agent waits for the session's next prompt
+    session_id = out[-1]["provider_session_id"]
+
+    request = turn_request(keep_process=True, reuses_process=True, provider_session_id=session_id)
+    request.prompt = "And again"
+    again, io2 = started(request=request)
+    # No initialize, no session/load: the agent runs with that session open.
+    assert [m["method"] for m in io2.sent] == ["session/prompt"]
+    assert io2.sent[0]["params"]["sessionId"] == session_id
+    assert io2.sent[0]["params"]["prompt"][-1] == {"type": "text", "text": "And again"}
+    rpc_id = io2.sent[0]["id"]
+    assert (
+        again.feed(line({"jsonrpc": "2.0", "id": rpc_id, "result": {"stopReason": "end_turn"}}))[
+            -1
+        ]["type"]
+        == "done"
+    )
+    assert not io2.closed
+    failed, io3 = started(request=request)
+    [error] = failed.feed(
+        line({"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "x"}})
+    )
+    assert error["type"] == "error" and io3.closed  # a failed turn's agent is not kept
+
+
 def test_a_loaded_session_ignores_the_replayed_history() -> None:
     # gemini 0.61.0 replays the history *after* answering session/load.
     stored = "854fee11-deab-4706-aa57-f822c2b3e5f4"
@@ -576,26 +607,35 @@ def stream_url(port: int, base_url: str, session_id: str) -> str:
 
 @pytest.mark.usefixtures("notebook_dir")
 class TestWithTheFakeAgent:
-    async def test_reply_then_resume_with_session_load(
-        self, jp_fetch: Any, agent_log: Path
+    async def test_a_warm_agent_takes_the_next_prompt_then_a_new_one_loads_the_session(
+        self, jp_fetch: Any, agent_log: Path, jp_serverapp: Any
     ) -> None:
+        runner = jp_serverapp.web_app.settings["jupyter_assistant"].service.runner
         session = await create_session(jp_fetch)
         assert session["provider"] == "acp"
         first = await run_turn(jp_fetch, session["id"], "Say hi")
         assert types(first)[-1] == "done", first[-1]
         assert text_of(first) == "Fake ACP reply. You said: Say hi"
         acp_session = first[-1]["data"]["provider_session_id"]
+        (warm,) = runner.warm.parked()  # warm_agents: the agent waits for the next prompt
         second = await run_turn(jp_fetch, session["id"], "Again")
         assert text_of(second) == "Fake ACP reply. You said: Again [turn 2]"
+        assert runner.warm.parked() == [warm] and warm.alive()
+        assert second[-1]["data"]["provider_session_id"] == acp_session
+        # Its warm process ended (idle timeout, a restart): a new one loads the session.
+        await runner.end_warm(session["id"])
+        assert not warm.alive()
+        third = await run_turn(jp_fetch, session["id"], "Once more")
+        assert text_of(third) == "Fake ACP reply. You said: Once more [turn 3]"
         methods = [m.get("method") for m in received(agent_log)]
         assert methods == [
-            "initialize", "session/new", "session/prompt",
+            "initialize", "session/new", "session/prompt", "session/prompt",
             "initialize", "session/load", "_jupyter_assistant/barrier", "session/prompt",
         ]  # fmt: skip
-        assert second[-1]["data"]["provider_session_id"] == acp_session
+        assert third[-1]["data"]["provider_session_id"] == acp_session
 
     async def test_the_turn_ends_when_the_prompt_is_answered_not_when_the_agent_exits(
-        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+        self, jp_fetch: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, jp_serverapp: Any
     ) -> None:
         # An agent that stays up after its stdin closed (issue 19, item 1): `done` waited
         # for it (10 s); the agent is stopped soon after the answer instead.
@@ -609,6 +649,11 @@ class TestWithTheFakeAgent:
         stored = json_of(await api(jp_fetch, "sessions", session["id"]))
         assert stored["status"] == "idle"
         assert stored["messages"][-1]["content"] == "Fake ACP reply. You said: Say hi"
+        # Kept for the next prompt (warm_agents) until it is ended, which an agent that stays
+        # up after its stdin closed does not outlive either.
+        await jp_serverapp.web_app.settings["jupyter_assistant"].service.runner.end_warm(
+            session["id"]
+        )
         agents = [
             p
             for p in psutil.process_iter(["environ"])
@@ -617,12 +662,14 @@ class TestWithTheFakeAgent:
         assert agents == [], "the agent outlived its turn"
 
     async def test_a_conversation_that_cannot_be_loaded_is_said_and_stored(
-        self, jp_fetch: Any, tmp_path: Path
+        self, jp_fetch: Any, tmp_path: Path, jp_serverapp: Any
     ) -> None:
         # Issue 19, item 4: the notice showed live but was not in the stored session.
         session = await create_session(jp_fetch)
         first = await run_turn(jp_fetch, session["id"], "Say hi")
         assert types(first)[-1] == "done", first[-1]
+        runner = jp_serverapp.web_app.settings["jupyter_assistant"].service.runner
+        await runner.end_warm(session["id"])  # the next turn's agent loads the session
         for stored_session in (tmp_path / "acp-sessions").iterdir():
             stored_session.unlink()  # the agent lost it (as gemini --acp does in one minute)
         second = await run_turn(jp_fetch, session["id"], "Again")
@@ -867,8 +914,8 @@ class TestRealGeminiAcp:
             },
         }
 
-    async def test_reply_load_and_the_permission_policy(
-        self, jp_fetch: Any, jp_root_dir: Path, standin: GeminiStandIn
+    async def test_reply_warm_follow_up_load_and_the_permission_policy(
+        self, jp_fetch: Any, jp_root_dir: Path, standin: GeminiStandIn, jp_serverapp: Any
     ) -> None:
         providers = json_of(await api(jp_fetch, "providers"))["providers"]
         (acp,) = [p for p in providers if p["name"] == "acp"]
@@ -882,23 +929,33 @@ class TestRealGeminiAcp:
         assert text_of(first) == "Hello from the stand-in. You said: Say hi please"
         acp_session = first[-1]["data"]["provider_session_id"]
 
-        # Edits inside the folder are allowed, shell commands refused (below). Loading: gemini
-        # 0.61.0 names a session's file after the minute it was last opened; a session/load in
-        # the same minute as the turn before rewrites that file first and then finds nothing
-        # ("No previous sessions found"): the client then starts a new session, with a notice.
+        # A follow-up at once (issue 19, item 4): the warm agent takes it in the same session,
+        # on the same connection, so nothing has to be loaded. Edits inside the folder are
+        # allowed, shell commands refused (below).
+        runner = jp_serverapp.web_app.settings["jupyter_assistant"].service.runner
+        (warm,) = runner.warm.parked()
         second = await run_turn(jp_fetch, session["id"], "RUN_WRITE please")
         assert types(second)[-1] == "done", second[-1]
         notices = [e["data"]["message"] for e in second if e["event"] == "notice"]
+        assert not any("could not load" in n for n in notices), notices
+        assert second[-1]["data"]["provider_session_id"] == acp_session
+        assert runner.warm.parked() == [warm]
+        assert "Say hi please" in json.dumps(standin.generate_bodies[-1]["contents"])
+        assert (jp_root_dir / "analysis" / "standin_written.txt").exists()
+
+        # A new agent process loads the session. Gemini 0.61.0 names a session's file after
+        # the minute it was last opened; a session/load in the same minute as the turn before
+        # rewrites that file first and then finds nothing ("No previous sessions found"): the
+        # client then starts a new session, with a notice.
+        await runner.end_warm(session["id"])
+        third = await run_turn(jp_fetch, session["id"], "RUN_BASH: touch marker2.txt")
+        assert types(third)[-1] == "done", third[-1]
+        notices = [e["data"]["message"] for e in third if e["event"] == "notice"]
         if any("could not load" in n for n in notices):
             assert any("No previous sessions found" in n for n in notices), notices
         else:
-            assert second[-1]["data"]["provider_session_id"] == acp_session
-            assert "Say hi please" in json.dumps(standin.generate_bodies[-1]["contents"])
-        assert not text_of(second).startswith("Hello from the stand-in")  # no replayed history
-        assert (jp_root_dir / "analysis" / "standin_written.txt").exists()
-
-        third = await run_turn(jp_fetch, session["id"], "RUN_BASH: touch marker2.txt")
-        assert types(third)[-1] == "done", third[-1]
+            assert third[-1]["data"]["provider_session_id"] == acp_session
+        assert not text_of(third).startswith("Hello from the stand-in")  # no replayed history
         assert "permission_denied" in types(third)
         assert not (jp_root_dir / "analysis" / "marker2.txt").exists()
 
@@ -1008,7 +1065,8 @@ class TestRealClaudeAgentAcp:
         assert "Warning" not in text_of(first)
         notices = [e["data"]["message"] for e in first if e["event"] == "notice"]
         assert any("auto mode" in n for n in notices), notices
-        # A follow-up in a new process: session/load, and the agent's running total goes on.
+        # A follow-up on the warm agent (the same connection and session): its running total
+        # goes on.
         second = await run_turn(jp_fetch, session["id"], "And again please")
         assert types(second)[-1] == "done", second[-1]
         assert second[-1]["data"]["provider_session_id"] == first[-1]["data"]["provider_session_id"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import signal
@@ -153,7 +154,16 @@ class AcpProvider(CliProvider):
         env = self.launch_env(base_env)
         argv = self.resolved_argv(env)
         # stdin must be a pipe: the conversation runs over it (the runner does not write this).
-        return LaunchSpec(argv=argv, env=env, stdin=b"", cwd=request.working_dir)
+        launch = LaunchSpec(argv=argv, env=env, stdin=b"", cwd=request.working_dir)
+        # A warm agent (turns/warm.py) takes the session's next session/prompt on the same
+        # connection: the same agent, environment and folder, and the same mode and model,
+        # which are set when its session starts. (The notebook context goes with each prompt.)
+        key = [argv, sorted(env.items()), launch.cwd, self.mode, self.turn_model(request)]
+        key += [self.permission_policy, self.cumulative_cost]
+        launch.reuse_key = hashlib.sha256(
+            json.dumps(key).encode("utf-8", "surrogatepass")
+        ).hexdigest()
+        return launch
 
     def create_parser(self, request: TurnRequest) -> StreamParser:
         return AcpClient(

@@ -1,11 +1,13 @@
 """The client side of one turn's Agent Client Protocol conversation: JSON-RPC 2.0 over the
 agent's stdio (acp.py has the provider; acp_protocol.py what the messages mean).
 
-One process per turn: ``initialize`` -> ``session/new {cwd, mcpServers}`` (or
-``session/load`` of the stored session id when the agent advertises ``loadSession``) ->
-``session/prompt`` -> ``session/update`` notifications -> the prompt's ``{stopReason}``; then
-stdin is closed so that the agent exits. Stop sends ``session/cancel`` (and answers pending
-permission requests with ``cancelled``) before the runner's signals.
+A turn: ``initialize`` -> ``session/new {cwd, mcpServers}`` (or ``session/load`` of the stored
+session id when the agent advertises ``loadSession``) -> ``session/prompt`` -> ``session/update``
+notifications -> the prompt's ``{stopReason}``; then stdin is closed so that the agent exits.
+A warm agent (turns/warm.py: ``TurnRequest.keep_process``) keeps its stdin open instead, and
+the session's next turn on it (``reuses_process``) is only a ``session/prompt`` in the same
+session, on the same connection. Stop sends ``session/cancel`` (and answers pending permission
+requests with ``cancelled``) before the runner's signals.
 
 gemini 0.61.0 streams the history of a loaded session *after* answering ``session/load`` (the
 protocol says before), so after a load this client sends one extension request as a barrier
@@ -120,6 +122,15 @@ class AcpClient(JsonLinesParser):
 
     def start(self, io: ProviderIO) -> None:
         self._io = io
+        running = self._request.provider_session_id
+        if self._request.reuses_process and running:
+            # The agent runs, initialized, its session open (an earlier turn's): prompt it.
+            self._session_id = running
+            self.state.provider_session_id = running
+            self._mcp_http = self._request.notebook_tools is not None  # given at session/new
+            self._cost_before = self._costs.total(running)
+            self._next_setup_step()
+            return
         self._call("initialize", initialize_params())
 
     def interrupt(self) -> bool:
@@ -313,7 +324,8 @@ class AcpClient(JsonLinesParser):
         return self.end_with(events.error("provider_failed", message))
 
     def _prompt_done(self, result: dict[str, Any], error: Any) -> list[Event]:
-        self._close()
+        if not self._request.keep_process or error or result.get("stopReason") == "cancelled":
+            self._close()  # a warm agent waits for the next prompt; a failed one is not kept
         if error:
             if isinstance(error, dict) and error.get("code") == AUTH_REQUIRED:
                 return [self._session_error(error)]
@@ -451,8 +463,10 @@ class AcpClient(JsonLinesParser):
     # -- helpers ---------------------------------------------------------------------------
 
     def end_with(self, terminal: Event) -> Event:
-        # The turn is over for us: closing stdin lets the agent exit on its own.
-        self._close()
+        # The turn is over for us: closing stdin lets the agent exit on its own (a warm one
+        # after a done waits for the session's next prompt instead).
+        if not (self._request.keep_process and terminal["type"] == "done"):
+            self._close()
         return super().end_with(terminal)
 
     def _close(self) -> None:
