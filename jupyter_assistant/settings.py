@@ -200,12 +200,12 @@ class EngineSettings(Configurable):
 
     # Warm providers (turns/warm.py): a session's CLI kept running between its turns.
     warm_agents = Bool(
-        False,
-        help="Keep a conversation's Claude Code process running after its turn, so that the "
-        "next question skips the CLI's start-up (about a second); in a kernel (%%assistant) "
-        "until the kernel shuts down. A process whose settings, folder, model or notebook "
-        "context changed, or that died, is replaced by a cold start that resumes the "
-        "conversation.",
+        True,
+        help="Keep a conversation's agent process running after its turn (Claude Code, ACP "
+        "agents), so that the next question skips the CLI's start-up (about a second); in a "
+        "kernel (%%assistant) until the kernel shuts down. A process whose settings, folder or "
+        "model changed, or that died, is replaced by a cold start that resumes the "
+        "conversation. A waiting Claude Code CLI holds about 200 MiB (max_warm_processes).",
     ).tag(config=True)
 
     warm_idle_seconds = Float(

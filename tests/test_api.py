@@ -242,7 +242,11 @@ async def test_unknown_well_formed_id_is_404(jp_fetch: Any) -> None:
 
 
 async def test_a_turn_streams_stores_and_resumes(
-    jp_fetch: Any, jp_root_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     argv_file = tmp_path / "argv.json"
     monkeypatch.setenv("FAKE_CLAUDE_ARGV_FILE", str(argv_file))
@@ -306,7 +310,9 @@ async def test_a_turn_streams_stores_and_resumes(
     summary = json_of(await api(jp_fetch, "sessions", params={"path": NOTEBOOK}))["sessions"][0]
     assert summary["message_count"] == 2
 
-    # The follow-up resumes the same provider conversation.
+    # The follow-up resumes the same provider conversation, in a CLI started anew (as after
+    # warm_idle_seconds: the warm process that took the turn is ended first).
+    await jp_serverapp.web_app.settings["jupyter_assistant"].service.runner.end_warm(sid)
     stream2 = await run_turn(jp_fetch, sid, "and summarise sales.csv")
     assert types(stream2)[-1] == "done"
     assert f"--resume={done['provider_session_id']}" in json.loads(argv_file.read_text())["argv"]

@@ -36,6 +36,7 @@ async def test_allow_once_runs_the_tool_and_the_answer_is_kept(
     notebook_dir: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    jp_serverapp: Any,
 ) -> None:
     control_log = tmp_path / "control.jsonl"
     monkeypatch.setenv("FAKE_CONTROL_LOG", str(control_log))
@@ -75,7 +76,11 @@ async def test_allow_once_runs_the_tool_and_the_answer_is_kept(
     assert (record["decision"], record["scope"], record["by"]) == ("allow", "once", "user")
     assert record["summary"] == request["summary"]
     assert stored["approvals"] == []  # "once" is not remembered
-    # The CLI got the answer with the input to run, then its stdin was closed (so it exits).
+    # The CLI got the answer with the input to run; its stdin stays open for the session's
+    # next turn (warm_agents), until the warm process is ended (then the CLI exits).
+    received = [json.loads(line) for line in control_log.read_text().splitlines()]
+    assert [m["type"] for m in received] == ["control_request", "control_response"]
+    await jp_serverapp.web_app.settings["jupyter_assistant"].service.runner.end_warm(sid)
     received = [json.loads(line) for line in control_log.read_text().splitlines()]
     assert [m["type"] for m in received] == ["control_request", "control_response", "stdin_closed"]
     assert received[1]["response"]["response"] == {

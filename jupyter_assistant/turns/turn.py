@@ -67,7 +67,7 @@ class RunnerSettings:
         "venv",
     )
     # Warm providers (warm.py): a session's provider process kept running between its turns.
-    warm_agents: bool = False
+    warm_agents: bool = True
     warm_idle_seconds: float = 600.0
     max_warm_processes: int = 4
     prewarm: bool = True  # the sidebar may start a session's warm process before its turn

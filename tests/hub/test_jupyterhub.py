@@ -20,6 +20,8 @@ import psutil
 import pytest
 import requests
 
+from jupyter_assistant.processes import MARKER_ENV
+
 from ..conftest import FAKE_CLAUDE
 from .hub import Hub, HubUser, Response, alive, request, wait_for
 
@@ -119,13 +121,18 @@ def session_files(user: HubUser) -> set[str]:
     return {p.stem for p in (user.store / "sessions").glob("*.json")}
 
 
-def provider_processes(user: HubUser) -> list[psutil.Process]:
-    """The fake CLI's processes running in the user's notebook folder."""
+def provider_processes(user: HubUser, turn_id: str) -> list[psutil.Process]:
+    """The fake CLI's processes of a turn, running in the user's notebook folder (not those
+    of earlier turns, kept running for their conversations' next turns: warm_agents)."""
     found = []
     for process in psutil.process_iter():
         try:
             in_folder = process.cwd() == str(user.home / "analysis")
-            if in_folder and str(FAKE_CLAUDE) in " ".join(process.cmdline()):
+            if (
+                in_folder
+                and str(FAKE_CLAUDE) in " ".join(process.cmdline())
+                and process.environ().get(MARKER_ENV) == turn_id
+            ):
                 found.append(process)
         except psutil.Error:
             continue
@@ -140,11 +147,14 @@ def settled_session(hub: Hub, user: HubUser, session_id: str) -> dict[str, Any] 
     return session if session["status"] == "idle" and final else None
 
 
-def start_hanging_turn(hub: Hub, user: HubUser) -> tuple[str, list[psutil.Process]]:
+def start_hanging_turn(hub: Hub, user: HubUser) -> tuple[str, str]:
+    """A turn that runs until it is stopped: its session and turn ids, once its CLI runs."""
     sid = new_session(hub, user)["id"]
-    assert post(hub, user, sid, "scenario:hang").status == 202
-    providers = wait_for(lambda: provider_processes(user), 60, f"{user.name}'s provider")
-    return sid, providers
+    posted = post(hub, user, sid, "scenario:hang")
+    assert posted.status == 202
+    turn_id = posted.json()["turn_id"]
+    wait_for(lambda: provider_processes(user, turn_id), 60, f"{user.name}'s provider")
+    return sid, turn_id
 
 
 # -- the tests ---------------------------------------------------------------------------------
@@ -246,7 +256,7 @@ def test_a_browser_logged_in_as_bob_reaches_only_his_own_server(hub: Hub) -> Non
 
 def test_another_users_token_cannot_cancel_a_running_turn(hub: Hub) -> None:
     alice, bob = hub.users["alice"], hub.users["bob"]
-    sid, _ = start_hanging_turn(hub, alice)
+    sid, turn_id = start_hanging_turn(hub, alice)
 
     refused = hub.assistant("alice", "POST", f"sessions/{sid}/cancel", bob.token)
     assert (refused.status, refused.json()) == (403, FORBIDDEN), refused
@@ -256,7 +266,7 @@ def test_another_users_token_cannot_cancel_a_running_turn(hub: Hub) -> None:
     cancelled = call(hub, alice, "POST", f"sessions/{sid}/cancel")
     assert (cancelled.status, cancelled.json()) == (200, {"cancelled": True}), cancelled
     assert kinds(call(hub, alice, "GET", f"sessions/{sid}/events").events())[-1] == "cancelled"
-    wait_for(lambda: not provider_processes(alice), 60, "alice's provider to end")
+    wait_for(lambda: not provider_processes(alice, turn_id), 60, "alice's provider to end")
     settled = wait_for(lambda: settled_session(hub, alice, sid), 60, "the turn to be stored")
     assert settled["messages"][-1]["status"] == "cancelled"
 
@@ -319,7 +329,8 @@ def test_whose_own_config_is_read(hub: Hub) -> None:
 
 def test_a_server_stopped_mid_turn_stops_its_provider(hub: Hub) -> None:
     bob = hub.users["bob"]
-    sid, providers = start_hanging_turn(hub, bob)
+    sid, turn_id = start_hanging_turn(hub, bob)
+    providers = provider_processes(bob, turn_id)
     hub.stop_server("bob")  # the hub's "Stop My Server" (SIGINT to the server)
     # The server stops its providers as it exits, not only at its next start.
     assert [p.pid for p in providers if alive(p)] == []
