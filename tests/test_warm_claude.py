@@ -483,6 +483,21 @@ class TestTheFakeCli:
     def claude_settings(self, claude_command: list[str]) -> dict[str, Any]:
         return {"command": claude_command}
 
+    async def test_a_turn_takes_over_a_prewarmed_cli_that_has_not_listed_the_tools(
+        self, jp_fetch: Any, extension: Any
+    ) -> None:
+        # The fake CLI never connects to the notebook tools: the pre-warm waits for that while
+        # its process is parked; a question meanwhile takes the process over at once.
+        sid = (await create_session(jp_fetch))["id"]
+        assert await prewarm(jp_fetch, sid) == "started"
+        await wait_until(lambda: sid in parked(extension), message="no pre-warmed CLI was parked")
+        pid = parked(extension)[sid]
+        assert extension.service.runner.prewarms.running(sid)  # still waiting for the listing
+        stream = await done_turn(jp_fetch, sid, "One")
+        assert text_of(stream) == "Fake Claude reply. You said: One"
+        assert parked(extension)[sid] == pid
+        assert not extension.service.runner.prewarms.running(sid)
+
     async def test_a_second_turn_on_the_same_fake_process(
         self, jp_fetch: Any, extension: Any
     ) -> None:

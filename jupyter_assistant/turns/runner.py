@@ -42,7 +42,7 @@ from .approvals import ApprovalBroker, session_policy
 from .limits import check_cost, within_limits
 from .owner_calls import OwnerCalls, OwnerGone
 from .persistence import PRIVATE_DIR, TurnPersistence
-from .prewarm import Prewarms
+from .prewarm import Prewarm, Prewarms
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
 from .stopping import stop_elsewhere, stop_provider, watch_requests
@@ -401,12 +401,13 @@ class TurnRunner:
             return "unsupported"
         if not provider.prewarms():
             return "unsupported"
-        self.prewarms.start(session_id, self._prewarm(session, provider))
+        self.prewarms.start(session_id, functools.partial(self._prewarm, session, provider))
         return "started"
 
-    async def _prewarm(self, session: Any, provider: Provider) -> None:
-        """Start the provider for ``session`` as a turn would, and park it once it is ready
-        (with the notebook tools: once it has listed them)."""
+    async def _prewarm(self, session: Any, provider: Provider, prewarm: Prewarm) -> None:
+        """Start the provider for ``session`` as a turn would, and park it once it is ready;
+        with the notebook tools, its grant lives until it has listed them or a turn took the
+        process over (the turn's grant goes on)."""
         turn = Turn(session.id, new_id(), session.provider)
         request = TurnRequest(
             session_id=session.id,
@@ -437,6 +438,7 @@ class TurnRunner:
             if not kept:
                 log.info("Pre-warm of session %s did not start: %s", session.id, outcome.terminal)
                 return
+            prewarm.ready.set()
             if listed is not None:
                 try:
                     await asyncio.wait_for(listed.wait(), PREWARM_TOOLS_SECONDS)
@@ -444,6 +446,9 @@ class TurnRunner:
                     # Its tools failed to connect: a cold start would have them.
                     log.warning("Pre-warmed CLI of %s did not list the notebook tools", session.id)
                     kept = False
+        except asyncio.CancelledError:
+            kept = kept and prewarm.handed_over
+            raise
         except BaseException:
             kept = False
             raise

@@ -431,6 +431,43 @@ def test_the_conversation_opens_at_its_newest_message_and_follows_a_kernels_turn
         assert kernel.wait(30) == 0
 
 
+def provider_pids(lab: LabServer) -> set[int]:
+    """The server's provider processes (its children that carry a turn marker)."""
+    import psutil
+
+    assert lab.proc is not None
+    found = set()
+    for child in psutil.Process(lab.proc.pid).children():
+        try:
+            if "JUPYTER_ASSISTANT_TURN" in child.environ():
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_opening_the_panel_starts_the_agent_that_takes_the_first_question(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    # A conversation the notebook has (as after a restart): the panel shows it and asks the
+    # server to start its agent, which then takes the question (warm_agents, prewarm).
+    session = lab.api("POST", "sessions", {"path": notebook})
+    before = provider_pids(lab)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/prewarm" in r.url else None)
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    deadline = time.monotonic() + 30
+    while not provider_pids(lab) - before:
+        assert time.monotonic() < deadline, "no agent was started"
+        time.sleep(0.2)
+    started = provider_pids(lab) - before
+    assert [url.rsplit("/", 2)[-2] for url in asked] == [session["id"]]  # once, for this one
+    ask(panel, "Are you ready?")
+    expect(replies(panel).last).to_contain_text("Fake Claude reply. You said: Are you ready?")
+    assert provider_pids(lab) - before == started  # the same process took it: no second one
+
+
 def test_text_before_a_tool_call_shows_above_its_card_with_the_folder_it_ran_in(
     page: Page, lab: LabServer, notebook: str
 ) -> None:
