@@ -50,3 +50,36 @@ echo "== labextension: prettier, jest"
   && jlpm prettier:check && jlpm test --ci)
 # The slowest tests are listed at the end: where CI time goes.
 echo "== pytest"; "$VENV/bin/python" -m pytest -p no:cacheprovider --durations=40 "$@"
+
+# The other Pythons the package supports: the unit and server tests (the engine, the store, the
+# HTTP API, the providers' parsers and command lines, processes and stopping) on each, in a
+# virtualenv of its own. OTHER_PYTHONS="" leaves them out; a version this machine lacks (neither
+# `pythonX.Y` nor pyenv's) is said and left out.
+OTHER_PYTHON_TESTS=(
+  tests/test_api.py tests/test_rest_api_spec.py tests/test_auth.py tests/test_security.py
+  tests/test_store.py tests/test_store_edit.py tests/test_store_listing.py tests/test_migrations.py
+  tests/test_events.py tests/test_journal.py tests/test_traits.py tests/test_workdir.py
+  tests/test_claude_parser.py tests/test_claude_control.py tests/test_provider_plugins.py
+  tests/test_processes.py tests/test_stopping.py tests/test_permissions.py tests/test_checkpoints.py
+)
+find_python() {
+  local found
+  found="$(command -v "python$1" 2>/dev/null)" && "$found" --version >/dev/null 2>&1 && { echo "$found"; return; }
+  command -v pyenv >/dev/null || return 1
+  found="$(ls -d "$(pyenv root)/versions/$1".*/bin/"python$1" 2>/dev/null | sort -V | tail -n 1)"
+  [ -n "$found" ] && echo "$found"
+}
+if [ $# -eq 0 ]; then
+  for version in ${OTHER_PYTHONS-3.12 3.13}; do
+    if ! other="$(find_python "$version")"; then
+      echo "== Python $version: not on this machine, its tests left out"
+      continue
+    fi
+    other_venv=".venv-$version"
+    [ -x "$other_venv/bin/python" ] || "$other" -m venv "$other_venv"
+    "$other_venv/bin/python" -m pip install --quiet --upgrade pip
+    "$other_venv/bin/python" -m pip install --quiet ".[test]"
+    echo "== pytest on $("$other_venv/bin/python" --version) (unit and server tests)"
+    "$other_venv/bin/python" -m pytest -p no:cacheprovider -q "${OTHER_PYTHON_TESTS[@]}"
+  done
+fi
