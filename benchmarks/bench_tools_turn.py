@@ -328,6 +328,10 @@ class Side:
             self.offered = {tool["name"] for tool in requests[0]["body"]["tools"]}
         return first
 
+    def measured(self) -> tuple[list[float], list[float], list[float]]:
+        """Copies of what its turns measured so far: turn_started, the model request, done."""
+        return list(self.started), list(self.model), list(self.done)
+
     def handshakes(self, runs: int) -> tuple[list[float], list[float]]:
         """The server's part of the CLI's connection: an MCP handshake (initialize,
         initialized, tools/list) with a running turn's capability, interleaved with
@@ -401,6 +405,7 @@ def run(quick: bool = False) -> list[Result]:
                 side.model.clear()
                 side.done.clear()
             with_tools, without, instant = rotate(runs, on.turn, off.turn, canned.turn)
+            cold = {side.name: side.measured() for side in sides}  # 8a-8d's, before 8e's turns
             # 8e: follow-up turns in one conversation, whose CLI is kept running between them
             # (warm_agents, the default): it connected to the tools at its first turn.
             conversations = {}
@@ -415,6 +420,8 @@ def run(quick: bool = False) -> list[Result]:
                 lambda: off.turn(conversations[off.name]),
             )
             handshake, status = on.handshakes(3 if quick else 30)
+            for side in sides:
+                side.started, side.model, side.done = cold[side.name]
         finally:
             for side in sides:
                 side.stop()
