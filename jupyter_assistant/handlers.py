@@ -223,6 +223,21 @@ class PrewarmHandler(AssistantHandler):
         self.write_json({"prewarm": await self.service.prewarm(session_id)})
 
 
+class PrewarmNewHandler(AssistantHandler):
+    """``POST prewarm {path}``: start the agent of the notebook's next new conversation (one
+    it has none of yet); ``POST sessions`` for that notebook then makes the conversation that
+    takes it."""
+
+    @web.authenticated
+    @authorized
+    @engine_errors
+    async def post(self) -> None:
+        from .models import PrewarmBody
+
+        body = self.parse_body(PrewarmBody)
+        self.write_json({"prewarm": await self.service.prewarm_new(body.path)})
+
+
 class TurnChangesHandler(AssistantHandler):
     """``GET sessions/{id}/turns/{turn_id}/changes``: what the turn changed (checkpoints/)."""
 
@@ -474,6 +489,7 @@ def routes() -> list[tuple[str, type[AssistantHandler]]]:
         (rf"{prefix}/sessions/{sid}/events/?", EventsHandler),
         (rf"{prefix}/sessions/{sid}/cancel/?", CancelHandler),
         (rf"{prefix}/sessions/{sid}/prewarm/?", PrewarmHandler),
+        (rf"{prefix}/prewarm/?", PrewarmNewHandler),
         (rf"{prefix}/sessions/{sid}/export/?", ExportHandler),
         (rf"{prefix}/sessions/{sid}/permissions/(?P<request_id>[^/]+)/?", PermissionHandler),
         (rf"{prefix}/sessions/{sid}/turns/(?P<turn_id>[^/]+)/changes/?", TurnChangesHandler),

@@ -150,6 +150,14 @@ class CreateSessionBody(BaseModel):
     context: dict[str, Any] | None = None
 
 
+class PrewarmBody(BaseModel):
+    """``POST prewarm``: the notebook whose next new conversation's agent to start."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=4096)
+
+
 class PostMessageBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

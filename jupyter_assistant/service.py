@@ -64,6 +64,9 @@ class AssistantService:
         self.runner = TurnRunner(self.store, self.registry, providers, settings.runner)
         self._health: dict[str, tuple[float, dict[str, Any]]] = {}
         self._reverting: set[str] = set()  # sessions an undo is putting back
+        # Pre-warms for a notebook's next new conversation (prewarm_new): by notebook key and
+        # provider, the session (not stored) whose id ``_create`` gives the conversation.
+        self._reserved: dict[tuple[str, str], Session] = {}
 
     # -- providers -------------------------------------------------------------------------
 
@@ -141,6 +144,10 @@ class AssistantService:
             provider=name,
             context=context or {},
         )
+        reserved = self._reserved.pop((location.notebook_key, name), None)
+        if reserved is not None and reserved.working_dir == location.working_dir:
+            # The agent pre-warmed for this notebook's next conversation waits under this id.
+            session.id = reserved.id
         await asyncio.to_thread(self.store.create, session)
         return session
 
@@ -206,6 +213,11 @@ class AssistantService:
             moved += await self._update_if_exists(row["id"], follow)
             # Its warm provider runs in the old folder, for the old notebook.
             await self.runner.end_warm(row["id"])
+        for reservation, reserved in list(self._reserved.items()):
+            key = reserved.notebook_key
+            if key == old_abs or key.startswith(old_abs + os.sep):
+                del self._reserved[reservation]  # pre-warmed for a notebook not there now
+                await self.runner.end_warm(reserved.id)
         return moved
 
     async def notebook_deleted(self, api_path: str) -> int:
@@ -375,6 +387,26 @@ class AssistantService:
         if session_id in self._reverting:
             return "busy"
         return await self.runner.prewarm(session_id)
+
+    async def prewarm_new(self, api_path: str) -> str:
+        """Start the agent of the notebook's next new conversation (the sidebar, on a notebook
+        that has none yet): the conversation that ``create_session`` makes for this notebook
+        with the default provider gets the id it waits under, and its first turn takes it."""
+        location = self.locate(api_path)
+        name = self.default_provider()
+        key = (location.notebook_key, name)
+        reserved = self._reserved.get(key)
+        if reserved is None or reserved.working_dir != location.working_dir:
+            reserved = Session(
+                path=location.api_path,
+                notebook_key=location.notebook_key,
+                working_dir=location.working_dir,
+                provider=name,
+            )
+        answer = await self.runner.prewarm_session(reserved)
+        if answer in ("started", "warm"):
+            self._reserved[key] = reserved
+        return answer
 
     def events_of(
         self, session_id: str, last_event_id: str | None

@@ -414,6 +414,30 @@ async def test_a_prewarmed_cli_takes_the_first_turn_with_its_notebook_tools(
     assert parked(extension)[sid] == pid
 
 
+async def test_a_notebook_with_no_conversation_gets_its_agent_before_the_first_message(
+    jp_fetch: Any, extension: Any, standin: AnthropicStandIn
+) -> None:
+    async def prewarm_new() -> str:
+        body = {"path": "analysis/q3.ipynb"}
+        return str(json_of(await api(jp_fetch, "prewarm", method="POST", body=body))["prewarm"])
+
+    assert await prewarm_new() == "started"
+    assert await prewarm_new() == "warm"  # one agent per notebook's next conversation
+    await wait_until(lambda: len(parked(extension)) == 1, message="no pre-warmed CLI was parked")
+    ((reserved, pid),) = parked(extension).items()
+    # Nothing is stored until the conversation is made; then it is the one the agent waits for.
+    assert json_of(await api(jp_fetch, "sessions"))["sessions"] == []
+    sid = (await create_session(jp_fetch))["id"]
+    assert sid == reserved
+    stream = await done_turn(jp_fetch, sid, tool_call("read_notebook"))
+    assert parked(extension)[sid] == pid
+    is_error, text = result_text(standin)
+    assert not is_error, text  # its notebook tools work
+    assert stream[-1]["data"]["provider_session_id"]
+    # The next new conversation of the notebook is a new one again.
+    assert (await create_session(jp_fetch))["id"] != sid
+
+
 async def test_a_question_sent_while_the_cli_starts_takes_that_cli(
     jp_fetch: Any, extension: Any
 ) -> None:

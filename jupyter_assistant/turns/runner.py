@@ -386,11 +386,18 @@ class TurnRunner:
         running (the sidebar asks when it opens a notebook's session). What became of it:
         ``started``; ``warm`` (it runs already, or is starting); ``busy`` (a turn runs);
         ``off`` (``warm_agents`` or ``prewarm`` is off); ``unsupported`` (the provider
-        cannot). KeyError-like store errors for an unknown session come from ``store.load``."""
+        cannot). An unknown session is the store's NotFound."""
+        if self.warm is None or not self.settings.prewarm:
+            return "off"
+        return await self.prewarm_session(await asyncio.to_thread(self.store.load, session_id))
+
+    async def prewarm_session(self, session: Any) -> str:
+        """``prewarm`` for a session given whole: a stored one, or one not stored yet whose id
+        the notebook's next new conversation will get (``AssistantService.prewarm_new``)."""
         pool = self.warm
         if pool is None or not self.settings.prewarm:
             return "off"
-        session = await asyncio.to_thread(self.store.load, session_id)
+        session_id = session.id
         if self.is_running(session_id):
             return "busy"
         if pool.holds(session_id) or self.prewarms.running(session_id):

@@ -124,6 +124,15 @@ export class AssistantClient {
     return reply.prewarm;
   }
 
+  /**
+   * The same for the notebook's next new conversation (one it has none of yet): the
+   * conversation `createSession(path)` then makes takes the agent.
+   */
+  async prewarmNotebook(path: string): Promise<string> {
+    const reply = await this._json<{ prewarm: string }>('POST', 'prewarm', undefined, { path });
+    return reply.prewarm;
+  }
+
   /** Stops the session's running turn, wherever it runs; false if none was running. */
   async cancel(id: string): Promise<boolean> {
     const reply = await this._json<{ cancelled: boolean }>(

@@ -169,6 +169,7 @@ export abstract class ConversationsModel {
     // Keep showing the draft while a magic or another tab adds to the older conversations.
     this._draftKnown = new Set(this._sessions.map(s => s.id));
     this._error = null;
+    this.warmUp();
     this._emit();
   }
 
@@ -238,24 +239,31 @@ export abstract class ConversationsModel {
   }
 
   /**
-   * Ask the server to start the shown conversation's agent (it may keep it waiting for the
-   * next question: `prewarm`). Once per conversation while the panel is shown; `typing`: the
-   * user is about to ask (the message box got the focus), which asks again after a minute,
-   * as the server may have ended an idle agent meanwhile.
+   * Ask the server to start the agent of the shown conversation, or of the notebook's next
+   * new one when none is shown (it may keep it waiting for the next question: `prewarm`).
+   * Once per conversation while the panel is shown; `typing`: the user is about to ask (the
+   * message box got the focus), which asks again after a minute, as the server may have
+   * ended an idle agent meanwhile.
    */
   warmUp(typing = false): void {
     const session = this._session;
-    if (!this._active || !session || session.status === 'running' || this._turnInHand()) {
+    const path = this._path;
+    if (!this._active || this._loading || this._turnInHand() || path === null) {
       return;
     }
+    if (session?.status === 'running') {
+      return;
+    }
+    const key = session ? session.id : `new:${path}`;
     const now = Date.now();
-    const last = this._warmedAt.get(session.id);
+    const last = this._warmedAt.get(key);
     if (last !== undefined && (!typing || now - last < WARM_UP_AGAIN_MS)) {
       return;
     }
-    this._warmedAt.set(session.id, now);
+    this._warmedAt.set(key, now);
     // Only an optimization: a failure changes nothing the user sees.
-    this._client.prewarm(session.id).catch(() => undefined);
+    const asked = session ? this._client.prewarm(session.id) : this._client.prewarmNotebook(path);
+    asked.catch(() => undefined);
   }
 
   /** Poll every `pollSeconds` while active (the panel is visible). */
@@ -312,6 +320,7 @@ export abstract class ConversationsModel {
     } finally {
       if (epoch === this._epoch) {
         this._loading = false;
+        this.warmUp(); // the shown conversation's agent, or that of the notebook's first one
         this._emit();
       }
     }

@@ -227,6 +227,9 @@ export class FakeServer {
         .map(summary);
       return json(200, { sessions: rows });
     }
+    if (method === 'POST' && path === 'prewarm') {
+      return json(200, { prewarm: 'started' });
+    }
     if (method === 'POST' && path === 'sessions') {
       return json(201, this.addSession(body.path));
     }

@@ -302,15 +302,24 @@ describe('AssistantModel', () => {
       expect(prewarms()).toHaveLength(2);
 
       await model.setNotebook('busy.ipynb'); // a running turn needs no warm-up
-      await model.setNotebook('empty.ipynb'); // no conversation yet: nothing to warm
-      model.warmUp(true);
       expect(prewarms()).toHaveLength(2);
+      await model.setNotebook('empty.ipynb'); // no conversation yet: its first one's agent
+      await jest.advanceTimersByTimeAsync(10);
+      expect(prewarms()[2]).toBe('prewarm');
+      expect(server.requestsTo('POST', 'prewarm')[2].body).toEqual({ path: 'empty.ipynb' });
+      model.warmUp(true);
+      expect(prewarms()).toHaveLength(3);
+      expect(server.requestsTo('POST', 'sessions')).toHaveLength(0); // still made by a message
 
       model.setActive(false);
       await model.setNotebook(NB);
       model.setActive(true); // shown again: warmed up again (the server says if it runs)
       await jest.advanceTimersByTimeAsync(100);
-      expect(prewarms()).toHaveLength(3);
+      expect(prewarms()).toHaveLength(4);
+      model.newConversation(); // a draft: the agent of the notebook's next conversation
+      await jest.advanceTimersByTimeAsync(10);
+      expect(prewarms()).toHaveLength(5);
+      expect(prewarms()[4]).toBe('prewarm');
     } finally {
       jest.useRealTimers();
     }

@@ -468,6 +468,24 @@ def test_opening_the_panel_starts_the_agent_that_takes_the_first_question(
     assert provider_pids(lab) - before == started  # the same process took it: no second one
 
 
+def test_a_notebook_with_no_conversation_gets_its_agent_before_the_first_message(
+    page: Page, lab: LabServer, notebook: str
+) -> None:
+    before = provider_pids(lab)
+    open_lab(page, lab, notebook)
+    panel = open_assistant(page)
+    deadline = time.monotonic() + 30
+    while not provider_pids(lab) - before:
+        assert time.monotonic() < deadline, "no agent was started"
+        time.sleep(0.2)
+    started = provider_pids(lab) - before
+    assert lab.sessions(notebook) == []  # nothing stored until the first message
+    ask(panel, "Hello there")
+    expect(replies(panel).last).to_contain_text("Fake Claude reply. You said: Hello there")
+    assert provider_pids(lab) - before == started  # its first message took that agent
+    assert len(lab.sessions(notebook)) == 1
+
+
 def test_text_before_a_tool_call_shows_above_its_card_with_the_folder_it_ran_in(
     page: Page, lab: LabServer, notebook: str
 ) -> None:
