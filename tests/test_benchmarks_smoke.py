@@ -15,7 +15,7 @@ import pytest
 RUN_ALL = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
 # 8 runs the real Claude CLI (scripts/test.sh installs it), against the local API stand-in.
 MEASURES = ["1", "2", "3", "4a", "4b", "4c", "4d", "4e", "5", "6a", "7a", "7b"]
-MEASURES += ["8a", "8b", "8c", "8e", "9a", "9b"]
+MEASURES += ["8a", "8b", "8c", "8e", "8f", "9a", "9b"]
 MEASURES += ["10a", "10b", "10c", "10d", "10e", "10f"]
 MEASURES += ["11a", "11b", "11c", "11d"]
 
