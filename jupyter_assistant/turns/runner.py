@@ -310,15 +310,9 @@ class TurnRunner:
         return True
 
     async def _attempt(
-        self,
-        turn: Turn,
-        request: TurnRequest,
-        history: int,
-        reuse: bool = True,
-        leave_files: list[str] | None = None,
+        self, turn: Turn, request: TurnRequest, history: int, reuse: bool = True
     ) -> Outcome:
-        """Run the provider once (on the session's warm process if it fits, warm.py).
-        ``leave_files``: the launch's private files are added there instead of removed."""
+        """Run the provider once (on the session's warm process if it fits, warm.py)."""
         provider = self.providers.get(turn.provider)
         try:
             launch = provider.build_launch(
@@ -351,12 +345,13 @@ class TurnRunner:
         try:
             outcome = await process.run(request, launch)
         finally:
-            # Private files of the launch (e.g. the system prompt with the notebook's context):
-            # a CLI reads them as it starts, so a warm one needs them no longer either.
-            if leave_files is not None:
-                leave_files.extend(launch.cleanup)
-            else:
-                _remove(launch.cleanup)
+            # Private files of the launch (the system prompt, the MCP configuration with its
+            # capability): a CLI reads them as it starts (Claude Code 2.1.197 connects to its
+            # MCP servers after answering initialize, from what it read then), so a warm or
+            # pre-warmed one needs them no longer either.
+            for path in launch.cleanup:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             if pool is not None and warm is not None and outcome.kept is not warm:
                 pool.discard(warm)  # stopped, failed or died: the next turn starts cold
         if outcome.reuse_failed:
@@ -435,12 +430,8 @@ class TurnRunner:
             if listings is not None:
                 listed = listings.expect_listing(request.notebook_tools.capability)
         kept = False
-        # Removed once the CLI has listed the tools: it reads its MCP configuration to connect.
-        launch_files: list[str] = []
         try:
-            outcome = await self._attempt(
-                turn, request, len(session.messages), leave_files=launch_files
-            )
+            outcome = await self._attempt(turn, request, len(session.messages))
             kept = self.warm is not None and self.warm.holds(session.id)
             if not kept:
                 log.info("Pre-warm of session %s did not start: %s", session.id, outcome.terminal)
@@ -460,7 +451,6 @@ class TurnRunner:
             kept = False
             raise
         finally:
-            _remove(launch_files)
             if tools is not None:
                 tools.revoke(turn.id)
                 if listings is not None and request.notebook_tools is not None:
@@ -645,9 +635,3 @@ class TurnRunner:
         """Last resort at interpreter exit (see ``Reaper.stop_now``)."""
         parked = self.warm.stop_now() if self.warm is not None else set()
         self.reaper.stop_now(self.turns, skip_pids=parked)
-
-
-def _remove(paths: list[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(OSError):
-            os.unlink(path)

@@ -446,6 +446,15 @@ def provider_pids(lab: LabServer) -> set[int]:
     return found
 
 
+def agents_started(lab: LabServer, before: set[int], timeout: float = 30) -> set[int]:
+    """The provider processes the server started since ``before``, once there is one."""
+    deadline = time.monotonic() + timeout
+    while not provider_pids(lab) - before:
+        assert time.monotonic() < deadline, "no agent was started"
+        time.sleep(0.2)
+    return provider_pids(lab) - before
+
+
 def test_opening_the_panel_starts_the_agent_that_takes_the_first_question(
     page: Page, lab: LabServer, notebook: str
 ) -> None:
@@ -457,11 +466,7 @@ def test_opening_the_panel_starts_the_agent_that_takes_the_first_question(
     page.on("request", lambda r: asked.append(r.url) if "/prewarm" in r.url else None)
     open_lab(page, lab, notebook)
     panel = open_assistant(page)
-    deadline = time.monotonic() + 30
-    while not provider_pids(lab) - before:
-        assert time.monotonic() < deadline, "no agent was started"
-        time.sleep(0.2)
-    started = provider_pids(lab) - before
+    started = agents_started(lab, before)
     assert [url.rsplit("/", 2)[-2] for url in asked] == [session["id"]]  # once, for this one
     ask(panel, "Are you ready?")
     expect(replies(panel).last).to_contain_text("Fake Claude reply. You said: Are you ready?")
@@ -474,11 +479,7 @@ def test_a_notebook_with_no_conversation_gets_its_agent_before_the_first_message
     before = provider_pids(lab)
     open_lab(page, lab, notebook)
     panel = open_assistant(page)
-    deadline = time.monotonic() + 30
-    while not provider_pids(lab) - before:
-        assert time.monotonic() < deadline, "no agent was started"
-        time.sleep(0.2)
-    started = provider_pids(lab) - before
+    started = agents_started(lab, before)
     assert lab.sessions(notebook) == []  # nothing stored until the first message
     ask(panel, "Hello there")
     expect(replies(panel).last).to_contain_text("Fake Claude reply. You said: Hello there")
