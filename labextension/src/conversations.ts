@@ -128,6 +128,7 @@ export abstract class ConversationsModel {
     } finally {
       this._checkingProviders = false;
     }
+    this.warmUp(); // known to work now (e.g. "Check again" after a login): start the agent
     this._emit();
   }
 
@@ -250,6 +251,9 @@ export abstract class ConversationsModel {
     const path = this._path;
     if (!this._active || this._loading || this._turnInHand() || path === null) {
       return;
+    }
+    if (this._providers === null || this.needsSetup) {
+      return; // not known to work (not installed, not logged in): no agent to start yet
     }
     if (session?.status === 'running') {
       return;

@@ -293,6 +293,15 @@ describe('AssistantModel', () => {
       await model.setNotebook(NB);
       expect(prewarms()).toEqual([]); // the panel is hidden: nothing starts
       model.setActive(true);
+      await jest.advanceTimersByTimeAsync(10);
+      expect(prewarms()).toEqual([]); // the provider is not known to work yet
+      const usable = server.providers.providers[0];
+      server.providers.providers[0] = { ...usable, credentials: 'missing' };
+      await model.loadProviders();
+      expect(model.needsSetup).toBe(true);
+      expect(prewarms()).toEqual([]); // not logged in: the set-up card, no agent
+      server.providers.providers[0] = usable;
+      await model.loadProviders(true); // "Check again" after the login
       await jest.advanceTimersByTimeAsync(20_000); // polling adopts the session again and again
       expect(prewarms()).toEqual([`sessions/${shown.id}/prewarm`]);
       model.warmUp(true); // the message box got the focus: asked a moment ago already
