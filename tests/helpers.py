@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -168,6 +169,23 @@ def pids_alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             pass
     return alive
+
+
+def describe_pids(pids: list[int]) -> str:
+    """What the live ones of ``pids`` are, for an assertion message: a process left behind
+    under load says more by its command line, parent and state than by its number."""
+    lines = []
+    for pid in pids_alive(pids):
+        try:
+            proc = psutil.Process(pid)
+            marker = proc.environ().get("JUPYTER_ASSISTANT_TURN", "")
+            lines.append(
+                f"{pid}: ppid={proc.ppid()} status={proc.status()} pgid={os.getpgid(pid)} "
+                f"marker={marker!r} cmd={' '.join(proc.cmdline())[:200]}"
+            )
+        except (psutil.Error, OSError) as exc:
+            lines.append(f"{pid}: {exc}")
+    return "\n".join(lines)
 
 
 def events_url(port: int, base_url: str, session_id: str) -> str:

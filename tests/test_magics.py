@@ -36,6 +36,7 @@ from .conftest import FAKE_CLAUDE_COMMAND
 from .helpers import (
     NOTEBOOK,
     api,
+    describe_pids,
     events,
     json_of,
     pids_alive,
@@ -724,7 +725,7 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
         await reader.future  # and the stream ends there
         await in_thread(kernel.finish, execution)
         assert_one_line_error(execution, "The turn was cancelled")
-        assert pids_alive(pids) == []
+        assert pids_alive(pids) == [], describe_pids(pids)
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert stored["status"] == "idle"
         assert stored["messages"][-1]["role"] == "assistant"
@@ -740,7 +741,7 @@ async def test_a_kernel_the_server_starts_shares_the_notebooks_session(
         assert response.code == 204
         await in_thread(kernel.finish, execution)
         assert_one_line_error(execution, "interrupted; the turn was cancelled")
-        assert pids_alive(pids) == []
+        assert pids_alive(pids) == [], describe_pids(pids)
         stored = json_of(await api(jp_fetch, "sessions", sid))
         assert [m["status"] for m in stored["messages"][-2:]] == ["complete", "cancelled"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .conftest import FAKE_CLAUDE
-from .helpers import pids_alive
+from .helpers import describe_pids, pids_alive
 from .real_server import Server
 
 
@@ -97,11 +97,15 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     # session's lock): no record left means the reap is over.
     while (pids_alive(pids) or any(records.iterdir())) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert pids_alive(pids) == []
+    assert pids_alive(pids) == [], describe_pids(pids)
     stored = again.call("GET", f"/sessions/{sid}")
     assert stored["status"] == "idle"
     assert stored["messages"][0]["content"] == "scenario:tree"
-    assert stored["messages"][-1]["status"] == "interrupted"
+    assert stored["messages"][-1]["status"] == "interrupted", (
+        stored["messages"][-1],
+        server.log.read_text()[-4000:],
+        again.log.read_text()[-4000:],
+    )
     assert stored["messages"][-1]["content"] == partial["content"]  # the partial reply is kept
     assert stored["messages"][-1]["error"]["code"] == "interrupted"
     assert list(records.iterdir()) == []

@@ -278,7 +278,13 @@ def test_a_file_changed_since_is_a_conflict_and_keep_stays_after_a_reload(
 
 def save(page: Page) -> None:
     page.locator(f"{NOTEBOOK} .jp-Notebook").first.click(position={"x": 5, "y": 5})
-    page.keyboard.press("Control+s")
+    # Wait for the server's answer to the save: a notebook that is not dirty shows no sign
+    # of a save under way, and the file is rewritten in place until the answer comes.
+    with page.expect_response(
+        lambda r: r.request.method == "PUT" and "/api/contents/" in r.url
+    ) as answer:
+        page.keyboard.press("Control+s")
+    assert answer.value.ok, answer.value.status
 
 
 def reload_from_disk(page: Page) -> None:
