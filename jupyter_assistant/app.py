@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,11 @@ class AssistantExtension(ExtensionApp, EngineSettings):
     _notebook_tools: NotebookToolsGateway | None = None
 
     def initialize_settings(self) -> None:
+        # The engine's modules log to ``jupyter_assistant.*``: through the server's log, in its
+        # format and at its --log-level, as jupyter_server does with tornado's loggers (else
+        # a warning such as a reaped provider is a bare line on stderr, with no time).
+        if self.serverapp is not None:
+            logging.getLogger(__package__).parent = self.serverapp.log
         # Kernels started by this server find the same store (see magics).
         os.environ[STORE_ENV] = self.store_dir
         self._publish_tools_url()

@@ -3,8 +3,10 @@ and the fake Claude Code CLI from tests/fakes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,19 @@ def _no_leaked_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The extension exports its store dir for kernels; keep tests independent of each other.
     monkeypatch.setenv("JUPYTER_ASSISTANT_DIR", os.environ.get("JUPYTER_ASSISTANT_DIR", ""))
     monkeypatch.delenv("JUPYTER_ASSISTANT_DIR")
+
+
+@pytest.fixture
+def assistant_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` for the package's loggers: once a server has loaded the extension they log
+    through the server's log, which does not propagate to the root logger caplog listens on."""
+    package = logging.getLogger("jupyter_assistant")
+    package.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="jupyter_assistant")
+    try:
+        yield caplog
+    finally:
+        package.removeHandler(caplog.handler)
 
 
 @pytest.fixture

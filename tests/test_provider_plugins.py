@@ -104,7 +104,7 @@ def test_an_installed_plugin_is_discovered() -> None:
     assert {"claude", "codex", "gemini", "acp"} <= set(classes)
 
 
-def test_a_broken_plugin_is_skipped(site: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_broken_plugin_is_skipped(site: Path, assistant_logs: pytest.LogCaptureFixture) -> None:
     install_distribution(
         site,
         "broken_assistant",
@@ -120,7 +120,7 @@ def test_a_broken_plugin_is_skipped(site: Path, caplog: pytest.LogCaptureFixture
     classes = discover_provider_classes()
     assert "broken" not in classes and "thing" not in classes
     assert "codex" in classes
-    assert "no such dependency" in caplog.text
+    assert "no such dependency" in assistant_logs.text
     sys.modules.pop("notaprovider_assistant", None)
 
 

@@ -4,7 +4,6 @@ events, the store or our logs."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +46,13 @@ async def test_secrets_never_reach_the_agent_events_store_or_logs(
     tmp_path: Path,
     store_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    assistant_logs: pytest.LogCaptureFixture,
 ) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     argv_file = tmp_path / "argv.json"
     monkeypatch.setenv("FAKE_CLAUDE_ARGV_FILE", str(argv_file))
     server_token = jp_serverapp.identity_provider.token
-    caplog.set_level(logging.DEBUG)
-
     session = await create_session(jp_fetch)
     streams = []
     for prompt in ("scenario:tool hi", "scenario:crash", "scenario:not_logged_in"):
@@ -67,7 +64,8 @@ async def test_secrets_never_reach_the_agent_events_store_or_logs(
     secrets = [*SECRETS.values(), server_token]
     everything = json.dumps(streams) + json.dumps(launched)
     everything += "".join(p.read_text() for p in (store_dir / "sessions").glob("*.json"))
-    ours = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_assistant")]
+    records = assistant_logs.records
+    ours = [r.getMessage() for r in records if r.name.startswith("jupyter_assistant")]
     everything += "\n".join(ours)
     for secret in secrets:
         assert secret not in everything

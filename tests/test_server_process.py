@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +110,9 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     assert stored["messages"][-1]["content"] == partial["content"]  # the partial reply is kept
     assert stored["messages"][-1]["error"]["code"] == "interrupted"
     assert list(records.iterdir()) == []
+    # Said in the server's log, in its format (level, time, logger), not as a bare line.
+    reaped = r"\[W [0-9-]+ [0-9:.]+ jupyter_assistant\.turns\.reaping\] Reaping the provider"
+    assert re.search(reaped, again.log.read_text())
     again.call("POST", f"/sessions/{sid}/messages", {"content": "hello after the crash"})
     assert again.call("GET", f"/sessions/{sid}/events")[-1]["event"] == "done"
 
