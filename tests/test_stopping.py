@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from traitlets.config import Config, Configurable
 
-from jupyter_assistant.processes import identity_alive
+from jupyter_assistant.processes import MARKER_ENV, identity_alive
 from jupyter_assistant.providers import ProviderRegistry
 from jupyter_assistant.service import AssistantService, ServiceSettings
 from jupyter_assistant.turns import RunnerSettings
@@ -140,5 +142,73 @@ def test_a_frozen_owner_is_stopped_for_by_the_asker(setup: dict[str, Any]) -> No
             owner.wait(30)
         stored = await service.get_session(session.id)
         assert stored.messages[-1].status == "cancelled"
+
+    asyncio.run(scenario())
+
+
+def turn_processes(turn_ids: set[str]) -> list[str]:
+    """Live processes that carry the marker of one of ``turn_ids`` (a warm provider and its
+    children carry the marker of the turn that started it)."""
+    import psutil
+
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARKER_ENV) in turn_ids and proc.status() != "zombie":
+                left.append(f"{proc.pid} {' '.join(proc.cmdline())[-120:]}")
+        except psutil.Error:
+            continue
+    return left
+
+
+async def until_published_end(turn: Any) -> None:
+    """Read the turn's events up to its end, as the sidebar and a cell do."""
+    seen = 0
+    while (batch := await turn.next_batch(seen)) is not None:
+        seen = batch[-1][0]
+
+
+def test_a_stop_at_any_moment_of_a_turn_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop (the sidebar's, a cell's interrupt: the same call) at moments spread over a turn
+    whose CLI starts a child and a grandchild: before the spawn, while the tree starts, while
+    it streams; on a cold start and on a warm process. Once the turn's end is published, no
+    process of it is left (issue 19: one was, once, after a kernel interrupt under load)."""
+    # The CLI leaves its children when interrupted: only the stop sequence can end them.
+    monkeypatch.setenv("FAKE_TREE_LEAVES_CHILDREN", "1")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "nb.ipynb").write_text("{}")
+    config = Config()
+    config.ClaudeCodeProvider.command = [str(FAKE_CLAUDE)]
+    service = AssistantService(
+        ServiceSettings(store_dir=tmp_path / "store", root_dir=root),
+        ProviderRegistry(parent=Configurable(config=config)),
+    )
+    moments = random.Random(19)  # fixed: a failure names its moment and can be replayed
+
+    async def scenario() -> None:
+        session = await service.create_session("nb.ipynb")
+        started: set[str] = set()
+        try:
+            for i in range(8):
+                warm = i % 2 == 1
+                if warm:  # a finished turn first: the next one runs on its kept process
+                    done = await service.post_message(session.id, "scenario:reply warm")
+                    started.add(done.id)
+                    await until_published_end(done)
+                    assert service.runner.warm is not None
+                    assert service.runner.warm.holds(session.id)
+                turn = await service.post_message(session.id, f"scenario:tree {i}")
+                started.add(turn.id)
+                delay = moments.uniform(0.0, 1.0)
+                await asyncio.sleep(delay)
+                await service.cancel(session.id)
+                await until_published_end(turn)
+                left = await asyncio.to_thread(turn_processes, started)
+                assert left == [], f"stop {i} ({'warm' if warm else 'cold'}) at {delay:.3f} s"
+        finally:
+            await service.runner.shutdown()
 
     asyncio.run(scenario())
