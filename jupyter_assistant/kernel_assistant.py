@@ -44,6 +44,22 @@ def variables_of(user_ns: Mapping[str, Any], names: list[str]) -> dict[str, Any]
 Context = dict[str, Any] | None
 
 
+class TurnStartInterrupted(KeyboardInterrupt):
+    """The kernel was interrupted while a turn was being started; ``started``: the turn had
+    started, and was stopped (its end is stored)."""
+
+    def __init__(self, started: bool) -> None:
+        super().__init__()
+        self.started = started
+
+
+async def _until_end(turn: Turn) -> None:
+    """Read the turn's events up to its terminal one, published once its provider is gone."""
+    seen = 0
+    while (batch := await turn.next_batch(seen)) is not None:
+        seen = batch[-1][0]
+
+
 @dataclass(frozen=True)
 class PermissionAnswer:
     """The user's answer to a tool approval question of a turn."""
@@ -243,11 +259,15 @@ class KernelAssistant:
         try:
             return self.engine.wait(future)
         except KeyboardInterrupt:
-            # Interrupted while the turn was starting: it may have started; stop it.
+            # Interrupted while the turn was starting: it may have started; stop it, and wait
+            # for its end as a Stop does (nothing of it may outlive the cell).
+            started = False
             with contextlib.suppress(Exception):
                 turn = self.engine.finish(future)
+                started = True
                 self.engine.finish(self.engine.submit(service.cancel(turn.session_id)))
-            raise
+                self.engine.finish(self.engine.submit(_until_end(turn)))
+            raise TurnStartInterrupted(started) from None
 
     def follow(
         self,

@@ -33,12 +33,15 @@ class TurnInterrupted(KeyboardInterrupt):
     """The kernel was interrupted during a turn, which was cancelled. Still a
     KeyboardInterrupt, so that "Run All" stops here as after any interrupt."""
 
-    def __init__(self, finished_first: bool = False) -> None:
+    def __init__(self, finished_first: bool = False, started: bool = True) -> None:
         super().__init__()
         self.finished_first = finished_first  # the turn ended before the interrupt landed
+        self.started = started  # False: the interrupt came before the turn had started
 
     def _render_traceback_(self) -> list[str]:
-        if self.finished_first:
+        if not self.started:
+            what = "the turn had not started; nothing was sent."
+        elif self.finished_first:
             what = "the turn had already finished; its reply is in the session."
         else:
             what = "the turn was cancelled and its partial reply is kept in the session."

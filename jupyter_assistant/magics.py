@@ -20,7 +20,7 @@ from traitlets import Float, TraitError
 from .cell_approval import CellApprover
 from .code_blocks import first_code_block
 from .errors import AssistantError
-from .kernel_assistant import KernelAssistant
+from .kernel_assistant import KernelAssistant, TurnStartInterrupted
 from .kernel_notebook import NotebookRef
 from .magic_options import (
     HELP_FLAGS,
@@ -167,21 +167,31 @@ class AssistantMagics(Magics):
     ) -> None:
         from .cell_view import TurnView  # pydantic: loaded with the first turn, not the magic
 
-        turn = self.client.start_turn(session_id, prompt, context, args.model)
-        view = TurnView(provider=turn.provider)
+        view = TurnView()
         publish = CellDisplay() if self.in_kernel else TerminalStream()
-        publish(view)
         mode = "allow" if args.allow else "deny" if args.deny_all else None
-        approver = CellApprover(mode, lambda rid: self.client.question_state(turn, rid))
+        turn = None
+        # Every instant of the cell from the start on is covered: an interrupt between the
+        # start and the follow would otherwise leave the turn (and its provider) running.
         try:
+            turn = self.client.start_turn(session_id, prompt, context, args.model)
+            view.provider = turn.provider
+            publish(view)
+            approver = CellApprover(mode, lambda rid: self.client.question_state(turn, rid))
             self.client.follow(turn, view, publish, self.update_interval, approver)
+        except TurnStartInterrupted as exc:
+            # start_turn stopped the turn if it had started (its end is stored).
+            raise TurnInterrupted(started=exc.started) from None
         except KeyboardInterrupt:
+            if turn is None:
+                raise
             self.client.cancel_turn(turn, view)
             publish(view)
             finished_first = bool(view.terminal and view.terminal.get("type") == "done")
             raise TurnInterrupted(finished_first) from None
         except BaseException:
-            self.client.cancel_turn(turn, view)  # nothing may outlive the cell
+            if turn is not None:
+                self.client.cancel_turn(turn, view)  # nothing may outlive the cell
             raise
         self._after(view, args)
 

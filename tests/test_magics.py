@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas
+import psutil
 import pytest
 
 from jupyter_assistant.cell_view import TurnView
@@ -572,6 +573,46 @@ def test_interrupting_the_kernel_cancels_the_turn(
     # The kernel answers the next cell, and the session takes the next turn.
     assert kernel.value("1 + 1") == 2
     kernel.ok("%assistant scenario:reply still there?")
+    assert load_session(setup, summary["id"]).messages[-1].status == "complete"
+
+
+def test_an_interrupt_while_the_turn_starts_stops_it_and_says_so(
+    setup: KernelSetup, start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    """The Stop button pressed as the cell starts its turn (here: while the turn waits for the
+    session, which this test holds locked): the turn that then starts is stopped before the
+    cell ends, and the cell says what became of it, not a bare KeyboardInterrupt."""
+    pid_file = tmp_path / "pids.json"
+    setup.env["FAKE_PID_FILE"] = str(pid_file)
+    kernel = start_kernel(setup)
+    kernel.ok("%load_ext jupyter_assistant")
+    kernel.ok("%assistant scenario:reply first")
+    [summary] = stored_sessions(setup)
+    store = SessionStore(setup.store_dir)
+    assert kernel.km is not None
+    kernel_process = psutil.Process(kernel.km.provisioner.pid)  # type: ignore[union-attr]
+    lock_file = str(store.locks_dir / f"{summary['id']}.lock")
+    with store.lock(summary["id"]):
+        execution = kernel.execute("%assistant scenario:tree started while interrupted")
+        # The kernel is starting the turn once it waits for the session's lock.
+        deadline = time.monotonic() + 60
+        while lock_file not in [f.path for f in kernel_process.open_files()]:
+            assert time.monotonic() < deadline, "the kernel never waited for the session"
+            time.sleep(0.02)
+        kernel.interrupt()
+        time.sleep(0.5)  # the interrupt lands while the start still waits
+    kernel.finish(execution)
+    assert_one_line_error(execution, "interrupted; the turn was cancelled")
+    stored = load_session(setup, summary["id"])
+    assert [m.content for m in stored.messages if m.role == "user"][-1] == (
+        "scenario:tree started while interrupted"
+    )
+    assert stored.messages[-1].status == "cancelled"
+    if pid_file.exists():  # the CLI had started its tree: none of it is left
+        pids = json.loads(pid_file.read_text())
+        assert pids_alive(pids) == [], describe_pids(pids)
+    assert list((setup.store_dir / "processes").glob("*.json")) == []
+    kernel.ok("%assistant scenario:reply next")  # and the session takes the next turn
     assert load_session(setup, summary["id"]).messages[-1].status == "complete"
 
 
