@@ -156,7 +156,10 @@ class AssistantMagics(Magics):
         context = None
         if with_vars:
             context = {"variables": summarize_variables(with_vars, self.ip.user_ns)}
-        session, note = self.client.session_for_turn(notebook, args.provider, args.new)
+        try:  # the first turn of a kernel loads the engine here: the moment to stop it
+            session, note = self.client.session_for_turn(notebook, args.provider, args.new)
+        except KeyboardInterrupt:
+            raise TurnInterrupted(started=False) from None
         if note:
             print(f"Assistant: {note}")
         with interruptible():
