@@ -113,6 +113,9 @@ def test_a_server_killed_mid_turn_is_cleaned_up_at_the_next_start(
     # Said in the server's log, in its format (level, time, logger), not as a bare line.
     reaped = r"\[W [0-9-]+ [0-9:.]+ jupyter_assistant\.turns\.reaping\] Reaping the provider"
     assert re.search(reaped, again.log.read_text())
+    assert re.search(
+        r"\[I .* Turn \S+ ended as interrupted \(its provider stopped in", again.log.read_text()
+    )
     again.call("POST", f"/sessions/{sid}/messages", {"content": "hello after the crash"})
     assert again.call("GET", f"/sessions/{sid}/events")[-1]["event"] == "done"
 

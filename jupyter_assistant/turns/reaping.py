@@ -67,8 +67,10 @@ class Reaper:
             record.session_id,
             record.owner_pid,
         )
+        began = time.monotonic()
         with contextlib.suppress(Exception):
             await terminate_tree_async(record, self.settings.cancel_grace_seconds)
+        stopped = time.monotonic()
 
         def end(session: Session) -> None:
             write_turn_end(session, turn_id=record.turn_id, reply=None)
@@ -78,6 +80,13 @@ class Reaper:
 
         try:
             await asyncio.to_thread(self.store.update, record.session_id, end)
+            log.info(
+                "Turn %s ended as interrupted (its provider stopped in %.1f s, the turn stored "
+                "in %.1f s)",
+                record.turn_id,
+                stopped - began,
+                time.monotonic() - stopped,
+            )
         except NotFound:
             pass
         except Exception:
