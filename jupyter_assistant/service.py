@@ -148,7 +148,15 @@ class AssistantService:
         if reserved is not None and reserved.working_dir == location.working_dir:
             # The agent pre-warmed for this notebook's next conversation waits under this id.
             session.id = reserved.id
+            reserved = None
         await asyncio.to_thread(self.store.create, session)
+        # An agent pre-warmed for this notebook that this conversation does not take (another
+        # provider was chosen, or the folder moved) would idle for warm_idle_seconds: end it.
+        unused = [reserved] if reserved is not None else []
+        for key in [k for k in self._reserved if k[0] == location.notebook_key]:
+            unused.append(self._reserved.pop(key))
+        for other in unused:
+            await self.runner.end_warm(other.id)
         return session
 
     async def sessions_for_file(self, notebook_file: str) -> list[dict[str, Any]]:

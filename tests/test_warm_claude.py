@@ -438,6 +438,21 @@ async def test_a_notebook_with_no_conversation_gets_its_agent_before_the_first_m
     assert (await create_session(jp_fetch))["id"] != sid
 
 
+async def test_a_first_conversation_with_another_provider_ends_the_prewarmed_agent(
+    jp_fetch: Any, extension: Any
+) -> None:
+    body = {"path": "analysis/q3.ipynb"}
+    assert json_of(await api(jp_fetch, "prewarm", method="POST", body=body))["prewarm"] == "started"
+    await wait_until(lambda: len(parked(extension)) == 1, message="no pre-warmed CLI was parked")
+    ((reserved, pid),) = parked(extension).items()
+    # The user picks another provider for the notebook's first conversation: the default
+    # provider's agent would wait unused until its idle timeout.
+    sid = (await create_session(jp_fetch, provider="codex"))["id"]
+    assert sid != reserved
+    await wait_until(lambda: not psutil.pid_exists(pid), message="the unused agent lives on")
+    assert parked(extension) == {}
+
+
 async def test_a_question_sent_while_the_cli_starts_takes_that_cli(
     jp_fetch: Any, extension: Any
 ) -> None:
