@@ -23,6 +23,15 @@ def sh_blocks() -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", (REPO / "README.md").read_text(), re.M | re.S)
 
 
+def test_ci_runs_the_readmes_test_command_as_written() -> None:
+    """CI (.ci/run) ends with the README's test command, its second sh block, word for word
+    (its first command is run from the README itself by scripts/check_first_command.sh)."""
+    test_command = sh_blocks()[1].strip()
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip()]
+    assert ci[-1] == test_command
+    assert "scripts/check_first_command.sh" in ci
+
+
 def test_the_curl_walk_through_works_pasted_whole(tmp_path: Path) -> None:
     blocks = [b for b in sh_blocks() if "$B/sessions" in b]
     assert len(blocks) == 2, "the README's curl section: the walk-through and its follow-up"
