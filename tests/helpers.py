@@ -7,10 +7,15 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+if TYPE_CHECKING:
+    from jupyter_assistant.service import AssistantService
+    from jupyter_assistant.turns import RunnerSettings
 
 Fetch = Callable[..., Awaitable[Any]]
 NOTEBOOK = "analysis/q3.ipynb"
@@ -186,6 +191,28 @@ def describe_pids(pids: list[int]) -> str:
         except (psutil.Error, OSError) as exc:
             lines.append(f"{pid}: {exc}")
     return "\n".join(lines)
+
+
+def engine_with_fake_claude(
+    tmp_path: Path, runner: RunnerSettings | None = None
+) -> AssistantService:
+    """The engine without a server: a store and a root with ``nb.ipynb`` in ``tmp_path``, and
+    the fake Claude Code CLI as the provider."""
+    from traitlets.config import Config, Configurable
+
+    from jupyter_assistant.providers import ProviderRegistry
+    from jupyter_assistant.service import AssistantService, ServiceSettings
+    from jupyter_assistant.turns import RunnerSettings
+
+    from .conftest import FAKE_CLAUDE
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "nb.ipynb").write_text("{}")
+    config = Config()
+    config.ClaudeCodeProvider.command = [str(FAKE_CLAUDE)]
+    settings = ServiceSettings(tmp_path / "store", root, runner=runner or RunnerSettings())
+    return AssistantService(settings, ProviderRegistry(parent=Configurable(config=config)))
 
 
 def events_url(port: int, base_url: str, session_id: str) -> str:

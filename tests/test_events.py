@@ -13,14 +13,11 @@ from typing import Any, Literal
 
 import jsonschema
 import pytest
-from traitlets.config import Config, Configurable
 
 from jupyter_assistant import events
-from jupyter_assistant.providers import ProviderRegistry
-from jupyter_assistant.service import AssistantService, ServiceSettings
 from jupyter_assistant.turns import RunnerSettings
 
-from .conftest import FAKE_CLAUDE
+from .helpers import engine_with_fake_claude
 
 SAMPLES: dict[Any, Any] = {str: "x", int: 3, float: 0.5, bool: True, Any: {"k": [1]}}
 
@@ -72,20 +69,8 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_event_a_turn_streams_matches_its_definition(tmp_path: Path, scenario: str) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "nb.ipynb").write_text("{}")
-    config = Config()
-    config.ClaudeCodeProvider.command = [str(FAKE_CLAUDE)]
-    service = AssistantService(
-        ServiceSettings(
-            store_dir=tmp_path / "store",
-            root_dir=root,
-            # The question of scenario "permission" is denied at once: nobody answers here.
-            runner=RunnerSettings(permission_timeout_seconds=0.5),
-        ),
-        ProviderRegistry(parent=Configurable(config=config)),
-    )
+    # The question of scenario "permission" is denied at once: nobody answers here.
+    service = engine_with_fake_claude(tmp_path, RunnerSettings(permission_timeout_seconds=0.5))
 
     async def turn_events() -> list[dict[str, Any]]:
         session = await service.create_session("nb.ipynb")

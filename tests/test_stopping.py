@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from traitlets.config import Config, Configurable
 
 from jupyter_assistant.processes import MARKER_ENV, identity_alive
 from jupyter_assistant.providers import ProviderRegistry
@@ -27,6 +26,7 @@ from jupyter_assistant.service import AssistantService, ServiceSettings
 from jupyter_assistant.turns import RunnerSettings
 
 from .conftest import FAKE_CLAUDE
+from .helpers import engine_with_fake_claude
 
 OTHER_PROCESS_TURN = Path(__file__).parent / "browser" / "other_process_turn.py"
 
@@ -177,15 +177,7 @@ def test_a_stop_at_any_moment_of_a_turn_leaves_no_process(
     process of it is left (issue 19: one was, once, after a kernel interrupt under load)."""
     # The CLI leaves its children when interrupted: only the stop sequence can end them.
     monkeypatch.setenv("FAKE_TREE_LEAVES_CHILDREN", "1")
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "nb.ipynb").write_text("{}")
-    config = Config()
-    config.ClaudeCodeProvider.command = [str(FAKE_CLAUDE)]
-    service = AssistantService(
-        ServiceSettings(store_dir=tmp_path / "store", root_dir=root),
-        ProviderRegistry(parent=Configurable(config=config)),
-    )
+    service = engine_with_fake_claude(tmp_path)
     moments = random.Random(19)  # fixed: a failure names its moment and can be replayed
 
     async def scenario() -> None:
