@@ -144,20 +144,24 @@ class AssistantService:
             provider=name,
             context=context or {},
         )
-        reserved = self._reserved.pop((location.notebook_key, name), None)
+        reserved = self._reserved.get((location.notebook_key, name))
         if reserved is not None and reserved.working_dir == location.working_dir:
             # The agent pre-warmed for this notebook's next conversation waits under this id.
+            del self._reserved[(location.notebook_key, name)]
             session.id = reserved.id
-            reserved = None
         await asyncio.to_thread(self.store.create, session)
-        # An agent pre-warmed for this notebook that this conversation does not take (another
-        # provider was chosen, or the folder moved) would idle for warm_idle_seconds: end it.
-        unused = [reserved] if reserved is not None else []
-        for key in [k for k in self._reserved if k[0] == location.notebook_key]:
-            unused.append(self._reserved.pop(key))
-        for other in unused:
-            await self.runner.end_warm(other.id)
+        # One pre-warmed for it that this conversation does not take (another provider was
+        # chosen, or the folder moved) would idle for warm_idle_seconds.
+        await self._end_reserved(lambda key: key == location.notebook_key)
         return session
+
+    async def _end_reserved(self, unused: Callable[[str], bool]) -> None:
+        """End the agents pre-warmed for new conversations (``prewarm_new``) of the notebooks
+        whose key ``unused`` picks."""
+        for reservation, reserved in list(self._reserved.items()):
+            if unused(reserved.notebook_key):
+                del self._reserved[reservation]
+                await self.runner.end_warm(reserved.id)
 
     async def sessions_for_file(self, notebook_file: str) -> list[dict[str, Any]]:
         """Summaries of one notebook's sessions (newest first), by its absolute file path."""
@@ -221,11 +225,8 @@ class AssistantService:
             moved += await self._update_if_exists(row["id"], follow)
             # Its warm provider runs in the old folder, for the old notebook.
             await self.runner.end_warm(row["id"])
-        for reservation, reserved in list(self._reserved.items()):
-            key = reserved.notebook_key
-            if key == old_abs or key.startswith(old_abs + os.sep):
-                del self._reserved[reservation]  # pre-warmed for a notebook not there now
-                await self.runner.end_warm(reserved.id)
+        # Pre-warmed for a notebook not there now.
+        await self._end_reserved(lambda key: key == old_abs or key.startswith(old_abs + os.sep))
         return moved
 
     async def notebook_deleted(self, api_path: str) -> int:
