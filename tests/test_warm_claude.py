@@ -320,6 +320,19 @@ async def test_a_renamed_notebook_ends_its_warm_process(
     assert psutil.Process(new_pid).cwd() == str(await asyncio.to_thread(jp_root_dir.resolve))
 
 
+async def test_a_renamed_notebook_ends_the_agent_prewarmed_for_its_first_conversation(
+    jp_fetch: Any, extension: Any
+) -> None:
+    body = {"path": "analysis/q3.ipynb"}
+    assert json_of(await api(jp_fetch, "prewarm", method="POST", body=body))["prewarm"] == "started"
+    await wait_until(lambda: len(parked(extension)) == 1, message="no pre-warmed CLI was parked")
+    ((reserved, pid),) = parked(extension).items()
+    await contents(jp_fetch, "analysis/q3.ipynb", "PATCH", {"path": "q3-moved.ipynb"})
+    await wait_until(lambda: pids_alive([pid]) == [], message="the CLI of the old place lives on")
+    # The notebook's first conversation, at its new place, is not the one that waited there.
+    assert (await create_session(jp_fetch, path="q3-moved.ipynb"))["id"] != reserved
+
+
 async def test_the_reaper_ends_the_warm_process_of_a_dead_server(
     jp_fetch: Any, extension: Any, store_dir: Path
 ) -> None:
