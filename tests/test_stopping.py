@@ -26,7 +26,7 @@ from jupyter_assistant.service import AssistantService, ServiceSettings
 from jupyter_assistant.turns import RunnerSettings
 
 from .conftest import FAKE_CLAUDE
-from .helpers import engine_with_fake_claude
+from .helpers import describe_pids, engine_with_fake_claude, pids_alive
 
 OTHER_PROCESS_TURN = Path(__file__).parent / "browser" / "other_process_turn.py"
 
@@ -202,5 +202,50 @@ def test_a_stop_at_any_moment_of_a_turn_leaves_no_process(
                 assert left == [], f"stop {i} ({'warm' if warm else 'cold'}) at {delay:.3f} s"
         finally:
             await service.runner.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_message_to_a_session_whose_owner_died_mid_turn_first_stops_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel (or server) killed mid-turn leaves its CLI running and its process record; the
+    reaper comes by only every reap_interval_seconds. A message sent before then stops that CLI
+    and ends its turn as interrupted before its own turn starts: clearing the dead owner's
+    record alone left the CLI running with nothing left to find it."""
+    pid_file = tmp_path / "pids.json"
+    monkeypatch.setenv("FAKE_PID_FILE", str(pid_file))
+    service = engine_with_fake_claude(tmp_path)
+
+    async def scenario() -> None:
+        session = await service.create_session("nb.ipynb")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+        argv = [sys.executable, str(OTHER_PROCESS_TURN), str(tmp_path / "store")]
+        argv += [str(tmp_path / "root"), session.id, str(FAKE_CLAUDE), "scenario:tree"]
+        owner = await asyncio.to_thread(
+            lambda: subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+        )
+        try:
+            assert owner.stdout is not None
+            assert (await asyncio.to_thread(owner.stdout.readline)).startswith("STARTED")
+            await until(pid_file.exists)
+        finally:
+            owner.kill()  # mid-turn, no clean-up possible
+            owner.wait()
+        pids = json.loads(pid_file.read_text())
+        assert pids_alive(pids) == pids  # the CLI's tree outlived its owner
+        try:
+            turn = await service.post_message(session.id, "scenario:reply after the crash")
+            await until_published_end(turn)
+            assert turn.events[-1]["type"] == "done"
+            assert pids_alive(pids) == [], describe_pids(pids)
+            stored = await service.get_session(session.id)
+            replies = [m for m in stored.messages if m.role == "assistant"]
+            assert [m.status for m in replies] == ["interrupted", "complete"]
+            assert replies[0].error is not None and replies[0].error.code == "interrupted"
+        finally:
+            await service.runner.shutdown()
+            for pid in pids_alive(pids):
+                os.kill(pid, signal.SIGKILL)
 
     asyncio.run(scenario())

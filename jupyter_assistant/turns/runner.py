@@ -162,6 +162,7 @@ class TurnRunner:
         # Registered before the first await, so a second request in this process sees it.
         turn = self.turns[session_id] = Turn(session_id, turn_id, provider="")
         try:
+            await self._reap_dead_owner(session_id)
             session = await asyncio.to_thread(
                 self.persistence.claim, session_id, turn_id, message.content, message.context
             )
@@ -588,6 +589,14 @@ class TurnRunner:
         return await self.owner_calls.ask(session_id, turn_id, kind, payload)
 
     # -- stopping ----------------------------------------------------------------------------
+
+    async def _reap_dead_owner(self, session_id: str) -> None:
+        """A kernel or server killed mid-turn here left its CLI running and its record, and the
+        reaper has not come by yet: stop that CLI and end its turn as interrupted first (the
+        claim would only clear the record, leaving the CLI with nothing to find it)."""
+        record = await asyncio.to_thread(self.registry.read, session_id)
+        if record is not None and not record.owned_by_me() and not record.owner_alive():
+            await self.reaper.reap(record)
 
     async def cancel(self, session_id: str, reason: EndReason = "cancelled") -> bool:
         """Stop the session's running turn, wherever it runs. True if there was one."""
