@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import Busy, Forbidden, InsufficientStorage, NotFound
 from ..events import Event
 from ..models import Message, Session, TurnError, Usage
-from ..processes import ProcessRegistry
+from ..processes import ProcessRecord, ProcessRegistry
 from ..session_layout import MessageLog
 from ..store import SessionStore
 from .turn import RunnerSettings, Turn
@@ -26,6 +26,15 @@ TITLE_CHARS = 80
 # In the store: files a launch must keep off the command line (0700 folder, 0600 files).
 PRIVATE_DIR = "private"
 INTERRUPTED = "The process running this turn stopped before it finished."
+
+
+class OrphanedTurn(Exception):
+    """The session's record is of a turn whose process died (a kernel or server killed
+    mid-turn) and that the reaper has not ended yet: its CLI may still run."""
+
+    def __init__(self, record: ProcessRecord) -> None:
+        super().__init__(f"turn {record.turn_id} lost its owner {record.owner_pid}")
+        self.record = record
 
 
 def put_reply(session: Session, reply: Message) -> None:
@@ -110,15 +119,16 @@ class TurnPersistence:
     def claim(
         self, session_id: str, turn_id: str, content: str, context: dict[str, Any] | None
     ) -> Session:
-        """Under the session's lock: refuse if a turn runs anywhere, else store the pending
-        message and a process record that marks the session as running."""
+        """Under the session's lock: refuse if a turn runs anywhere (OrphanedTurn if its process
+        died: reap it, then claim again), else store the pending message and a process record
+        that marks the session as running."""
 
         def change(session: Session) -> None:
             existing = self.registry.read(session_id)
             if existing is not None and existing.owner_alive():
                 raise Busy("A turn is already running for this session; cancel it or wait.")
             if existing is not None:
-                self.registry.clear(session_id)
+                raise OrphanedTurn(existing)
             cap = self.settings.max_session_cost_usd
             if cap is not None and session.usage.cost_usd >= cap:
                 raise Forbidden(

@@ -24,7 +24,7 @@ from ..checkpoints import ScanRules, TurnCheckpoints
 from ..errors import Busy, InsufficientStorage, StoreUnavailable
 from ..events import Event
 from ..journal import EventJournal
-from ..models import new_id
+from ..models import Session, new_id
 from ..processes import (
     ProcessRegistry,
 )
@@ -41,7 +41,7 @@ from ..store import SessionStore
 from .approvals import ApprovalBroker, session_policy
 from .limits import check_cost, within_limits
 from .owner_calls import OwnerCalls, OwnerGone
-from .persistence import PRIVATE_DIR, TurnPersistence
+from .persistence import PRIVATE_DIR, OrphanedTurn, TurnPersistence
 from .prewarm import Prewarm, Prewarms
 from .provider_process import Outcome, ProviderProcess
 from .reaping import Reaper
@@ -162,10 +162,7 @@ class TurnRunner:
         # Registered before the first await, so a second request in this process sees it.
         turn = self.turns[session_id] = Turn(session_id, turn_id, provider="")
         try:
-            await self._reap_dead_owner(session_id)
-            session = await asyncio.to_thread(
-                self.persistence.claim, session_id, turn_id, message.content, message.context
-            )
+            session = await self._claim(session_id, turn_id, message)
         except BaseException:
             if self.turns.get(session_id) is turn:
                 if current is not None:
@@ -588,15 +585,20 @@ class TurnRunner:
         """Ask the process that runs a turn (see owner_calls.py); OwnerGone if it ended."""
         return await self.owner_calls.ask(session_id, turn_id, kind, payload)
 
-    # -- stopping ----------------------------------------------------------------------------
+    async def _claim(self, session_id: str, turn_id: str, message: NewMessage) -> Session:
+        claim = functools.partial(
+            self.persistence.claim, session_id, turn_id, message.content, message.context
+        )
+        try:
+            return await asyncio.to_thread(claim)
+        except OrphanedTurn as gone:
+            # A kernel or server killed mid-turn left its CLI running, and the reaper has not
+            # come by yet: stop that CLI and end its turn as interrupted, then claim (clearing
+            # the record alone would leave the CLI with nothing to find it).
+            await self.reaper.reap(gone.record)
+            return await asyncio.to_thread(claim)
 
-    async def _reap_dead_owner(self, session_id: str) -> None:
-        """A kernel or server killed mid-turn here left its CLI running and its record, and the
-        reaper has not come by yet: stop that CLI and end its turn as interrupted first (the
-        claim would only clear the record, leaving the CLI with nothing to find it)."""
-        record = await asyncio.to_thread(self.registry.read, session_id)
-        if record is not None and not record.owned_by_me() and not record.owner_alive():
-            await self.reaper.reap(record)
+    # -- stopping ----------------------------------------------------------------------------
 
     async def cancel(self, session_id: str, reason: EndReason = "cancelled") -> bool:
         """Stop the session's running turn, wherever it runs. True if there was one."""
